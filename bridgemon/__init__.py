@@ -1,0 +1,3 @@
+"""bridgemon — readiness monitor for videoconference bridge sites (điểm cầu)."""
+
+__version__ = "0.1.0"

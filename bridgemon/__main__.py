@@ -1,0 +1,3 @@
+from bridgemon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""Command line: ``bridgemon run | check-config | sites | lab``.
+
+Exit codes: 0 success, 1 the thing checked is not fine, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from bridgemon import __version__
+from bridgemon.config import Config, ConfigError, config_path, load_config, parse_listen
+from bridgemon.inventory import SelectorError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridgemon",
+        description="Readiness monitor for videoconference bridge sites (điểm cầu).",
+    )
+    parser.add_argument("--version", action="version", version=f"bridgemon {__version__}")
+    parser.add_argument(
+        "-c", "--config", metavar="PATH",
+        help="inventory file (default: $BRIDGEMON_CONFIG, else ./config/sites.toml)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
+        help="log verbosity (default: info)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="probe every site on schedule and serve /metrics")
+    run.add_argument(
+        "--listen", metavar="HOST:PORT",
+        help="where to serve /metrics and the API (default: from the config, 127.0.0.1:9470)",
+    )
+
+    commands.add_parser("check-config", help="validate the inventory; PATH:LINE errors, exit 2")
+
+    sites = commands.add_parser("sites", help="print the site tree")
+    sites.add_argument(
+        "--select", metavar="EXPR", help="id, level:LEVEL, under:ID, comma-separated"
+    )
+    sites.add_argument("--format", choices=["tree", "json"], default="tree")
+
+    commands.add_parser(
+        "lab", help="network emulator for demos and tests (root): up, set, clear, status, down",
+        add_help=False,
+    )
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config | None:
+    path = config_path(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        count = len(exc.issues)
+        print(f"{path}: {count} error{'s' if count != 1 else ''}; nothing was started",
+              file=sys.stderr)
+        return None
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `bridgemon lab ...` has its own parser; hand it everything after the word.
+    if "lab" in argv:
+        index = argv.index("lab")
+        if all(arg.startswith("-") or argv[i - 1] in ("-c", "--config", "--log-level")
+               for i, arg in enumerate(argv[:index])):
+            from bridgemon.lab.cli import main as lab_main
+
+            return lab_main(argv[index + 1 :])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # APScheduler narrates every job run at INFO; our own round logs say what matters.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.root.level))
+    if args.command == "check-config":
+        return cmd_check_config(args)
+    if args.command == "sites":
+        return cmd_sites(args)
+    if args.command == "run":
+        return cmd_run(args)
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_USAGE
+    inventory = config.inventory
+    per_level = ", ".join(
+        f"{sum(1 for s in inventory.sites.values() if s.level == level.id)} {level.id}"
+        for level in inventory.levels
+    )
+    print(f"{config.path}: OK — {len(inventory)} sites ({per_level})")
+    return EXIT_OK
+
+
+def cmd_sites(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_USAGE
+    inventory = config.inventory
+    try:
+        chosen = {s.id for s in inventory.select(args.select)} if args.select else None
+    except SelectorError as exc:
+        print(f"bridgemon: --select: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        rows = [
+            {"id": s.id, "name": s.name, "level": s.level, "parent": s.parent,
+             "address": s.address, "depth": depth}
+            for s, depth in inventory.walk() if chosen is None or s.id in chosen
+        ]
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return EXIT_OK
+
+    from rich.console import Console
+    from rich.tree import Tree
+
+    level_names = {level.id: level.name for level in inventory.levels}
+    root = Tree(f"[bold]{config.path}[/] — {len(inventory)} sites")
+    nodes: dict[str, Tree] = {}
+    for site, _depth in inventory.walk():
+        if chosen is not None and site.id not in chosen:
+            continue
+        parent = nodes.get(site.parent or "", root)
+        label = (f"[bold]{site.name}[/] [dim]({site.id}, {level_names[site.level]})[/] "
+                 f"[cyan]{site.address}[/]")
+        nodes[site.id] = parent.add(label)
+    Console(soft_wrap=True).print(root)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_USAGE
+    listen = None
+    if args.listen:
+        try:
+            listen = parse_listen(args.listen)
+        except ValueError as exc:
+            print(f"bridgemon: --listen: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    from bridgemon.daemon import Monitor
+    from bridgemon.probes.pinger import PingerUnavailable
+
+    async def run() -> None:
+        await Monitor(config, listen=listen).run_forever()
+
+    try:
+        asyncio.run(run())
+    except PingerUnavailable as exc:
+        print(f"bridgemon: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"bridgemon: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK

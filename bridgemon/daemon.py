@@ -1,0 +1,181 @@
+"""The running monitor: wires configuration, pinger, state, scheduler and web together.
+
+Owns the one mutable thing the others share (the current Config) and swaps it whole on
+reload: a configuration that fails validation is logged with its PATH:LINE errors and the
+old one keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bridgemon.config import Config, ConfigError, load_config
+from bridgemon.probes import ProbeContext
+from bridgemon.probes.pinger import Pinger
+from bridgemon.readiness import Verdict, judge_all
+from bridgemon.scheduler import RoundScheduler
+from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
+from bridgemon.state import StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    ok: bool
+    errors: tuple[str, ...]
+    sites: int
+
+
+class Monitor:
+    """Everything ``bridgemon run`` does, startable and stoppable from tests."""
+
+    def __init__(self, config: Config, *, listen: tuple[str, int] | None = None) -> None:
+        self.config = config
+        self.listen = listen or config.monitor.listen
+        self.started_at = time.time()
+        self.state = StateStore(window=config.monitor.window)
+        self._reload = ReloadFigures(True, self.started_at, self.started_at, ())
+        self._verdict_cache: tuple[tuple[object, ...], dict[str, Verdict]] | None = None
+        self._stopping = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self.pinger: Pinger | None = None
+        self.scheduler: RoundScheduler | None = None
+        self._runner: web.AppRunner | None = None
+        self.bound: tuple[str, int] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the ICMP sockets (failing loudly without privileges), then probe and serve."""
+        from bridgemon.web.app import make_app  # the web layer depends on us, not vice versa
+
+        monitor = self.config.monitor
+        self.pinger = Pinger(monitor.icmp_mode)
+        mode = self.pinger.check()
+        ctx = ProbeContext(pinger=self.pinger, resolve_timeout=monitor.resolve_timeout)
+        self.state.sync(self.config.inventory, monitor.window)
+        self.scheduler = RoundScheduler(
+            self.state, ctx, max_concurrency=monitor.max_concurrency, spread=monitor.spread
+        )
+        self.scheduler.apply(
+            self.config.inventory, max_concurrency=monitor.max_concurrency, spread=monitor.spread
+        )
+        self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host, port = self.listen
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.bound = sockets[0].getsockname()[:2] if sockets else (host, port)
+        self.scheduler.start()
+        log.info(
+            "bridgemon monitoring %d sites from %s (ICMP %s sockets); serving http://%s:%d/metrics",
+            len(self.config.inventory), self.config.path, mode, self.bound[0], self.bound[1],
+        )
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self.scheduler is not None:
+            await self.scheduler.shutdown()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.pinger is not None:
+            self.pinger.close()
+
+    async def run_forever(self) -> None:
+        """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        await self.start()
+        try:
+            await self._stopping.wait()
+            log.info("stopping")
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    # -- reload --------------------------------------------------------------------------
+
+    async def reload(self) -> ReloadOutcome:
+        async with self._reload_lock:
+            now = time.time()
+            path = self.config.path
+            try:
+                new = await asyncio.to_thread(load_config, path)
+            except ConfigError as exc:
+                errors = tuple(str(issue) for issue in exc.issues)
+                for line in errors:
+                    log.error("reload rejected: %s", line)
+                kept = len(self.config.inventory)
+                log.error("keeping the running configuration (%d sites)", kept)
+                self._reload = ReloadFigures(False, now, self._reload.last_success, errors)
+                return ReloadOutcome(False, errors, len(self.config.inventory))
+            self.apply(new)
+            self._reload = ReloadFigures(True, now, now, ())
+            log.info("reloaded %s: %d sites", path, len(new.inventory))
+            for warning in new.warnings:
+                log.warning("%s", warning)
+            return ReloadOutcome(True, (), len(new.inventory))
+
+    def apply(self, config: Config) -> None:
+        if config.monitor.listen != self.config.monitor.listen:
+            log.warning("listen address changes take effect on restart only")
+        self.config = config
+        self.state.sync(config.inventory, config.monitor.window)
+        if self.scheduler is not None:
+            self.scheduler.apply(
+                config.inventory,
+                max_concurrency=config.monitor.max_concurrency,
+                spread=config.monitor.spread,
+            )
+
+    # -- reading -------------------------------------------------------------------------
+
+    def verdicts(self) -> dict[str, Verdict]:
+        """Current verdicts, recomputed only when state changed (or a second passed)."""
+        now = time.time()
+        key = (self.state.version, id(self.config), int(now))
+        cached = self._verdict_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        windows = {site_id: tuple(h.rounds) for site_id, h in self.state.sites.items()}
+        verdicts = judge_all(self.config.inventory, windows, now)
+        self._verdict_cache = (key, verdicts)
+        return verdicts
+
+    def snapshot(self) -> Snapshot:
+        pinger = self.pinger
+        scheduler = self.scheduler
+        return Snapshot(
+            taken_at=time.time(),
+            started_at=self.started_at,
+            inventory=self.config.inventory,
+            verdicts=self.verdicts(),
+            echo_counters={
+                site_id: (h.echoes_sent, h.echoes_received)
+                for site_id, h in self.state.sites.items()
+            },
+            rounds=tuple(
+                RoundFigures(s.interval, s.sites, s.rounds, s.overruns, s.last_started,
+                             s.last_duration)
+                for s in (scheduler.stats.values() if scheduler else ())
+            ),
+            pinger=PingerFigures(
+                pinger.echoes_sent if pinger else 0,
+                pinger.echoes_received if pinger else 0,
+                pinger.stray_replies if pinger else 0,
+                pinger.modes if pinger else {},
+            ),
+            reload=self._reload,
+        )

@@ -1,0 +1,56 @@
+"""Durations as people write them in the inventory: "200ms", "1.5s", "2m", "1h30m", or seconds."""
+
+from __future__ import annotations
+
+import math
+import re
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number (seconds) or a string such as "200ms", "1m30s"; ValueError if bad."""
+    if isinstance(value, bool):
+        raise ValueError("a duration, not a boolean: write e.g. \"30s\" or \"200ms\"")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if not text:
+            raise ValueError("empty duration: write e.g. \"30s\" or \"200ms\"")
+        position = 0
+        seconds = 0.0
+        for match in _PART.finditer(text):
+            if match.start() != position and text[position : match.start()].strip():
+                break
+            seconds += float(match.group(1)) * _UNITS[match.group(2)]
+            position = match.end()
+        if position != len(text) or position == 0:
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise ValueError(
+                    f"bad duration {value!r}: use a number of seconds or units ms, s, m, h, d "
+                    "(e.g. \"200ms\", \"1.5s\", \"1m30s\")"
+                ) from None
+    else:
+        raise ValueError(f"a duration must be a string like \"30s\" or a number, not {value!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"bad duration {value!r}: must be a finite, non-negative time")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest readable form: 0.2 -> "200ms", 90 -> "1m30s"."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    if seconds < 60 or seconds != int(seconds):
+        return f"{seconds:g}s"
+    whole = int(seconds)
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            out += f"{whole // size}{unit}"
+            whole %= size
+    return out

@@ -1,0 +1,138 @@
+"""The site tree: levels, sites, parents and children, and selectors over them.
+
+Built only by bridgemon.config from a validated file; immutable afterwards, so a reload
+builds a new Inventory and swaps it whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from bridgemon.specs import IcmpSpec, Thresholds
+
+
+class SelectorError(ValueError):
+    """A selector names something the inventory does not have."""
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    id: str
+    name: str
+    profile: str
+    parents: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    id: str
+    name: str
+    level: str
+    address: str
+    parent: str | None
+    profile: str
+    contact: Contact | None
+    labels: dict[str, str]
+    interval: float
+    icmp: IcmpSpec
+    thresholds: Thresholds
+    line: int = 0
+
+    def probe_key(self) -> tuple[object, ...]:
+        """What decides the measurements: when it changes on reload, the window restarts."""
+        return (self.address, self.icmp, self.interval)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    levels: tuple[Level, ...]
+    sites: dict[str, Site]
+    children: dict[str, tuple[str, ...]] = field(init=False)
+    roots: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        children: dict[str, list[str]] = {site_id: [] for site_id in self.sites}
+        roots: list[str] = []
+        for site in self.sites.values():
+            if site.parent is None or site.parent not in self.sites:
+                roots.append(site.id)
+            else:
+                children[site.parent].append(site.id)
+        object.__setattr__(self, "children", {k: tuple(v) for k, v in children.items()})
+        object.__setattr__(self, "roots", tuple(roots))
+
+    def __len__(self) -> int:
+        return len(self.sites)
+
+    def level(self, level_id: str) -> Level:
+        for level in self.levels:
+            if level.id == level_id:
+                return level
+        raise KeyError(level_id)
+
+    def walk(self) -> Iterator[tuple[Site, int]]:
+        """Every site depth-first in file order, with its depth (0 at the top)."""
+        stack = [(root, 0) for root in reversed(self.roots)]
+        while stack:
+            site_id, depth = stack.pop()
+            yield self.sites[site_id], depth
+            stack.extend((child, depth + 1) for child in reversed(self.children[site_id]))
+
+    def ancestors(self, site_id: str) -> list[Site]:
+        """Parent first, up to the top."""
+        out: list[Site] = []
+        parent = self.sites[site_id].parent
+        while parent is not None and parent in self.sites and len(out) < len(self.sites):
+            out.append(self.sites[parent])
+            parent = self.sites[parent].parent
+        return out
+
+    def descendants(self, site_id: str) -> list[str]:
+        out: list[str] = []
+        stack = list(reversed(self.children.get(site_id, ())))
+        while stack:
+            child = stack.pop()
+            out.append(child)
+            stack.extend(reversed(self.children[child]))
+        return out
+
+    def select(self, expression: str) -> list[Site]:
+        """Sites matching a selector, in tree order.
+
+        A selector is a comma-separated union of: a site id, ``level:LEVEL`` or
+        ``under:ID`` (that site and everything below it). ``*`` or ``all`` is every site.
+        """
+        wanted: set[str] = set()
+        terms = [term.strip() for term in expression.split(",")]
+        if not any(terms):
+            raise SelectorError("empty selector: give a site id, level:LEVEL or under:ID")
+        for term in terms:
+            if not term:
+                continue
+            if term in ("*", "all"):
+                wanted.update(self.sites)
+            elif term.startswith("level:"):
+                level_id = term.removeprefix("level:")
+                if level_id not in {level.id for level in self.levels}:
+                    known = ", ".join(level.id for level in self.levels)
+                    raise SelectorError(f"unknown level {level_id!r} in {term!r} (levels: {known})")
+                wanted.update(s.id for s in self.sites.values() if s.level == level_id)
+            elif term.startswith("under:"):
+                site_id = term.removeprefix("under:")
+                if site_id not in self.sites:
+                    raise SelectorError(f"unknown site {site_id!r} in {term!r}")
+                wanted.add(site_id)
+                wanted.update(self.descendants(site_id))
+            elif term in self.sites:
+                wanted.add(term)
+            else:
+                raise SelectorError(f"unknown site id {term!r}")
+        return [site for site, _ in self.walk() if site.id in wanted]

@@ -1,0 +1,34 @@
+"""Turning a site's address into an IP, with a timeout and a reason when it fails."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+
+
+class ResolveError(Exception):
+    """The name could not be turned into an address; the message is the reason."""
+
+
+async def resolve(host: str, timeout: float) -> str:
+    """An IP literal for ``host``: IPs pass through, names go to the system resolver."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_RAW)
+    except TimeoutError:
+        raise ResolveError(f"DNS lookup of {host} timed out after {timeout:g} s") from None
+    except socket.gaierror as exc:
+        raise ResolveError(f"DNS lookup of {host} failed: {exc.strerror}") from None
+    except OSError as exc:
+        raise ResolveError(f"DNS lookup of {host} failed: {exc}") from None
+    for family in (socket.AF_INET, socket.AF_INET6):  # prefer IPv4, as ping does
+        for info in infos:
+            if info[0] == family:
+                return str(info[4][0])
+    raise ResolveError(f"DNS lookup of {host} returned no IPv4 or IPv6 address")

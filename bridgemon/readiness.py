@@ -1,0 +1,224 @@
+"""Judging sites: window of rounds + thresholds -> verdict, reasons, MOS. No I/O.
+
+Shared by the daemon and by test runs, so a report and the dashboard never disagree.
+
+Definitions (also in the README):
+- loss ratio: echoes lost / echoes sent over the whole window;
+- RTT min/avg/max/p95: over every reply in the window; the thresholds apply to the average;
+- jitter: the mean absolute difference of consecutive RTTs within each burst (mtr's Javg),
+  pooled over the window;
+- MOS: the simplified E-model (ITU-T G.107 as simplified by Cole & Rosenbluth) with
+  one-way latency taken as RTT/2: effective latency = RTT_avg/2 + 2·jitter + 10 ms;
+  R = 93.2 − eff/40 (eff < 160 ms) or 93.2 − (eff − 120)/10; R −= 2.5 × loss %;
+  MOS = 1 + 0.035 R + 7·10⁻⁶ R (R − 60)(100 − R), R clamped to [0, 100].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bridgemon.inventory import Inventory, Site
+from bridgemon.probes.result import EchoBurst, RttStats, jitter_pairs
+from bridgemon.specs import Thresholds
+from bridgemon.state import SiteRound
+
+
+class State(StrEnum):
+    READY = "ready"
+    DEGRADED = "degraded"
+    NOT_READY = "not_ready"
+    PARENT_DOWN = "parent_down"
+    UNKNOWN = "unknown"
+
+
+STATES = tuple(State)
+STATE_VI = {
+    State.READY: "Sẵn sàng",
+    State.DEGRADED: "Suy giảm",
+    State.NOT_READY: "Chưa sẵn sàng",
+    State.PARENT_DOWN: "Mất kết nối cấp trên",
+    State.UNKNOWN: "Chưa rõ",
+}
+# How long a site may go without a probe before its verdict is no longer trusted.
+STALE_AFTER_INTERVALS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a site is not simply ready: ``code`` is stable (metrics, alerts), texts for people."""
+
+    code: str  # no_reply, loss, rtt, jitter, error, parent_down, no_data, stale
+    severity: State
+    en: str
+    vi: str
+
+    def __str__(self) -> str:
+        return self.en
+
+
+@dataclass(frozen=True, slots=True)
+class PathQuality:
+    sent: int
+    received: int
+    loss_ratio: float
+    rtt: RttStats | None
+    jitter: float | None
+    mos: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    site_id: str
+    state: State
+    reasons: tuple[Reason, ...]
+    up: bool | None  # did the latest burst get any reply; None when never probed
+    quality: PathQuality | None
+    last_probe: float | None
+
+    @property
+    def ready(self) -> bool:
+        """Can the site join a conference (ready, or degraded with a warning)."""
+        return self.state in (State.READY, State.DEGRADED)
+
+
+def mos(rtt_avg: float, jitter: float, loss_ratio: float) -> float:
+    """Mean opinion score (1–4.5) of a path; RTT and jitter in seconds."""
+    effective_ms = rtt_avg * 1000 / 2 + 2 * jitter * 1000 + 10
+    r = 93.2 - effective_ms / 40 if effective_ms < 160 else 93.2 - (effective_ms - 120) / 10
+    r -= 2.5 * loss_ratio * 100
+    r = min(max(r, 0.0), 100.0)
+    return 1 + 0.035 * r + 0.000007 * r * (r - 60) * (100 - r)
+
+
+def path_quality(bursts: Sequence[EchoBurst]) -> PathQuality | None:
+    if not bursts:
+        return None
+    sent = sum(b.sent for b in bursts)
+    received = sum(b.received for b in bursts)
+    rtts = [rtt for b in bursts for rtt in b.replied]
+    diffs = [d for b in bursts for d in jitter_pairs(b.rtts)]
+    stats = RttStats.of(rtts)
+    jitter = math.fsum(diffs) / len(diffs) if diffs else (0.0 if rtts else None)
+    loss = (sent - received) / sent if sent else 1.0
+    # A path that carried nothing scores the scale's floor rather than no score at all.
+    score = mos(stats.avg, jitter or 0.0, loss) if stats is not None else 1.0
+    return PathQuality(sent, received, loss, stats, jitter, score)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.0f} s"
+
+
+def _pct(ratio: float) -> str:
+    return f"{ratio * 100:.1f} %".replace(".0 %", " %")
+
+
+def _grade(
+    code: str, label_en: str, label_vi: str, value: float, good: float, bad: float
+) -> Reason | None:
+    render = _pct if code == "loss" else _ms
+    if value > bad:
+        severity, limit = State.NOT_READY, bad
+    elif value > good:
+        severity, limit = State.DEGRADED, good
+    else:
+        return None
+    text = f"{render(value)} > {render(limit)}"
+    return Reason(code, severity, f"{label_en} {text}", f"{label_vi} {text}")
+
+
+def judge_own(site: Site, rounds: Sequence[SiteRound], now: float) -> Verdict:
+    """A site's verdict from its own measurements alone."""
+    if not rounds:
+        reason = Reason("no_data", State.UNKNOWN, "not probed yet", "chưa được đo")
+        return Verdict(site.id, State.UNKNOWN, (reason,), None, None, None)
+    last = rounds[-1]
+    bursts = [r.burst for sr in rounds for r in sr.results if r.burst is not None]
+    quality = path_quality(bursts)
+    latest_icmp = last.result("icmp")
+    reasons: list[Reason] = []
+    up: bool | None = None
+    if latest_icmp is not None:
+        burst = latest_icmp.burst
+        up = burst is not None and burst.received > 0
+        if not up:
+            sent = burst.sent if burst is not None else 0
+            detail = burst.error if burst is not None else None
+            if sent:
+                en = f"no reply to {sent} echoes" + (f" ({detail})" if detail else "")
+                vi = f"không phản hồi {sent} gói ping" + (f" ({detail})" if detail else "")
+            else:
+                en = vi = latest_icmp.reason or detail or "not probed"
+            reasons.append(Reason("no_reply", State.NOT_READY, en, vi))
+    if quality is not None and quality.sent and up is not False:
+        t: Thresholds = site.thresholds
+        graded = [_grade("loss", "loss", "mất gói", quality.loss_ratio, t.loss_good, t.loss_bad)]
+        if quality.rtt is not None:
+            graded.append(_grade("rtt", "RTT", "độ trễ", quality.rtt.avg, t.rtt_good, t.rtt_bad))
+        if quality.jitter is not None:
+            graded.append(
+                _grade("jitter", "jitter", "jitter", quality.jitter, t.jitter_good, t.jitter_bad)
+            )
+        reasons.extend(reason for reason in graded if reason is not None)
+    if now - last.started_at > STALE_AFTER_INTERVALS * site.interval + site.icmp.duration:
+        age = now - last.started_at
+        reasons.append(Reason("stale", State.UNKNOWN, f"no probe for {age:.0f} s",
+                              f"không có kết quả đo trong {age:.0f} giây"))
+    state = _worst(reasons)
+    reasons.sort(key=lambda reason: _SEVERITY_ORDER[reason.severity])
+    return Verdict(site.id, state, tuple(reasons), up, quality, last.started_at)
+
+
+_SEVERITY_ORDER = {
+    State.NOT_READY: 0,
+    State.PARENT_DOWN: 1,
+    State.UNKNOWN: 2,
+    State.DEGRADED: 3,
+    State.READY: 4,
+}
+
+
+def _worst(reasons: Sequence[Reason]) -> State:
+    if not reasons:
+        return State.READY
+    return min((reason.severity for reason in reasons), key=_SEVERITY_ORDER.__getitem__)
+
+
+def judge_all(
+    inventory: Inventory, windows: Mapping[str, Sequence[SiteRound]], now: float
+) -> dict[str, Verdict]:
+    """Verdicts for every site, parents before children.
+
+    A site that fails its own probes while its parent is down (no reply, or itself
+    parent_down) is ``parent_down``: the fault is upstream, not at the site.
+    """
+    verdicts: dict[str, Verdict] = {}
+    for site, _depth in inventory.walk():
+        verdict = judge_own(site, windows.get(site.id, ()), now)
+        parent = verdicts.get(site.parent) if site.parent is not None else None
+        if (
+            parent is not None
+            and verdict.state == State.NOT_READY
+            and verdict.up is False
+            and (parent.up is False or parent.state == State.PARENT_DOWN)
+        ):
+            parent_site = inventory.sites[parent.site_id]
+            reason = Reason(
+                "parent_down",
+                State.PARENT_DOWN,
+                f"parent {parent_site.name} ({parent_site.id}) is down",
+                f"cấp trên {parent_site.name} ({parent_site.id}) mất kết nối",
+            )
+            verdict = Verdict(
+                verdict.site_id,
+                State.PARENT_DOWN,
+                (reason, *verdict.reasons),
+                verdict.up,
+                verdict.quality,
+                verdict.last_probe,
+            )
+        verdicts[site.id] = verdict
+    return verdicts

@@ -1,0 +1,180 @@
+"""Probe rounds: one APScheduler job per interval, sites paced evenly across the round.
+
+A round takes the sites of its interval, starts their probes spread over
+``spread × interval`` (never all at once), keeps at most ``max_concurrency`` sites in
+flight, and records each site's results in the state store. A round still running when
+the next one is due is not doubled: APScheduler skips the new one (max_instances=1) and
+we count it as an overrun.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bridgemon.durations import format_duration
+from bridgemon.inventory import Inventory, Site
+from bridgemon.probes import ProbeContext, icmp
+from bridgemon.probes.result import EchoBurst, ProbeResult
+from bridgemon.state import SiteRound, StateStore
+
+log = logging.getLogger(__name__)
+
+# Pacing granularity: launching the few sites due within this slice together costs one
+# wake-up instead of many, and keeps sends evenly spread at any scale.
+_PACING_SLICE = 0.005
+
+
+@dataclass(slots=True)
+class RoundStats:
+    interval: float
+    sites: int = 0
+    rounds: int = 0
+    overruns: int = 0
+    last_started: float = 0.0
+    last_duration: float = 0.0
+    running: bool = False
+
+
+async def probe_site(site: Site, ctx: ProbeContext) -> SiteRound:
+    """Every check of one site, now. Used by rounds and by one-off test runs alike."""
+    started = time.time()
+    try:
+        result = await icmp.probe(site.address, site.icmp, ctx)
+    except Exception as exc:  # a bug must cost one result, never the round
+        log.exception("icmp probe of site %s failed", site.id)
+        result = ProbeResult(
+            check="icmp", kind="icmp", target=site.address, ok=False, started_at=started,
+            duration=time.time() - started, reason=f"internal error: {exc}",
+            burst=EchoBurst(site.address, (), f"internal error: {exc}"),
+        )
+    return SiteRound(started_at=started, results=(result,))
+
+
+class RoundScheduler:
+    def __init__(
+        self, state: StateStore, ctx: ProbeContext, *, max_concurrency: int, spread: float
+    ) -> None:
+        self._state = state
+        self._ctx = ctx
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._spread = spread
+        self._inventory: Inventory | None = None
+        self.stats: dict[float, RoundStats] = {}
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
+        self._rounds: set[asyncio.Task[None]] = set()
+
+    @staticmethod
+    def _job_id(interval: float) -> str:
+        return f"round-{format_duration(interval)}"
+
+    def apply(self, inventory: Inventory, *, max_concurrency: int, spread: float) -> None:
+        """Plan rounds for this inventory; intervals that stay keep their rhythm."""
+        self._inventory = inventory
+        self._spread = spread
+        if max_concurrency != self._limit._value:  # only safe to swap between rounds
+            self._limit = asyncio.Semaphore(max_concurrency)
+        counts: dict[float, int] = {}
+        for site in inventory.sites.values():
+            counts[site.interval] = counts.get(site.interval, 0) + 1
+        for interval in list(self.stats):
+            if interval not in counts:
+                job = self._scheduler.get_job(self._job_id(interval))
+                if job is not None:
+                    job.remove()
+                del self.stats[interval]
+        for interval, count in sorted(counts.items()):
+            stats = self.stats.get(interval)
+            if stats is None:
+                stats = self.stats[interval] = RoundStats(interval)
+                self._scheduler.add_job(
+                    self._round,
+                    IntervalTrigger(seconds=interval),
+                    args=[interval],
+                    id=self._job_id(interval),
+                    name=f"probe round every {format_duration(interval)}",
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=max(1, int(interval // 2)),
+                    next_run_time=datetime.now(UTC),
+                )
+            stats.sites = count
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    async def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        for task in list(self._rounds):
+            task.cancel()
+        if self._rounds:
+            await asyncio.gather(*self._rounds, return_exceptions=True)
+
+    def _on_skipped(self, event: JobEvent) -> None:
+        for stats in self.stats.values():
+            if self._job_id(stats.interval) == event.job_id:
+                stats.overruns += 1
+                log.warning(
+                    "probe round every %s overran: the previous round is still running "
+                    "(%d sites); skipped this one",
+                    format_duration(stats.interval),
+                    stats.sites,
+                )
+
+    async def _round(self, interval: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._rounds.add(task)
+        try:
+            await self.run_round(interval)
+        except asyncio.CancelledError:
+            log.debug("probe round every %s cancelled", format_duration(interval))
+        finally:
+            self._rounds.discard(task)
+
+    async def run_round(self, interval: float) -> None:
+        inventory = self._inventory
+        stats = self.stats.get(interval)
+        if inventory is None or stats is None:
+            return
+        sites = [site for site in inventory.sites.values() if site.interval == interval]
+        loop = asyncio.get_running_loop()
+        begun = loop.time()
+        stats.running = True
+        stats.last_started = time.time()
+        step = interval * self._spread / max(len(sites), 1)
+        in_flight: set[asyncio.Task[None]] = set()
+        limit = self._limit
+        try:
+            for index, site in enumerate(sites):
+                delay = begun + index * step - loop.time()
+                if delay > _PACING_SLICE:
+                    await asyncio.sleep(delay)
+                await limit.acquire()
+                task = asyncio.ensure_future(self._probe_and_record(site, limit))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            if in_flight:
+                await asyncio.gather(*in_flight)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            stats.running = False
+            stats.rounds += 1
+            stats.last_duration = loop.time() - begun
+
+    async def _probe_and_record(self, site: Site, limit: asyncio.Semaphore) -> None:
+        try:
+            site_round = await probe_site(site, self._ctx)
+            self._state.record(site.id, site.probe_key(), site_round)
+        finally:
+            limit.release()

@@ -1,0 +1,94 @@
+"""Sites and verdicts as JSON-ready dicts: the shape of /api/v1/sites and test-run reports.
+
+One function per thing shown, so the API and the reports cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridgemon.inventory import Site
+from bridgemon.probes.result import ProbeResult, RttStats, jitter_pairs
+from bridgemon.readiness import PathQuality, State, Verdict
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 4)
+
+
+def rtt_json(rtt: RttStats | None) -> dict[str, float | None]:
+    if rtt is None:
+        return {"min": None, "avg": None, "max": None, "p95": None}
+    return {"min": _ms(rtt.min), "avg": _ms(rtt.avg), "max": _ms(rtt.max), "p95": _ms(rtt.p95)}
+
+
+def quality_json(quality: PathQuality | None) -> dict[str, Any]:
+    if quality is None:
+        return {"sent": 0, "received": 0, "loss_ratio": None, "rtt_ms": rtt_json(None),
+                "jitter_ms": None}
+    return {
+        "sent": quality.sent,
+        "received": quality.received,
+        "loss_ratio": round(quality.loss_ratio, 6),
+        "rtt_ms": rtt_json(quality.rtt),
+        "jitter_ms": _ms(quality.jitter),
+    }
+
+
+def check_json(result: ProbeResult) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": result.kind,
+        "name": result.check,
+        "target": result.target,
+        "ok": result.ok,
+        "reason": result.reason,
+        "duration_ms": _ms(result.duration),
+    }
+    if result.burst is not None:
+        burst = result.burst
+        rtt = RttStats.of(burst.replied)
+        diffs = jitter_pairs(burst.rtts)
+        out.update(
+            sent=burst.sent,
+            received=burst.received,
+            loss_ratio=round((burst.sent - burst.received) / burst.sent, 6) if burst.sent else None,
+            rtt_ms=rtt_json(rtt),
+            jitter_ms=_ms(sum(diffs) / len(diffs)) if diffs else (0.0 if rtt else None),
+        )
+    out.update(result.details)
+    return out
+
+
+def site_json(
+    site: Site, verdict: Verdict | None, latest: tuple[ProbeResult, ...] = ()
+) -> dict[str, Any]:
+    state = verdict.state if verdict is not None else State.UNKNOWN
+    return {
+        "id": site.id,
+        "name": site.name,
+        "level": site.level,
+        "parent": site.parent,
+        "address": site.address,
+        "verdict": state.value,
+        "reasons": [reason.en for reason in verdict.reasons] if verdict else [],
+        "reasons_vi": [reason.vi for reason in verdict.reasons] if verdict else [],
+        "problems": [reason.code for reason in verdict.reasons] if verdict else [],
+        "up": verdict.up if verdict else None,
+        "mos": round(verdict.quality.mos, 3) if verdict and verdict.quality and
+        verdict.quality.mos is not None else None,
+        "window": quality_json(verdict.quality if verdict else None),
+        "last_probe": verdict.last_probe if verdict else None,
+        "contact": (
+            {"name": site.contact.name, "phone": site.contact.phone, "email": site.contact.email}
+            if site.contact else None
+        ),
+        "labels": site.labels,
+        "checks": [check_json(result) for result in latest],
+    }
+
+
+def summary_json(verdicts: list[Verdict]) -> dict[str, int]:
+    counts = {state.value: 0 for state in State}
+    for verdict in verdicts:
+        counts[verdict.state.value] += 1
+    return {"total": len(verdicts), **counts}
