@@ -255,8 +255,8 @@ def parse_config(text: str, path: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        line = int(match.group(1)) if match else 0
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        line = int(match.group(1)) if match else max(len(text.splitlines()), 1)
+        message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
         raise ConfigError([ConfigIssue(name, line, "", f"TOML syntax: {message}")]) from None
 
     source = SourceMap(text)
@@ -377,18 +377,23 @@ def _build_inventory(
     levels_by_id = {level.id: level for level in levels}
 
     # Profiles: resolved on top of the built-in defaults; burst must fit the interval.
+    # Layers, later wins: built-in defaults, [profiles.default], the named profile, the site.
+    base = model.profiles.get("default", ProfileModel())
+
     def resolve(
         loc: tuple[str | int, ...], profile: ProfileModel, site_icmp: IcmpOverride | None = None,
         site_thresholds: ThresholdsOverride | None = None,
     ) -> tuple[float, IcmpSpec, Thresholds] | None:
-        interval = profile.interval or model.monitor.interval
-        icmp_values = {**profile.icmp.model_dump(exclude_none=True)}
-        if site_icmp is not None:
-            icmp_values.update(site_icmp.model_dump(exclude_none=True))
+        interval = profile.interval or base.interval or model.monitor.interval
+        icmp_values: dict[str, Any] = {}
+        threshold_values: dict[str, Any] = {}
+        for icmp_layer in (base.icmp, profile.icmp, site_icmp):
+            if icmp_layer is not None:
+                icmp_values.update(icmp_layer.model_dump(exclude_none=True))
+        for threshold_layer in (base.thresholds, profile.thresholds, site_thresholds):
+            if threshold_layer is not None:
+                threshold_values.update(threshold_layer.model_dump(exclude_none=True))
         icmp = IcmpSpec(**icmp_values)
-        threshold_values = {**profile.thresholds.model_dump(exclude_none=True)}
-        if site_thresholds is not None:
-            threshold_values.update(site_thresholds.model_dump(exclude_none=True))
         thresholds = Thresholds(**threshold_values)
         ok = True
         if icmp.duration >= interval:
@@ -412,8 +417,11 @@ def _build_inventory(
 
     profiles = dict(model.profiles)
     profiles.setdefault("default", ProfileModel())
-    for profile_name, profile in model.profiles.items():
-        resolve(("profiles", profile_name), profile)
+    bad_profiles = {
+        profile_name
+        for profile_name, profile in model.profiles.items()
+        if resolve(("profiles", profile_name), profile) is None
+    }
 
     # Sites: unique ids, known levels/profiles, parents at an allowed level, no cycles.
     first_seen: dict[str, int] = {}
@@ -474,6 +482,9 @@ def _build_inventory(
         if profile is None:
             issue(("sites", i, "profile"), f"unknown profile {profile_name!r}")
             continue
+        overridden = site.icmp != IcmpOverride() or site.thresholds != ThresholdsOverride()
+        if profile_name in bad_profiles and not overridden:
+            continue  # the profile's own error says it once, not once per site
         resolved = resolve(("sites", i), profile, site.icmp, site.thresholds)
         if resolved is None:
             continue
@@ -506,6 +517,8 @@ def _build_inventory(
             node = sites[node].parent
         if node is not None and node in seen and node not in reported:
             cycle = seen[seen.index(node) :]
+            if len(cycle) == 1:
+                continue  # a site that is its own parent: already reported above
             reported.update(cycle)
             i = first_seen[node]
             issue(("sites", i, "parent"), "parent cycle: " + " -> ".join([*cycle, node]))

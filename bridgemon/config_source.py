@@ -67,7 +67,8 @@ class SourceMap:
             if not assign:
                 continue
             path = current + tuple(_split(assign.group(1)))
-            self.lines.setdefault(path, number)
+            for end in range(len(current) + 1, len(path) + 1):  # a.b.c = 1 also defines a, a.b
+                self.lines.setdefault(path[:end], number)
             rest = line[assign.end() :]
             for quote in ('"""', "'''"):
                 if rest.count(quote) % 2 == 1:

@@ -90,7 +90,8 @@ def mos(rtt_avg: float, jitter: float, loss_ratio: float) -> float:
     r = 93.2 - effective_ms / 40 if effective_ms < 160 else 93.2 - (effective_ms - 120) / 10
     r -= 2.5 * loss_ratio * 100
     r = min(max(r, 0.0), 100.0)
-    return 1 + 0.035 * r + 0.000007 * r * (r - 60) * (100 - r)
+    # The cubic dips below 1 for 0 < R < 6.5; the scale's floor is 1.
+    return max(1.0, 1 + 0.035 * r + 0.000007 * r * (r - 60) * (100 - r))
 
 
 def path_quality(bursts: Sequence[EchoBurst]) -> PathQuality | None:
@@ -108,12 +109,16 @@ def path_quality(bursts: Sequence[EchoBurst]) -> PathQuality | None:
     return PathQuality(sent, received, loss, stats, jitter, score)
 
 
+def _trim(number: float) -> str:
+    return f"{number:.1f}".removesuffix(".0")
+
+
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.0f} s"
+    return f"{_trim(seconds * 1000)} ms" if seconds < 10 else f"{seconds:.0f} s"
 
 
 def _pct(ratio: float) -> str:
-    return f"{ratio * 100:.1f} %".replace(".0 %", " %")
+    return f"{_trim(ratio * 100)} %"
 
 
 def _grade(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,14 +23,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bridgemon.durations import format_duration
 from bridgemon.inventory import Inventory, Site
 from bridgemon.probes import ProbeContext, icmp
+from bridgemon.probes.pinger import TICK
 from bridgemon.probes.result import EchoBurst, ProbeResult
 from bridgemon.state import SiteRound, StateStore
 
 log = logging.getLogger(__name__)
 
-# Pacing granularity: launching the few sites due within this slice together costs one
-# wake-up instead of many, and keeps sends evenly spread at any scale.
-_PACING_SLICE = 0.005
 
 
 @dataclass(slots=True)
@@ -151,14 +150,20 @@ class RoundScheduler:
         begun = loop.time()
         stats.running = True
         stats.last_started = time.time()
-        step = interval * self._spread / max(len(sites), 1)
+        # Start every site within the spread, and early enough that its burst ends before
+        # the next round is due.
+        longest = max((site.icmp.duration for site in sites), default=0.0)
+        window = max(0.0, min(interval * self._spread, interval - longest - 2 * TICK))
+        step = window / max(len(sites), 1)
         in_flight: set[asyncio.Task[None]] = set()
         limit = self._limit
         try:
             for index, site in enumerate(sites):
-                delay = begun + index * step - loop.time()
-                if delay > _PACING_SLICE:
-                    await asyncio.sleep(delay)
+                due = begun + index * step
+                if due > loop.time():
+                    # Wake on the pinger's tick grid, so launching sites shares the wake-up
+                    # in which the pinger sends and reads anyway.
+                    await asyncio.sleep(math.ceil(due / TICK) * TICK - loop.time())
                 await limit.acquire()
                 task = asyncio.ensure_future(self._probe_and_record(site, limit))
                 in_flight.add(task)

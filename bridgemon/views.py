@@ -53,6 +53,7 @@ def check_json(result: ProbeResult) -> dict[str, Any]:
             received=burst.received,
             loss_ratio=round((burst.sent - burst.received) / burst.sent, 6) if burst.sent else None,
             rtt_ms=rtt_json(rtt),
+            rtts_ms=[_ms(value) for value in burst.rtts],
             jitter_ms=_ms(sum(diffs) / len(diffs)) if diffs else (0.0 if rtt else None),
         )
     out.update(result.details)

@@ -58,6 +58,9 @@ async def handle_health(request: web.Request) -> web.Response:
         "problems": problems,
         "sites": len(monitor.config.inventory),
         "uptime_seconds": round(now - monitor.started_at, 3),
+        "rounds": sum(stats.rounds for stats in scheduler.stats.values()) if scheduler else 0,
+        "echoes_sent": monitor.pinger.echoes_sent if monitor.pinger else 0,
+        "echoes_received": monitor.pinger.echoes_received if monitor.pinger else 0,
     }
     return web.json_response(body, status=200 if not problems else 503)
 

@@ -1,0 +1,184 @@
+"""Small helpers the tests share: writing inventories and polling a running monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+FAST_MONITOR = """
+[monitor]
+listen = "127.0.0.1:{port}"
+interval = "{interval}"
+window = {window}
+
+[profiles.default]
+[profiles.default.icmp]
+count = {count}
+spacing = "{spacing}"
+timeout = "{timeout}"
+"""
+
+
+def inventory_toml(
+    sites: list[dict[str, Any]],
+    *,
+    port: int,
+    interval: str = "2s",
+    window: int = 3,
+    count: int = 3,
+    spacing: str = "50ms",
+    timeout: str = "500ms",
+    levels: list[str] | None = None,
+    extra: str = "",
+) -> str:
+    text = FAST_MONITOR.format(
+        port=port, interval=interval, window=window, count=count, spacing=spacing,
+        timeout=timeout,
+    )
+    if levels is not None:
+        for level in levels:
+            text += f'\n[[levels]]\nid = "{level}"\n'
+    text += extra
+    for site in sites:
+        text += "\n[[sites]]\n"
+        for key, value in site.items():
+            text += f"{key} = {toml_value(value)}\n"
+    return text
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_inventory(path: Path, sites: list[dict[str, Any]], **kwargs: Any) -> Path:
+    path.write_text(inventory_toml(sites, **kwargs), encoding="utf-8")
+    return path
+
+
+def get(url: str, timeout: float = 10) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def get_json(url: str) -> Any:
+    status, body = get(url)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def post(url: str, timeout: float = 10) -> tuple[int, Any]:
+    request = urllib.request.Request(url, method="POST", data=b"")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Metric name (sample name) -> [(labels, value)]."""
+    status, body = get(url)
+    assert status == 200
+    return parse_exposition(body.decode())
+
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    matches = [
+        v for got, v in samples.get(name, [])
+        if all(got.get(k) == want for k, want in labels.items())
+    ]
+    assert len(matches) == 1, f"{name}{labels}: {len(matches)} samples"
+    return matches[0]
+
+
+async def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(predicate):
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_for_sync(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# -- async variants, for tests whose monitor runs in the test's own event loop -------------
+
+
+async def aget(url: str, timeout: float = 10) -> tuple[int, bytes]:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+        session.get(url) as response,
+    ):
+        return response.status, await response.read()
+
+
+async def aget_json(url: str) -> Any:
+    status, body = await aget(url)
+    assert status == 200, body
+    return json.loads(body)
+
+
+async def apost(url: str, timeout: float = 10) -> tuple[int, Any]:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+        session.post(url) as response,
+    ):
+        return response.status, json.loads(await response.read())
+
+
+async def ascrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    status, body = await aget(url)
+    assert status == 200
+    return parse_exposition(body.decode())
+
+
+def parse_exposition(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
+async def await_for(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2
+) -> None:
+    """Poll an async predicate until it is true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -1,0 +1,163 @@
+"""The ICMP engine against the real kernel on loopback (and routes that fail on purpose)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from bridgemon.probes.pinger import Pinger
+from tests.conftest import add_route, needs_root
+
+pytestmark = needs_root
+
+
+@pytest.fixture
+async def pinger() -> AsyncIterator[Pinger]:
+    engine = Pinger("raw")
+    yield engine
+    engine.close()
+
+
+async def test_burst_to_loopback_gets_every_reply(pinger: Pinger) -> None:
+    burst = await pinger.burst("127.0.0.1", count=5, spacing=0.02, timeout=0.5)
+    assert burst.sent == 5 and burst.received == 5 and burst.error is None
+    assert all(0 < rtt < 0.005 for rtt in burst.replied)
+
+
+async def test_ipv6_loopback(pinger: Pinger) -> None:
+    burst = await pinger.burst("::1", count=3, spacing=0.02, timeout=0.5)
+    assert burst.received == 3
+    assert pinger.modes == {"ipv4": "raw", "ipv6": "raw"} or pinger.modes == {"ipv6": "raw"}
+
+
+async def test_large_payload(pinger: Pinger) -> None:
+    burst = await pinger.burst("127.0.0.1", count=2, spacing=0.01, timeout=0.5, size=1400)
+    assert burst.received == 2
+
+
+async def test_spacing_is_respected(pinger: Pinger) -> None:
+    started = time.monotonic()
+    burst = await pinger.burst("127.0.0.1", count=4, spacing=0.1, timeout=0.5)
+    elapsed = time.monotonic() - started
+    assert burst.received == 4
+    # Three gaps of 100 ms; ends as soon as the last reply is in, long before the timeout.
+    assert 0.29 < elapsed < 0.45
+
+
+async def test_many_concurrent_bursts_never_cross_talk(pinger: Pinger) -> None:
+    targets = [f"127.3.{i // 200}.{i % 200 + 1}" for i in range(600)]
+    bursts = await asyncio.gather(
+        *(pinger.burst(t, count=3, spacing=0.05, timeout=1.0) for t in targets)
+    )
+    assert [b.address for b in bursts] == targets
+    assert sum(b.received for b in bursts) == 1800
+    assert pinger.echoes_sent == 1800 and pinger.echoes_received == 1800
+
+
+@pytest.mark.skipif(shutil.which("fping") is None, reason="fping missing (.ci/run installs it)")
+async def test_another_pinger_on_the_machine_is_not_mistaken_for_us(pinger: Pinger) -> None:
+    targets = [f"127.4.0.{i}" for i in range(1, 101)]
+    fping = await asyncio.create_subprocess_exec(
+        "fping", "-q", "-C", "20", "-p", "20", "-i", "1", *targets,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        bursts = await asyncio.gather(
+            *(pinger.burst(t, count=10, spacing=0.02, timeout=1.0) for t in targets)
+        )
+    finally:
+        await fping.wait()
+    assert sum(b.received for b in bursts) == 1000
+    assert pinger.stray_replies > 0  # fping's replies reached our raw socket and were refused
+
+
+async def test_send_error_is_a_result_not_an_exception(
+    pinger: Pinger, host_route: list[str]
+) -> None:
+    add_route(host_route, "unreachable 198.19.254.0/24")
+    burst = await pinger.burst("198.19.254.7", count=3, spacing=0.01, timeout=0.2)
+    assert burst.received == 0 and burst.sent == 3
+    assert burst.error is not None and "No route to host" in burst.error
+    # and the engine still works afterwards
+    assert (await pinger.burst("127.0.0.1", count=1, timeout=0.5)).received == 1
+
+
+async def test_silence_times_out(pinger: Pinger, host_route: list[str]) -> None:
+    # A blackhole route swallows the echo (the kernel refuses the send: EINVAL); either
+    # way the burst must end on time with nothing received.
+    add_route(host_route, "blackhole 198.19.253.0/24")
+    started = time.monotonic()
+    burst = await pinger.burst("198.19.253.7", count=2, spacing=0.05, timeout=0.3)
+    assert burst.received == 0
+    assert time.monotonic() - started < 1.0
+
+
+async def test_cancelled_burst_forgets_its_echoes(pinger: Pinger) -> None:
+    task = asyncio.ensure_future(pinger.burst("127.0.0.1", count=5, spacing=0.2, timeout=1.0))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert all(not fam.pending for fam in pinger._sockets.values())
+
+
+async def test_closed_pinger_refuses_work() -> None:
+    engine = Pinger("raw")
+    await engine.burst("127.0.0.1", count=1, timeout=0.5)
+    engine.close()
+    with pytest.raises(RuntimeError):
+        await engine.burst("127.0.0.1", count=1)
+
+
+@pytest.fixture
+def ping_group_range() -> Iterator[str]:
+    path = "/proc/sys/net/ipv4/ping_group_range"
+    with open(path) as f:
+        original = f.read().strip()
+    yield path
+    with open(path, "w") as f:
+        f.write(original)
+
+
+async def test_unprivileged_datagram_mode(ping_group_range: str) -> None:
+    with open(ping_group_range, "w") as f:
+        f.write(f"{os.getgid()} {os.getgid()}")
+    engine = Pinger("dgram")
+    try:
+        assert engine.check() == "dgram"
+        burst = await engine.burst("127.0.0.1", count=5, spacing=0.01, timeout=0.5)
+        assert burst.received == 5
+        burst6 = await engine.burst("::1", count=2, spacing=0.01, timeout=0.5)
+        assert burst6.received == 2
+    finally:
+        engine.close()
+
+
+def test_no_privilege_gives_a_clear_error(ping_group_range: str) -> None:
+    with open(ping_group_range, "w") as f:
+        f.write("1 0")
+    # Import as root, then drop to nobody: the interpreter may live where nobody can't read.
+    code = (
+        "import asyncio, os\n"
+        "from bridgemon.probes.pinger import Pinger, PingerUnavailable\n"
+        "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+        "async def main():\n"
+        "    try:\n"
+        "        Pinger().check()\n"
+        "    except PingerUnavailable as exc:\n"
+        "        print(exc)\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    message = result.stdout + result.stderr
+    assert "CAP_NET_RAW" in message and "ping_group_range" in message and "'1 0'" in message
