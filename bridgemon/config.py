@@ -29,10 +29,11 @@ from pydantic import (
     field_validator,
 )
 
+from bridgemon.config_checks import CheckModel, resolve_checks
 from bridgemon.config_source import SourceMap
 from bridgemon.durations import format_duration, parse_duration
 from bridgemon.inventory import Contact, Inventory, Level, Site
-from bridgemon.specs import IcmpSpec, Thresholds
+from bridgemon.specs import CheckSpec, IcmpSpec, Thresholds
 
 DEFAULT_CONFIG = Path("config/sites.toml")
 DEFAULT_LEVELS = ("province", "district", "commune")
@@ -74,6 +75,7 @@ class ProfileModel(_Strict):
     interval: Duration | None = Field(default=None, ge=1, le=86400)
     icmp: IcmpOverride = IcmpOverride()
     thresholds: ThresholdsOverride = ThresholdsOverride()
+    checks: dict[str, CheckModel] = {}
 
 
 class MonitorModel(_Strict):
@@ -121,6 +123,7 @@ class SiteModel(_Strict):
     labels: dict[str, str] = {}
     icmp: IcmpOverride = IcmpOverride()
     thresholds: ThresholdsOverride = ThresholdsOverride()
+    checks: dict[str, CheckModel] = {}
 
     @field_validator("id")
     @classmethod
@@ -207,7 +210,7 @@ class ConfigError(Exception):
     """Every problem found in one configuration file."""
 
     def __init__(self, issues: list[ConfigIssue]) -> None:
-        self.issues = sorted(issues, key=lambda issue: (issue.path, issue.line))
+        self.issues = sorted(set(issues), key=lambda issue: (issue.path, issue.line))
         super().__init__("\n".join(str(issue) for issue in self.issues))
 
 
@@ -381,9 +384,11 @@ def _build_inventory(
     base = model.profiles.get("default", ProfileModel())
 
     def resolve(
-        loc: tuple[str | int, ...], profile: ProfileModel, site_icmp: IcmpOverride | None = None,
-        site_thresholds: ThresholdsOverride | None = None,
-    ) -> tuple[float, IcmpSpec, Thresholds] | None:
+        loc: tuple[str | int, ...], profile_name: str, profile: ProfileModel,
+        site: SiteModel | None = None,
+    ) -> tuple[float, IcmpSpec, Thresholds, tuple[CheckSpec, ...]] | None:
+        site_icmp = site.icmp if site is not None else None
+        site_thresholds = site.thresholds if site is not None else None
         interval = profile.interval or base.interval or model.monitor.interval
         icmp_values: dict[str, Any] = {}
         threshold_values: dict[str, Any] = {}
@@ -413,14 +418,22 @@ def _build_inventory(
                     f"{metric}_good ({good:g}) is worse than {metric}_bad ({bad:g})",
                 )
                 ok = False
-        return (interval, icmp, thresholds) if ok else None
+        check_layers = [(("profiles", "default"), base.checks)]
+        if profile_name != "default":
+            check_layers.append((("profiles", profile_name), profile.checks))
+        if site is not None:
+            check_layers.append((loc, site.checks))
+        checks = resolve_checks(loc, check_layers, interval, issue)
+        if checks is None:
+            return None
+        return (interval, icmp, thresholds, checks) if ok else None
 
     profiles = dict(model.profiles)
     profiles.setdefault("default", ProfileModel())
     bad_profiles = {
         profile_name
         for profile_name, profile in model.profiles.items()
-        if resolve(("profiles", profile_name), profile) is None
+        if resolve(("profiles", profile_name), profile_name, profile) is None
     }
 
     # Sites: unique ids, known levels/profiles, parents at an allowed level, no cycles.
@@ -482,13 +495,15 @@ def _build_inventory(
         if profile is None:
             issue(("sites", i, "profile"), f"unknown profile {profile_name!r}")
             continue
-        overridden = site.icmp != IcmpOverride() or site.thresholds != ThresholdsOverride()
+        overridden = (
+            site.icmp != IcmpOverride() or site.thresholds != ThresholdsOverride() or site.checks
+        )
         if profile_name in bad_profiles and not overridden:
             continue  # the profile's own error says it once, not once per site
-        resolved = resolve(("sites", i), profile, site.icmp, site.thresholds)
+        resolved = resolve(("sites", i), profile_name, profile, site)
         if resolved is None:
             continue
-        interval, icmp, thresholds = resolved
+        interval, icmp, thresholds, checks = resolved
         contact = None
         if site.contact is not None:
             contact = Contact(site.contact.name, site.contact.phone, site.contact.email)
@@ -504,6 +519,7 @@ def _build_inventory(
             interval=interval,
             icmp=icmp,
             thresholds=thresholds,
+            checks=checks,
             line=source.line_of(("sites", i)),
         )
 

@@ -8,6 +8,7 @@ old one keeps running.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -76,6 +77,9 @@ class Monitor:
         sockets = getattr(server, "sockets", None) or []
         self.bound = sockets[0].getsockname()[:2] if sockets else (host, port)
         self.scheduler.start()
+        # Everything built so far (inventory, modules) lives as long as the process: keep
+        # the collector from walking it on every full collection.
+        gc.freeze()
         log.info(
             "bridgemon monitoring %d sites from %s (ICMP %s sockets); serving http://%s:%d/metrics",
             len(self.config.inventory), self.config.path, mode, self.bound[0], self.bound[1],
@@ -165,6 +169,10 @@ class Monitor:
             echo_counters={
                 site_id: (h.echoes_sent, h.echoes_received)
                 for site_id, h in self.state.sites.items()
+            },
+            latest={
+                site_id: h.rounds[-1].results for site_id, h in self.state.sites.items()
+                if h.rounds
             },
             rounds=tuple(
                 RoundFigures(s.interval, s.sites, s.rounds, s.overruns, s.last_started,

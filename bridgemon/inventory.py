@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from bridgemon.specs import IcmpSpec, Thresholds
+from bridgemon.specs import CheckSpec, IcmpSpec, Thresholds
 
 
 class SelectorError(ValueError):
@@ -44,11 +44,17 @@ class Site:
     interval: float
     icmp: IcmpSpec
     thresholds: Thresholds
+    checks: tuple[CheckSpec, ...] = ()
     line: int = 0
 
     def probe_key(self) -> tuple[object, ...]:
         """What decides the measurements: when it changes on reload, the window restarts."""
-        return (self.address, self.icmp, self.interval)
+        return (self.address, self.icmp, self.interval, self.checks)
+
+    @property
+    def longest_probe(self) -> float:
+        """The most time this site's probes can take in one round."""
+        return max([self.icmp.duration, *(check.timeout for check in self.checks)])
 
 
 @dataclass(frozen=True)

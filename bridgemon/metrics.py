@@ -211,3 +211,42 @@ def _site_metrics(snap: Snapshot) -> Iterator[Metric]:
             sent.add_metric(labels, counters[0])
             received.add_metric(labels, counters[1])
     yield from (info, up, ready, state, problem, rtt, jitter, loss, mos, last, sent, received)
+    yield from _check_metrics(snap)
+
+
+def _check_metrics(snap: Snapshot) -> Iterator[Metric]:
+    up = GaugeMetricFamily(
+        "bridgemon_check_up", "1 if the check passed in the latest round (icmp: any reply)",
+        labels=["site", "check"],
+    )
+    duration = GaugeMetricFamily(
+        "bridgemon_check_duration_seconds", "How long the check took in the latest round",
+        labels=["site", "check"],
+    )
+    sip_code = GaugeMetricFamily(
+        "bridgemon_sip_status_code", "Final status code of the latest SIP OPTIONS (0: none)",
+        labels=["site", "transport"],
+    )
+    expiry = GaugeMetricFamily(
+        "bridgemon_tls_cert_expiry_timestamp_seconds",
+        "When the site's TLS certificate expires (Unix time)",
+        labels=["site", "check"],
+    )
+    for site_id, results in snap.latest.items():
+        if site_id not in snap.inventory.sites:
+            continue
+        transports: set[str] = set()
+        for result in results:
+            labels = [site_id, result.check]
+            up.add_metric(labels, 1 if result.ok else 0)
+            duration.add_metric(labels, result.duration)
+            details = result.details
+            if result.kind == "sip":
+                transport = str(details.get("transport", ""))
+                if transport not in transports:  # one series per transport
+                    transports.add(transport)
+                    sip_code.add_metric([site_id, transport], details.get("status_code") or 0)
+            not_after = details.get("cert_not_after")
+            if isinstance(not_after, int | float):
+                expiry.add_metric(labels, not_after)
+    yield from (up, duration, sip_code, expiry)

@@ -50,7 +50,7 @@ STALE_AFTER_INTERVALS = 3
 class Reason:
     """Why a site is not simply ready: ``code`` is stable (metrics, alerts), texts for people."""
 
-    code: str  # no_reply, loss, rtt, jitter, error, parent_down, no_data, stale
+    code: str  # no_reply, loss, rtt, jitter, parent_down, no_data, stale, check:NAME
     severity: State
     en: str
     vi: str
@@ -168,13 +168,32 @@ def judge_own(site: Site, rounds: Sequence[SiteRound], now: float) -> Verdict:
                 _grade("jitter", "jitter", "jitter", quality.jitter, t.jitter_good, t.jitter_bad)
             )
         reasons.extend(reason for reason in graded if reason is not None)
-    if now - last.started_at > STALE_AFTER_INTERVALS * site.interval + site.icmp.duration:
+    reasons.extend(_check_reasons(site, last))
+    if now - last.started_at > STALE_AFTER_INTERVALS * site.interval + site.longest_probe:
         age = now - last.started_at
         reasons.append(Reason("stale", State.UNKNOWN, f"no probe for {age:.0f} s",
                               f"không có kết quả đo trong {age:.0f} giây"))
     state = _worst(reasons)
     reasons.sort(key=lambda reason: _SEVERITY_ORDER[reason.severity])
     return Verdict(site.id, state, tuple(reasons), up, quality, last.started_at)
+
+
+def _check_reasons(site: Site, last: SiteRound) -> list[Reason]:
+    """Service checks count as of the latest round: a dead SIP stack is dead now."""
+    required = {check.name: check.required for check in site.checks}
+    reasons: list[Reason] = []
+    for result in last.results:
+        if result.kind == "icmp" or result.check not in required:
+            continue
+        code = f"check:{result.check}"
+        if not result.ok:
+            severity = State.NOT_READY if required[result.check] else State.DEGRADED
+            text = result.reason or f"{result.check} check failed"
+            reasons.append(Reason(code, severity, text, f"kiểm tra {result.check} lỗi: {text}"))
+        elif result.reason:  # passed, with a warning (a certificate about to expire)
+            reasons.append(Reason(code, State.DEGRADED, result.reason,
+                                  f"cảnh báo {result.check}: {result.reason}"))
+    return reasons
 
 
 _SEVERITY_ORDER = {

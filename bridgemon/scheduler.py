@@ -22,9 +22,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bridgemon.durations import format_duration
 from bridgemon.inventory import Inventory, Site
-from bridgemon.probes import ProbeContext, icmp
+from bridgemon.probes import ProbeContext
+from bridgemon.probes.dispatch import run_check
 from bridgemon.probes.pinger import TICK
-from bridgemon.probes.result import EchoBurst, ProbeResult
 from bridgemon.state import SiteRound, StateStore
 
 log = logging.getLogger(__name__)
@@ -43,18 +43,15 @@ class RoundStats:
 
 
 async def probe_site(site: Site, ctx: ProbeContext) -> SiteRound:
-    """Every check of one site, now. Used by rounds and by one-off test runs alike."""
+    """Every check of one site, at once. Used by rounds and by one-off test runs alike."""
     started = time.time()
-    try:
-        result = await icmp.probe(site.address, site.icmp, ctx)
-    except Exception as exc:  # a bug must cost one result, never the round
-        log.exception("icmp probe of site %s failed", site.id)
-        result = ProbeResult(
-            check="icmp", kind="icmp", target=site.address, ok=False, started_at=started,
-            duration=time.time() - started, reason=f"internal error: {exc}",
-            burst=EchoBurst(site.address, (), f"internal error: {exc}"),
-        )
-    return SiteRound(started_at=started, results=(result,))
+    if not site.checks:  # the common case at scale: no gather, no extra tasks
+        return SiteRound(started, (await run_check(site.address, site.icmp, ctx),))
+    results = await asyncio.gather(
+        run_check(site.address, site.icmp, ctx),
+        *(run_check(site.address, check, ctx) for check in site.checks),
+    )
+    return SiteRound(started_at=started, results=tuple(results))
 
 
 class RoundScheduler:
@@ -152,7 +149,7 @@ class RoundScheduler:
         stats.last_started = time.time()
         # Start every site within the spread, and early enough that its burst ends before
         # the next round is due.
-        longest = max((site.icmp.duration for site in sites), default=0.0)
+        longest = max((site.longest_probe for site in sites), default=0.0)
         window = max(0.0, min(interval * self._spread, interval - longest - 2 * TICK))
         step = window / max(len(sites), 1)
         in_flight: set[asyncio.Task[None]] = set()

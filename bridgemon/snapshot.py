@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridgemon.inventory import Inventory
+from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import Verdict
 
 
@@ -45,6 +46,7 @@ class Snapshot:
     inventory: Inventory
     verdicts: dict[str, Verdict]
     echo_counters: dict[str, tuple[int, int]]  # site -> (sent, received) since it was added
+    latest: dict[str, tuple[ProbeResult, ...]]  # site -> its checks' results, latest round
     rounds: tuple[RoundFigures, ...]
     pinger: PingerFigures
     reload: ReloadFigures

@@ -32,3 +32,55 @@ class Thresholds:
     jitter_bad: float = 0.050
     loss_good: float = 0.01
     loss_bad: float = 0.05
+
+
+# -- service checks (issue: SIP OPTIONS, H.323, TCP, HTTP(S)/TLS) ---------------------------
+# Every check has a name (unique per site: the `check` label), a timeout covering the whole
+# check (DNS included), and `required`: a failing required check makes the site not ready,
+# an optional one degraded.
+
+
+@dataclass(frozen=True, slots=True)
+class TcpSpec:
+    """Connect to ``port``; ``kind`` is "tcp" or "h323" (same probe, H.323 defaults to 1720)."""
+
+    name: str
+    port: int
+    kind: str = "tcp"
+    timeout: float = 3.0
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSpec:
+    """GET (or HEAD) ``scheme://<site address>:port/path``; ``url`` overrides all of that."""
+
+    name: str
+    scheme: str = "https"  # http | https
+    port: int | None = None  # None: 80 / 443
+    path: str = "/"
+    url: str | None = None
+    method: str = "GET"  # GET | HEAD
+    expect_status: tuple[int, ...] = (200,)
+    verify_tls: bool = True
+    follow_redirects: bool = False
+    max_body_bytes: int = 65536
+    cert_expiry_warn: float = 14 * 86400.0  # seconds before expiry that make it degraded
+    timeout: float = 5.0
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SipSpec:
+    """SIP OPTIONS to ``sip:<site address>:port`` over ``transport``."""
+
+    name: str
+    transport: str = "udp"  # udp | tcp | tls
+    port: int | None = None  # None: 5060, or 5061 for tls
+    accept: tuple[int, ...] = ()  # final codes that count as alive; () = any final response
+    verify_tls: bool = False  # codecs rarely have certificates a client could verify
+    timeout: float = 4.0
+    required: bool = True
+
+
+CheckSpec = TcpSpec | HttpSpec | SipSpec

@@ -56,6 +56,8 @@ def inventory_toml(
 def toml_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -97,12 +99,12 @@ def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
-def value(samples: Samples, name: str, **labels: str) -> float:
+def value(samples: Samples, metric: str, /, **labels: str) -> float:
     matches = [
-        v for got, v in samples.get(name, [])
+        v for got, v in samples.get(metric, [])
         if all(got.get(k) == want for k, want in labels.items())
     ]
-    assert len(matches) == 1, f"{name}{labels}: {len(matches)} samples"
+    assert len(matches) == 1, f"{metric}{labels}: {len(matches)} samples"
     return matches[0]
 
 

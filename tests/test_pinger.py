@@ -161,3 +161,91 @@ def test_no_privilege_gives_a_clear_error(ping_group_range: str) -> None:
     )
     message = result.stdout + result.stderr
     assert "CAP_NET_RAW" in message and "ping_group_range" in message and "'1 0'" in message
+
+
+# -- hostile input: whatever arrives on the socket, the engine goes on ------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from bridgemon.probes.icmp_packets import checksum  # noqa: E402
+
+
+def _icmp(icmp_type: int, code: int, rest: bytes) -> bytes:
+    header = bytes([icmp_type, code, 0, 0]) + rest
+    value = checksum(header)
+    return header[:2] + value.to_bytes(2, "big") + header[4:]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    garbage=st.lists(
+        st.tuples(st.sampled_from([0, 3, 11, 8, 5, 42]), st.integers(0, 15),
+                  st.binary(max_size=120)),
+        min_size=1, max_size=8,
+    ),
+)
+def test_garbage_icmp_never_breaks_a_burst(garbage: list[tuple[int, int, bytes]]) -> None:
+    """Packets crafted by a second raw socket land on the engine's socket mid-burst."""
+    import socket
+
+    async def scenario() -> None:
+        engine = Pinger("raw")
+        sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        try:
+            task = asyncio.ensure_future(
+                engine.burst("127.0.0.1", count=4, spacing=0.02, timeout=0.5)
+            )
+            for icmp_type, code, rest in garbage:
+                sender.sendto(_icmp(icmp_type, code, rest), ("127.0.0.1", 0))
+                await asyncio.sleep(0.003)
+            burst = await task
+            assert burst.received == 4 and burst.error is None
+        finally:
+            sender.close()
+            engine.close()
+
+    asyncio.run(scenario())
+
+
+def _forged_reply(source: str, key: int, cookie: bytes) -> bytes:
+    """A whole IPv4 packet (IP_HDRINCL): an echo reply 'from' ``source`` to 127.0.0.1."""
+    import socket
+    import struct
+
+    icmp = _icmp(0, 0, key.to_bytes(4, "big") + cookie + bytes(48))
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0,
+        socket.inet_aton(source), socket.inet_aton("127.0.0.1"),
+    )
+    return header + icmp
+
+
+async def test_replies_must_carry_our_cookie_and_come_from_the_target(
+    pinger: Pinger, host_route: list[str]
+) -> None:
+    import socket
+
+    # Echoes to this range loop back unanswered (not a local address, no forwarding), so
+    # they stay outstanding while forged replies arrive.
+    add_route(host_route, "198.19.252.0/24 dev lo")
+    forger = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    try:
+        task = asyncio.ensure_future(
+            pinger.burst("198.19.252.9", count=3, spacing=0.05, timeout=0.4)
+        )
+        await asyncio.sleep(0.01)
+        (fam,) = pinger._sockets.values()
+        (key,) = list(fam.pending)  # the first echo, outstanding
+        wrong_cookie = bytes(b ^ 0xFF for b in pinger._cookie)
+        forger.sendto(_forged_reply("198.19.252.9", key, wrong_cookie), ("127.0.0.1", 0))
+        forger.sendto(_forged_reply("127.0.0.9", key, pinger._cookie), ("127.0.0.1", 0))
+        await asyncio.sleep(0.03)
+        assert key in fam.pending and pinger.stray_replies == 2
+        # What only the target could send: right source, key and cookie. It counts.
+        forger.sendto(_forged_reply("198.19.252.9", key, pinger._cookie), ("127.0.0.1", 0))
+        burst = await task
+    finally:
+        forger.close()
+    assert burst.rtts[0] is not None and burst.received == 1

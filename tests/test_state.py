@@ -66,7 +66,7 @@ def test_sync_creates_empty_windows() -> None:
     store.sync(inventory(*base_sites()), window=5)
     assert set(store.sites) == {"49", "502", "516"}
     assert store.rounds("502") == ()
-    assert store.sites["502"].key == ("127.49.2.1", IcmpSpec(), 30.0)
+    assert store.sites["502"].key == ("127.49.2.1", IcmpSpec(), 30.0, ())
     assert store.sites["502"].rounds.maxlen == 5
 
 
