@@ -49,6 +49,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sites.add_argument("--format", choices=["tree", "json"], default="tree")
 
+    test = commands.add_parser(
+        "test", help="pre-event connection test: probe sites hard now and report",
+        description="Probe the chosen sites now (a long ICMP burst and every service "
+        "check), print the readiness report and store it in the history. Exit 0 when "
+        "every site can join (ready, or degraded unless --strict), 1 when any cannot, "
+        "2 on a usage or configuration error.",
+    )
+    chosen = test.add_mutually_exclusive_group()
+    chosen.add_argument("--select", metavar="EXPR",
+                        help="sites: id, level:LEVEL, under:ID, comma-separated (default: all)")
+    chosen.add_argument("--event", metavar="ID", help="the participants of this event")
+    test.add_argument("--count", type=int, metavar="N",
+                      help="echoes per site (default: [test].count, 50)")
+    test.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
+    test.add_argument("-o", "--output", metavar="FILE", help="write the report here")
+    test.add_argument("--strict", action="store_true", help="degraded sites fail too")
+    test.add_argument("--no-history", action="store_true", help="do not store the run")
+
+    history = commands.add_parser("history", help="list stored test runs")
+    history.add_argument("--event", metavar="ID", help="only runs of this event")
+    history.add_argument("--limit", type=int, default=30, metavar="N")
+    history.add_argument("--format", choices=["table", "json"], default="table")
+
+    report = commands.add_parser("report", help="re-render a stored test run")
+    report.add_argument("run_id", metavar="RUN_ID")
+    report.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
+    report.add_argument("-o", "--output", metavar="FILE", help="write the report here")
+
     commands.add_parser(
         "lab", help="network emulator for demos and tests (root): up, set, clear, status, down",
         add_help=False,
@@ -96,6 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_sites(args)
     if args.command == "run":
         return cmd_run(args)
+    if args.command in ("test", "history", "report"):
+        from bridgemon import cli_testrun
+
+        config = _load(args)
+        if config is None:
+            return EXIT_USAGE
+        command = {"test": cli_testrun.cmd_test, "history": cli_testrun.cmd_history,
+                   "report": cli_testrun.cmd_report}[args.command]
+        return command(args, config)
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
 
@@ -109,7 +146,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{sum(1 for s in inventory.sites.values() if s.level == level.id)} {level.id}"
         for level in inventory.levels
     )
-    print(f"{config.path}: OK — {len(inventory)} sites ({per_level})")
+    events = f"; {len(config.events)} event{'s' if len(config.events) != 1 else ''}" \
+        if config.events else ""
+    print(f"{config.path}: OK — {len(inventory)} sites ({per_level}){events}")
     return EXIT_OK
 
 

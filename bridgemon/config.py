@@ -32,6 +32,7 @@ from pydantic import (
 from bridgemon.config_checks import CheckModel, resolve_checks
 from bridgemon.config_source import SourceMap
 from bridgemon.durations import format_duration, parse_duration
+from bridgemon.events import Event, EventModel, build_event
 from bridgemon.inventory import Contact, Inventory, Level, Site
 from bridgemon.specs import CheckSpec, IcmpSpec, Thresholds
 
@@ -86,6 +87,9 @@ class MonitorModel(_Strict):
     max_concurrency: int = Field(default=4000, ge=1, le=1_000_000)
     icmp_mode: Literal["auto", "raw", "dgram"] = "auto"
     resolve_timeout: Duration = Field(default=2.0, gt=0, le=60)
+    check_sockets: int = Field(default=512, ge=1, le=65536)
+    state_dir: str = "state"
+    event_window: Duration = Field(default=7 * 86400.0, gt=0)
 
     @field_validator("listen")
     @classmethod
@@ -146,8 +150,27 @@ class SiteModel(_Strict):
         return value
 
 
+class TestModel(_Strict):
+    """Defaults of pre-event test runs (``bridgemon test`` and scheduled ones)."""
+
+    count: int = Field(default=50, ge=1, le=1000)
+    spacing: Duration = Field(default=0.1, ge=0.01, le=10)
+    timeout: Duration = Field(default=1.0, ge=0.05, le=30)
+    concurrency: int = Field(default=1000, ge=1, le=100_000)
+
+
+class ApiModel(_Strict):
+    """The mutating API needs a bearer token; without one configured it is refused."""
+
+    token: str | None = Field(default=None, min_length=16)
+    token_env: str = "BRIDGEMON_API_TOKEN"
+
+
 class ConfigModel(_Strict):
     monitor: MonitorModel = MonitorModel()
+    test: TestModel = TestModel()
+    api: ApiModel = ApiModel()
+    events: list[EventModel] = []
     levels: list[LevelModel] = Field(
         default_factory=lambda: [
             LevelModel(id="province", name="Cấp tỉnh"),
@@ -223,6 +246,17 @@ class MonitorSettings:
     max_concurrency: int
     icmp_mode: Literal["auto", "raw", "dgram"]
     resolve_timeout: float
+    check_sockets: int
+    state_dir: Path
+    event_window: float
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    count: int
+    spacing: float
+    timeout: float
+    concurrency: int
 
 
 @dataclass(frozen=True)
@@ -230,6 +264,9 @@ class Config:
     path: Path
     monitor: MonitorSettings
     inventory: Inventory
+    test: TestSettings = field(default_factory=lambda: TestSettings(50, 0.1, 1.0, 1000))
+    events: tuple[Event, ...] = ()
+    api_token: str | None = None
     warnings: tuple[ConfigIssue, ...] = field(default=())
 
 
@@ -272,6 +309,17 @@ def parse_config(text: str, path: Path) -> Config:
 
     warnings: list[ConfigIssue] = []
     inventory = _build_inventory(model, all_site_ids, issue, warnings, source, name)
+    events: list[Event] = []
+    if inventory is not None:
+        seen_events: set[str] = set()
+        for i, event_model in enumerate(model.events):
+            if event_model.id in seen_events:
+                issue(("events", i, "id"), f"duplicate event id {event_model.id!r}")
+                continue
+            seen_events.add(event_model.id)
+            event = build_event(event_model, inventory, issue, ("events", i))
+            if event is not None:
+                events.append(event)
     if issues:
         raise ConfigError(issues)
     assert inventory is not None
@@ -286,8 +334,15 @@ def parse_config(text: str, path: Path) -> Config:
             max_concurrency=monitor.max_concurrency,
             icmp_mode=monitor.icmp_mode,
             resolve_timeout=monitor.resolve_timeout,
+            check_sockets=monitor.check_sockets,
+            state_dir=Path(monitor.state_dir),
+            event_window=monitor.event_window,
         ),
         inventory=inventory,
+        test=TestSettings(model.test.count, model.test.spacing, model.test.timeout,
+                          model.test.concurrency),
+        events=tuple(events),
+        api_token=model.api.token or os.environ.get(model.api.token_env) or None,
         warnings=tuple(warnings),
     )
 

@@ -23,6 +23,7 @@ from bridgemon.readiness import Verdict, judge_all
 from bridgemon.scheduler import RoundScheduler
 from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
 from bridgemon.state import StateStore
+from bridgemon.testruns import TestRuns
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Monitor:
         self._reload_lock = asyncio.Lock()
         self.pinger: Pinger | None = None
         self.scheduler: RoundScheduler | None = None
+        self.testruns: TestRuns | None = None
         self._runner: web.AppRunner | None = None
         self.bound: tuple[str, int] | None = None
 
@@ -60,7 +62,8 @@ class Monitor:
         monitor = self.config.monitor
         self.pinger = Pinger(monitor.icmp_mode)
         mode = self.pinger.check()
-        ctx = ProbeContext(pinger=self.pinger, resolve_timeout=monitor.resolve_timeout)
+        ctx = ProbeContext(pinger=self.pinger, resolve_timeout=monitor.resolve_timeout,
+                           sockets=asyncio.Semaphore(monitor.check_sockets))
         self.state.sync(self.config.inventory, monitor.window)
         self.scheduler = RoundScheduler(
             self.state, ctx, max_concurrency=monitor.max_concurrency, spread=monitor.spread
@@ -68,6 +71,7 @@ class Monitor:
         self.scheduler.apply(
             self.config.inventory, max_concurrency=monitor.max_concurrency, spread=monitor.spread
         )
+        self.testruns = TestRuns(self.config, ctx, self.scheduler)
         self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
         await self._runner.setup()
         host, port = self.listen
@@ -77,6 +81,7 @@ class Monitor:
         sockets = getattr(server, "sockets", None) or []
         self.bound = sockets[0].getsockname()[:2] if sockets else (host, port)
         self.scheduler.start()
+        await self.testruns.start()
         # Everything built so far (inventory, modules) lives as long as the process: keep
         # the collector from walking it on every full collection.
         gc.freeze()
@@ -89,6 +94,8 @@ class Monitor:
         self._stopping.set()
         if self.scheduler is not None:
             await self.scheduler.shutdown()
+        if self.testruns is not None:
+            await self.testruns.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.pinger is not None:
@@ -143,6 +150,8 @@ class Monitor:
                 max_concurrency=config.monitor.max_concurrency,
                 spread=config.monitor.spread,
             )
+        if self.testruns is not None:
+            self.testruns.apply(config)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -186,4 +195,7 @@ class Monitor:
                 pinger.modes if pinger else {},
             ),
             reload=self._reload,
+            events=self.testruns.events if self.testruns else self.config.events,
+            latest_runs=dict(self.testruns.latest) if self.testruns else {},
+            event_window=self.config.monitor.event_window,
         )

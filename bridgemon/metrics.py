@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -30,6 +31,7 @@ class BridgemonCollector(Collector):
         snap = self._snapshot()
         yield from _self_metrics(snap)
         yield from _site_metrics(snap)
+        yield from _event_metrics(snap)
 
 
 def render(snapshot: Snapshot) -> bytes:
@@ -250,3 +252,60 @@ def _check_metrics(snap: Snapshot) -> Iterator[Metric]:
             if isinstance(not_after, int | float):
                 expiry.add_metric(labels, not_after)
     yield from (up, duration, sip_code, expiry)
+
+
+def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
+    """Events within the window (ended less than ``event_window`` ago, or starting within
+    it), their participants and their latest test run: participants × events stays small."""
+    start = GaugeMetricFamily(
+        "bridgemon_event_start_timestamp_seconds", "When the conference starts (Unix time)",
+        labels=["event"],
+    )
+    end = GaugeMetricFamily(
+        "bridgemon_event_end_timestamp_seconds", "When the conference ends (Unix time)",
+        labels=["event"],
+    )
+    info = GaugeMetricFamily(
+        "bridgemon_event_info", "Conference metadata (value 1)", labels=["event", "title"]
+    )
+    participant = GaugeMetricFamily(
+        "bridgemon_event_participant", "1 for each site taking part in the conference",
+        labels=["event", "site"],
+    )
+    run_time = GaugeMetricFamily(
+        "bridgemon_testrun_timestamp_seconds",
+        "When the latest test run of the event finished (Unix time)", labels=["event"],
+    )
+    site_ready = GaugeMetricFamily(
+        "bridgemon_testrun_site_ready",
+        "1 if the site could join in the event's latest test run (ready or degraded)",
+        labels=["event", "site"],
+    )
+    counts = GaugeMetricFamily(
+        "bridgemon_testrun_sites", "Sites per verdict in the event's latest test run",
+        labels=["event", "verdict"],
+    )
+    latest = snap.latest_runs or {}
+    for event in snap.events:
+        starts, ends = event.start.timestamp(), event.end.timestamp()
+        if ends < snap.taken_at - snap.event_window or starts > snap.taken_at + snap.event_window:
+            continue
+        start.add_metric([event.id], starts)
+        end.add_metric([event.id], ends)
+        info.add_metric([event.id, event.title], 1)
+        for site_id in event.participants:
+            if site_id in snap.inventory.sites:
+                participant.add_metric([event.id, site_id], 1)
+        report = latest.get(event.id)
+        if report is None:
+            continue
+        finished = report.get("finished_at") or report["started_at"]
+        run_time.add_metric([event.id], datetime.fromisoformat(finished).timestamp())
+        for site in report["sites"]:
+            if site["id"] in snap.inventory.sites:
+                ok = site["verdict"] in ("ready", "degraded")
+                site_ready.add_metric([event.id, site["id"]], 1 if ok else 0)
+        for verdict, number in report["summary"].items():
+            if verdict != "total":
+                counts.add_metric([event.id, verdict], number)
+    yield from (start, end, info, participant, run_time, site_ready, counts)

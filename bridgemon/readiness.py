@@ -214,35 +214,37 @@ def _worst(reasons: Sequence[Reason]) -> State:
 def judge_all(
     inventory: Inventory, windows: Mapping[str, Sequence[SiteRound]], now: float
 ) -> dict[str, Verdict]:
-    """Verdicts for every site, parents before children.
+    """Verdicts for every site, parents before children (see ``judge_under``)."""
+    verdicts: dict[str, Verdict] = {}
+    for site, _depth in inventory.walk():
+        parent = verdicts.get(site.parent) if site.parent is not None else None
+        verdicts[site.id] = judge_under(
+            judge_own(site, windows.get(site.id, ()), now), parent, inventory
+        )
+    return verdicts
+
+
+def judge_under(own: Verdict, parent: Verdict | None, inventory: Inventory) -> Verdict:
+    """A site's own verdict in the light of its parent's.
 
     A site that fails its own probes while its parent is down (no reply, or itself
     parent_down) is ``parent_down``: the fault is upstream, not at the site.
     """
-    verdicts: dict[str, Verdict] = {}
-    for site, _depth in inventory.walk():
-        verdict = judge_own(site, windows.get(site.id, ()), now)
-        parent = verdicts.get(site.parent) if site.parent is not None else None
-        if (
-            parent is not None
-            and verdict.state == State.NOT_READY
-            and verdict.up is False
-            and (parent.up is False or parent.state == State.PARENT_DOWN)
-        ):
-            parent_site = inventory.sites[parent.site_id]
-            reason = Reason(
-                "parent_down",
-                State.PARENT_DOWN,
-                f"parent {parent_site.name} ({parent_site.id}) is down",
-                f"cấp trên {parent_site.name} ({parent_site.id}) mất kết nối",
-            )
-            verdict = Verdict(
-                verdict.site_id,
-                State.PARENT_DOWN,
-                (reason, *verdict.reasons),
-                verdict.up,
-                verdict.quality,
-                verdict.last_probe,
-            )
-        verdicts[site.id] = verdict
-    return verdicts
+    if (
+        parent is None
+        or own.state != State.NOT_READY
+        or own.up is not False
+        or not (parent.up is False or parent.state == State.PARENT_DOWN)
+    ):
+        return own
+    parent_site = inventory.sites[parent.site_id]
+    reason = Reason(
+        "parent_down",
+        State.PARENT_DOWN,
+        f"parent {parent_site.name} ({parent_site.id}) is down",
+        f"cấp trên {parent_site.name} ({parent_site.id}) mất kết nối",
+    )
+    return Verdict(
+        own.site_id, State.PARENT_DOWN, (reason, *own.reasons), own.up, own.quality,
+        own.last_probe,
+    )

@@ -13,18 +13,19 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bridgemon.durations import format_duration
 from bridgemon.inventory import Inventory, Site
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.dispatch import run_check
-from bridgemon.probes.pinger import TICK
 from bridgemon.state import SiteRound, StateStore
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,21 @@ class RoundScheduler:
                 )
             stats.sites = count
 
+    def replace_date_jobs(
+        self,
+        prefix: str,
+        jobs: list[tuple[str, datetime, Callable[..., Awaitable[None]], tuple[object, ...]]],
+    ) -> None:
+        """Swap every one-off job whose id starts with ``prefix`` for ``jobs``."""
+        for job in self._scheduler.get_jobs():
+            if job.id.startswith(prefix):
+                job.remove()
+        for job_id, when, func, args in jobs:
+            self._scheduler.add_job(
+                func, DateTrigger(run_date=when), args=list(args), id=job_id,
+                name=job_id, misfire_grace_time=300, coalesce=True,
+            )
+
     def start(self) -> None:
         self._scheduler.start()
 
@@ -150,7 +166,8 @@ class RoundScheduler:
         # Start every site within the spread, and early enough that its burst ends before
         # the next round is due.
         longest = max((site.longest_probe for site in sites), default=0.0)
-        window = max(0.0, min(interval * self._spread, interval - longest - 2 * TICK))
+        tick = self._ctx.pinger.tick
+        window = max(0.0, min(interval * self._spread, interval - longest - 2 * tick))
         step = window / max(len(sites), 1)
         in_flight: set[asyncio.Task[None]] = set()
         limit = self._limit
@@ -160,7 +177,7 @@ class RoundScheduler:
                 if due > loop.time():
                     # Wake on the pinger's tick grid, so launching sites shares the wake-up
                     # in which the pinger sends and reads anyway.
-                    await asyncio.sleep(math.ceil(due / TICK) * TICK - loop.time())
+                    await asyncio.sleep(math.ceil(due / tick) * tick - loop.time())
                 await limit.acquire()
                 task = asyncio.ensure_future(self._probe_and_record(site, limit))
                 in_flight.add(task)

@@ -7,7 +7,9 @@ state, so a scrape is consistent and can be formatted off the event loop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from bridgemon.events import Event
 from bridgemon.inventory import Inventory
 from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import Verdict
@@ -50,3 +52,6 @@ class Snapshot:
     rounds: tuple[RoundFigures, ...]
     pinger: PingerFigures
     reload: ReloadFigures
+    events: tuple[Event, ...] = ()
+    latest_runs: dict[str, dict[str, Any]] | None = None  # event id -> latest test-run report
+    event_window: float = 7 * 86400.0

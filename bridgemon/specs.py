@@ -66,6 +66,7 @@ class HttpSpec:
     follow_redirects: bool = False
     max_body_bytes: int = 65536
     cert_expiry_warn: float = 14 * 86400.0  # seconds before expiry that make it degraded
+    ca_file: str | None = None  # PEM CA bundle to trust instead of the system store
     timeout: float = 5.0
     required: bool = True
 
@@ -79,6 +80,7 @@ class SipSpec:
     port: int | None = None  # None: 5060, or 5061 for tls
     accept: tuple[int, ...] = ()  # final codes that count as alive; () = any final response
     verify_tls: bool = False  # codecs rarely have certificates a client could verify
+    ca_file: str | None = None  # PEM CA bundle to trust instead of the system store
     timeout: float = 4.0
     required: bool = True
 

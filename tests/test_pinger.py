@@ -233,7 +233,7 @@ async def test_replies_must_carry_our_cookie_and_come_from_the_target(
     forger = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     try:
         task = asyncio.ensure_future(
-            pinger.burst("198.19.252.9", count=3, spacing=0.05, timeout=0.4)
+            pinger.burst("198.19.252.9", count=3, spacing=0.05, timeout=0.6)
         )
         await asyncio.sleep(0.01)
         (fam,) = pinger._sockets.values()
@@ -241,7 +241,7 @@ async def test_replies_must_carry_our_cookie_and_come_from_the_target(
         wrong_cookie = bytes(b ^ 0xFF for b in pinger._cookie)
         forger.sendto(_forged_reply("198.19.252.9", key, wrong_cookie), ("127.0.0.1", 0))
         forger.sendto(_forged_reply("127.0.0.9", key, pinger._cookie), ("127.0.0.1", 0))
-        await asyncio.sleep(0.03)
+        await asyncio.sleep(2 * pinger.tick)  # replies are read on the engine's tick
         assert key in fam.pending and pinger.stray_replies == 2
         # What only the target could send: right source, key and cookie. It counts.
         forger.sendto(_forged_reply("198.19.252.9", key, pinger._cookie), ("127.0.0.1", 0))

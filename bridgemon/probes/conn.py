@@ -33,8 +33,10 @@ __all__ = [
     "connect",
     "connect_failure",
     "describe_verify_error",
+    "fetch_cert",
     "host_for_uri",
     "is_ip",
+    "peer_cert",
     "tls_context",
     "tls_failure",
 ]
@@ -97,7 +99,7 @@ def abort(sock: socket.socket | None, writer: asyncio.StreamWriter | None = None
 
 _ERRNO_WORDS = {
     errno.ECONNREFUSED: "connection refused",
-    errno.ECONNRESET: "connection reset",
+    errno.ECONNRESET: "connection reset by the server",
     errno.EHOSTUNREACH: "host unreachable",
     errno.ENETUNREACH: "network unreachable",
     errno.EHOSTDOWN: "host down",
@@ -118,7 +120,7 @@ def connect_failure(exc: OSError) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, ConnectionResetError):
-        return "connection reset"
+        return "connection reset by the server"
     return f"connect failed: {exc.strerror or exc}"
 
 
@@ -152,14 +154,6 @@ def tls_context(verify: bool, ca_file: str | None = None) -> ssl.SSLContext:
     return ctx
 
 
-def server_name(host: str) -> str | None:
-    """What to pass as ``server_hostname``: the name (SNI + hostname check), or the IP.
-
-    Python sends no SNI for an IP but checks the certificate's IP SANs against it.
-    """
-    return host.strip("[]") or None
-
-
 @dataclass(frozen=True, slots=True)
 class CertInfo:
     """The parts of a peer certificate a technician needs."""
@@ -176,7 +170,7 @@ class CertInfo:
 
 
 def utc_date(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d")
 
 
 def cert_info(der: bytes | None) -> CertInfo | None:
@@ -223,6 +217,33 @@ def peer_cert(writer: asyncio.StreamWriter) -> tuple[CertInfo | None, str | None
     return cert_info(der), ssl_object.version()
 
 
+async def fetch_cert(address: str, port: int, host: str, deadline: float) -> CertInfo | None:
+    """The peer certificate, fetched without verification on a connection of its own.
+
+    For the words of a failed verification: the failed handshake gives no certificate.
+    Uses at most part of the time left before ``deadline`` (loop time), so that the
+    check's own reason is never lost to this; None when it cannot be had.
+    """
+    loop = asyncio.get_running_loop()
+    budget = min(2.0, (deadline - loop.time()) * 0.8)
+    if budget < 0.05:
+        return None
+    sock: socket.socket | None = None
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(budget):
+            sock = await connect(address, port)
+            _, writer = await asyncio.open_connection(
+                sock=sock, ssl=tls_context(False), server_hostname=host
+            )
+            cert, _ = peer_cert(writer)
+            return cert
+    except (OSError, ssl.SSLError):  # TimeoutError included
+        return None
+    finally:
+        abort(sock, writer)
+
+
 # OpenSSL X509_V_ERR_* codes that need their own words.
 _NOT_YET_VALID, _EXPIRED = 9, 10
 _SELF_SIGNED, _SELF_SIGNED_IN_CHAIN = 18, 19
@@ -261,6 +282,8 @@ def tls_failure(exc: ssl.SSLError) -> str:
     hint = ""
     if reason in ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING", "HTTP_REQUEST"):
         hint = " — is this port speaking TLS?"
-    elif reason in ("UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "TLSV1_ALERT_PROTOCOL_VERSION"):
+    elif reason in (
+        "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "TLSV1_ALERT_PROTOCOL_VERSION"
+    ):
         hint = " — the peer's TLS version is too old or too new"
     return f"TLS handshake failed ({reason}{hint})"

@@ -7,7 +7,9 @@ Handlers only read snapshots of the monitor and render them; the one mutating en
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
+import json
 import time
 from typing import TYPE_CHECKING
 
@@ -15,12 +17,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from bridgemon import metrics
+from bridgemon.events import event_json
 from bridgemon.inventory import SelectorError
 from bridgemon.readiness import State
 from bridgemon.views import site_json, summary_json
 
 if TYPE_CHECKING:
     from bridgemon.daemon import Monitor
+    from bridgemon.testruns import TestRuns
 
 MONITOR: web.AppKey[Monitor] = web.AppKey("monitor")
 
@@ -33,6 +37,11 @@ def make_app(monitor: Monitor) -> web.Application:
     app.router.add_get("/api/v1/sites", handle_sites)
     app.router.add_get("/api/v1/sites/{site_id}", handle_site)
     app.router.add_post("/-/reload", handle_reload)
+    app.router.add_get("/api/v1/events", handle_events)
+    app.router.add_post("/api/v1/events", handle_add_event)
+    app.router.add_get("/api/v1/test-runs", handle_test_runs)
+    app.router.add_post("/api/v1/test-runs", handle_start_test_run)
+    app.router.add_get("/api/v1/test-runs/{run_id}", handle_test_run)
     app.router.add_get("/", handle_index)
     return app
 
@@ -129,6 +138,148 @@ async def handle_index(request: web.Request) -> web.Response:
 
 
 def _dumps(value: object) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False)
+
+
+# -- events and test runs -------------------------------------------------------------------
+
+
+def _error(status: int, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, object] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def _authorised(request: web.Request) -> web.Response | None:
+    """None when the bearer token is right; else the response that refuses the request."""
+    token = request.app[MONITOR].config.api_token
+    if not token:
+        return _error(403, "the mutating API is off until a token is configured "
+                           "([api] token in the inventory, or $BRIDGEMON_API_TOKEN)")
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
+                                                             token.encode()):
+        response = _error(401, "a valid 'Authorization: Bearer TOKEN' header is required")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="bridgemon"'
+        return response
+    return None
+
+
+async def _json_body(request: web.Request) -> dict[str, object] | web.Response:
+    try:
+        body = await request.json(loads=json.loads)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "the body must be a JSON object", "body")
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object", "body")
+    return body
+
+
+def _testruns(request: web.Request) -> TestRuns:
+    testruns = request.app[MONITOR].testruns
+    if testruns is None:
+        raise web.HTTPServiceUnavailable(text="starting up")
+    return testruns
+
+
+async def handle_events(request: web.Request) -> web.Response:
+    testruns = _testruns(request)
+    rows = []
+    for event in testruns.events:
+        row = event_json(event)
+        latest = testruns.latest.get(event.id)
+        row["latest_run"] = (
+            {k: latest[k] for k in ("run_id", "started_at", "finished_at", "summary")}
+            if latest else None
+        )
+        rows.append(row)
+    rows.sort(key=lambda row: str(row["start"]))
+    return web.json_response({"events": rows}, dumps=_dumps)
+
+
+async def handle_add_event(request: web.Request) -> web.Response:
+    refused = _authorised(request)
+    if refused is not None:
+        return refused
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    from bridgemon.testruns import EventRejected
+
+    try:
+        event = _testruns(request).add_event(body)
+    except EventRejected as exc:
+        return _error(400, str(exc), exc.field)
+    return web.json_response(event_json(event), status=201, dumps=_dumps)
+
+
+_RUN_KEYS = {"select", "event", "count"}
+
+
+async def handle_start_test_run(request: web.Request) -> web.Response:
+    refused = _authorised(request)
+    if refused is not None:
+        return refused
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    unknown = sorted(set(body) - _RUN_KEYS)
+    if unknown:
+        return _error(400, f"unknown key {unknown[0]!r} (allowed: select, event, count)",
+                      unknown[0])
+    select, event_id, count = body.get("select"), body.get("event"), body.get("count")
+    if (select is None) == (event_id is None):
+        return _error(400, "give exactly one of 'select' (a selector) or 'event' (an id)",
+                      "select")
+    if select is not None and not isinstance(select, str):
+        return _error(400, "select must be a string such as 'under:502'", "select")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int)
+                              or not 1 <= count <= 1000):
+        return _error(400, "count must be an integer from 1 to 1000", "count")
+    testruns = _testruns(request)
+    event = None
+    if event_id is not None:
+        event = testruns.event(str(event_id))
+        if event is None:
+            return _error(400, f"unknown event {event_id!r}", "event")
+    try:
+        plan = testruns.plan_run(selector=select, event=event, count=count, trigger="api",
+                                 operator=f"api:{request.remote}")
+    except SelectorError as exc:
+        return _error(400, str(exc), "select")
+    testruns.launch(plan)
+    return web.json_response(
+        {"run_id": plan.run_id, "sites": len(plan.sites), "status": "running",
+         "url": f"/api/v1/test-runs/{plan.run_id}"},
+        status=202, dumps=_dumps,
+    )
+
+
+async def handle_test_runs(request: web.Request) -> web.Response:
+    try:
+        limit = min(max(int(request.query.get("limit", "50")), 1), 1000)
+    except ValueError:
+        return _error(400, "limit must be an integer", "limit")
+    runs = await _testruns(request).list(limit=limit, event=request.query.get("event"))
+    return web.json_response({"test_runs": runs}, dumps=_dumps)
+
+
+_FORMATS = {"json": "application/json", "html": "text/html", "csv": "text/csv",
+            "table": "text/plain"}
+
+
+async def handle_test_run(request: web.Request) -> web.Response:
+    fmt = request.query.get("format", "json")
+    if fmt not in _FORMATS:
+        return _error(400, f"unknown format {fmt!r} (json, html, csv, table)", "format")
+    report = await _testruns(request).get(request.match_info["run_id"])
+    if report is None:
+        return _error(404, f"no test run {request.match_info['run_id']!r}")
+    if fmt == "json":
+        return web.json_response(report, dumps=_dumps)
+    from bridgemon.report import render
+
+    text = await asyncio.to_thread(render, report, fmt)
+    return web.Response(text=text, content_type=_FORMATS[fmt], charset="utf-8")

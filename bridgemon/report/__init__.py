@@ -1,0 +1,58 @@
+"""Test-run reports: the report dict (DESIGN.md's JSON contract) as text for people.
+
+Formats: ``table`` (terminal, rich), ``json`` (the contract itself, described by
+docs/testrun.schema.json), ``csv`` (one row per site, for Excel) and ``html`` (a
+printable page in Vietnamese). Every format reads only the report dict, never live
+objects, the inventory or the clock, so a run stored in the history re-renders exactly as
+it did on the day. Nothing here does I/O: callers write the returned text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from bridgemon.report.csvout import render_csv
+from bridgemon.report.html import render_html
+from bridgemon.report.table import print_table, render_table
+
+FORMATS: tuple[str, ...] = ("table", "json", "csv", "html")
+# What an HTTP response or a file of each format is.
+MEDIA_TYPES = {
+    "table": "text/plain; charset=utf-8",
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+}
+EXTENSIONS = {"table": "txt", "json": "json", "csv": "csv", "html": "html"}
+
+
+def render_json(report: Mapping[str, Any]) -> str:
+    return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
+
+
+def render(report: Mapping[str, Any], fmt: str) -> str:
+    """The report in format ``fmt`` (one of FORMATS); ValueError for any other."""
+    if fmt == "table":
+        return render_table(report)
+    if fmt == "json":
+        return render_json(report)
+    if fmt == "csv":
+        return render_csv(report)
+    if fmt == "html":
+        return render_html(report)
+    raise ValueError(f"unknown report format {fmt!r} (expected one of {', '.join(FORMATS)})")
+
+
+__all__ = [
+    "EXTENSIONS",
+    "FORMATS",
+    "MEDIA_TYPES",
+    "print_table",
+    "render",
+    "render_csv",
+    "render_html",
+    "render_json",
+    "render_table",
+]

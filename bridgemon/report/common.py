@@ -1,0 +1,220 @@
+"""What every report format shares: verdict order and names, number and time formatting.
+
+Everything here reads the test-run report dict (the JSON contract in DESIGN.md) and
+nothing else: no inventory, no live state, no clock. A run stored years ago must render
+exactly as it did the day it ran, so no output may depend on the machine's locale, time
+zone or configuration. The Vietnamese verdict names are the only thing taken from the
+code base (readiness.STATE_VI) so the dashboard, the API and the reports say the same words.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from bridgemon.readiness import STATE_VI
+
+# Worst first: the order in which the technicians must act (and the tables list sites).
+VERDICTS: tuple[str, ...] = ("not_ready", "parent_down", "unknown", "degraded", "ready")
+# The order counts are read out in (a summary line, the HTML boxes): good news first.
+SUMMARY_ORDER: tuple[str, ...] = ("ready", "degraded", "not_ready", "parent_down", "unknown")
+VERDICT_RANK = {verdict: rank for rank, verdict in enumerate(VERDICTS)}
+VERDICT_VI: dict[str, str] = {str(state): name for state, name in STATE_VI.items()}
+VERDICT_EN: dict[str, str] = {
+    "ready": "ready", "degraded": "degraded", "not_ready": "not ready",
+    "parent_down": "parent down", "unknown": "unknown",
+}
+TRIGGER_VI = {"cli": "dòng lệnh", "schedule": "tự động theo lịch", "api": "qua API"}
+STATUS_VI = {"complete": "hoàn tất", "running": "đang chạy", "incomplete": "bị gián đoạn"}
+DASH = "—"
+
+
+def verdict_vi(verdict: str) -> str:
+    """A verdict's Vietnamese name; a verdict this version does not know is shown as is."""
+    return VERDICT_VI.get(verdict, verdict)
+
+
+def verdict_rank(verdict: str) -> int:
+    # Unknown future verdicts sort with "unknown": visible, but after the certain failures.
+    return VERDICT_RANK.get(verdict, VERDICT_RANK["unknown"])
+
+
+def summary_of(report: Mapping[str, Any]) -> dict[str, int]:
+    """The run's counts: the stored summary, or counted from the sites while it has none
+    (a run still going, or one cut short, has only the sites finished so far)."""
+    stored = report.get("summary")
+    if isinstance(stored, Mapping) and "total" in stored:
+        return {"total": int(stored["total"]), **{v: int(stored.get(v, 0)) for v in VERDICTS}}
+    return count_verdicts(site.get("verdict", "unknown") for site in report.get("sites", ()))
+
+
+def count_verdicts(verdicts: Iterable[str]) -> dict[str, int]:
+    counts = dict.fromkeys(VERDICTS, 0)
+    total = 0
+    for verdict in verdicts:
+        total += 1
+        key = verdict if verdict in counts else "unknown"
+        counts[key] += 1
+    return {"total": total, **counts}
+
+
+def icmp_of(site: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The site's ICMP check (path figures: RTT, jitter, loss), if it has one."""
+    for check in site.get("checks") or ():
+        if check.get("type") == "icmp":
+            return check  # type: ignore[no-any-return]
+    return None
+
+
+def path_figures(site: Mapping[str, Any]) -> dict[str, float | int | None]:
+    """RTT avg/p95/min/max and jitter in ms, loss as a ratio, echoes sent/received."""
+    icmp = icmp_of(site) or {}
+    rtt = icmp.get("rtt_ms") or {}
+    return {
+        "sent": icmp.get("sent"),
+        "received": icmp.get("received"),
+        "loss_ratio": icmp.get("loss_ratio"),
+        "rtt_min": rtt.get("min"),
+        "rtt_avg": rtt.get("avg"),
+        "rtt_max": rtt.get("max"),
+        "rtt_p95": rtt.get("p95"),
+        "jitter": icmp.get("jitter_ms"),
+    }
+
+
+def failing_checks(site: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Service checks (not the ICMP path) that failed."""
+    return [c for c in site.get("checks") or () if c.get("type") != "icmp" and not c.get("ok")]
+
+
+def problems(site: Mapping[str, Any], lang: str = "vi") -> list[str]:
+    """Why the site is not simply ready, in words: its reasons, then any failing service
+    check the reasons do not already name (so a failure is never silently dropped)."""
+    if lang == "vi":
+        lines = [vi_numbers(r) for r in site.get("reasons_vi") or site.get("reasons") or ()]
+    else:
+        lines = list(site.get("reasons") or ())
+    for check in failing_checks(site):
+        name = str(check.get("name") or check.get("type") or "?")
+        if not any(name in line for line in lines):
+            why = check.get("reason") or ("lỗi" if lang == "vi" else "failed")
+            lines.append(f"{name}: {vi_numbers(str(why)) if lang == 'vi' else why}")
+    return lines
+
+
+# --- numbers -------------------------------------------------------------------------
+# Vietnamese writing (TCVN, and every government document): decimal comma, dot between
+# thousands: "1.234,5 ms". Human formats (table, HTML) use it; machine formats (JSON,
+# CSV by default) keep plain numbers.
+
+
+_SWAP_SEPARATORS = str.maketrans(",.", ".,")
+
+
+def num(value: float | int | None, digits: int = 1, *, decimal: str = ",") -> str:
+    """``12.5 -> "12,5"``; ``None`` (no figure: site down, never probed) -> "—"."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return DASH
+    text = f"{value:,.{digits}f}"
+    if decimal == ",":
+        text = text.translate(_SWAP_SEPARATORS)
+    return text
+
+
+def pct(ratio: float | None, digits: int = 1) -> str:
+    """``0.075 -> "7,5 %"``, ``0.08 -> "8 %"`` (a trailing ",0" dropped, as in reasons)."""
+    if ratio is None:
+        return DASH
+    text = num(ratio * 100, digits)
+    if "," in text:
+        text = text.rstrip("0").rstrip(",")
+    return f"{text} %"
+
+
+# A decimal point inside a number followed by a unit (as readiness writes reasons:
+# "mất gói 7.5 % > 5 %"). Only numbers with a unit are touched, so an address such as
+# 127.0.0.1 or a version such as TLS 1.2 stays as written.
+_DECIMAL_WITH_UNIT = re.compile(r"(?<![\d.,])(\d+)\.(\d+)(?=\s?(?:%|ms\b|s\b|giây\b))")
+
+
+def vi_numbers(text: str) -> str:
+    """Reason text with its measured numbers in Vietnamese style ("7.5 %" -> "7,5 %")."""
+    return _DECIMAL_WITH_UNIT.sub(r"\1,\2", text)
+
+
+# --- time ----------------------------------------------------------------------------
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def when(value: str | None, *, seconds: bool = True) -> str:
+    """``2026-11-27T17:15:00+07:00 -> "17:15:00 27/11/2026"``, in the offset the report
+    recorded (never converted to this machine's zone, which may differ years later).
+    An offset other than Vietnam's +07:00 is shown, so such a time cannot be misread."""
+    moment = parse_time(value)
+    if moment is None:
+        return value or DASH
+    text = moment.strftime("%H:%M:%S %d/%m/%Y" if seconds else "%H:%M %d/%m/%Y")
+    offset = moment.utcoffset()
+    if offset is None:
+        return text
+    minutes = int(offset.total_seconds() // 60)
+    if minutes != 7 * 60:
+        sign = "+" if minutes >= 0 else "-"
+        text += f" (UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d})"
+    return text
+
+
+def date_words(value: str | None) -> str:
+    """``"ngày 27 tháng 11 năm 2026"``, the date line of a Vietnamese document."""
+    moment = parse_time(value)
+    if moment is None:
+        return "ngày ... tháng ... năm ......"
+    return f"ngày {moment.day:02d} tháng {moment.month:02d} năm {moment.year}"
+
+
+def duration_between(start: str | None, end: str | None) -> float | None:
+    a, b = parse_time(start), parse_time(end)
+    if a is None or b is None or (a.tzinfo is None) != (b.tzinfo is None):
+        return None
+    return (b - a).total_seconds()
+
+
+# --- order ---------------------------------------------------------------------------
+
+
+def by_severity(sites: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Worst verdict first; within a verdict, the order of the report (inventory order)."""
+    return sorted(sites, key=lambda site: verdict_rank(site.get("verdict", "unknown")))
+
+
+def grouped(
+    sites: Sequence[Mapping[str, Any]],
+) -> list[tuple[str | None, str, list[Mapping[str, Any]]]]:
+    """Sites grouped by parent: ``[(parent id, parent name, sites worst first)]``.
+
+    Groups come worst first too (by their worst site, then by first appearance), so the
+    top of the table is where the work is.
+    """
+    groups: dict[str | None, list[Mapping[str, Any]]] = {}
+    names: dict[str | None, str] = {}
+    for site in sites:
+        parent = site.get("parent")
+        groups.setdefault(parent, []).append(site)
+        if parent not in names or names[parent] == parent:
+            names[parent] = site.get("parent_name") or parent or ""
+    ordered = sorted(
+        groups.items(),
+        key=lambda item: min(verdict_rank(s.get("verdict", "unknown")) for s in item[1]),
+    )
+    return [(parent, names[parent], by_severity(members)) for parent, members in ordered]

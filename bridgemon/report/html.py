@@ -1,0 +1,138 @@
+"""The printable report: one HTML page in Vietnamese, the record a department files.
+
+A4 landscape (ten columns do not fit portrait at a readable size), the table header
+repeated on every printed page, no row split across pages, signature blocks at the end.
+Self-contained: inline CSS, no fonts, scripts or images from anywhere, so it prints the
+same offline and years later. Rendered with Jinja2 with autoescaping on: every string
+from the report (site names, reasons from the far end's replies) is escaped.
+
+Reads only the report dict; the only outside input is the optional ``organization``
+(the department's name for the document heading), which the caller takes from its config.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from bridgemon.report.common import (
+    DASH,
+    STATUS_VI,
+    SUMMARY_ORDER,
+    TRIGGER_VI,
+    by_severity,
+    date_words,
+    num,
+    parse_time,
+    path_figures,
+    pct,
+    problems,
+    summary_of,
+    verdict_vi,
+    when,
+)
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATE = "report.html.j2"
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,  # always, whatever the file name: names and reasons are data
+        undefined=jinja2.StrictUndefined,  # a misspelt field fails the tests, not the page
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_html(report: Mapping[str, Any], *, organization: str | None = None) -> str:
+    """The report as a complete HTML document (UTF-8 text)."""
+    return _environment().get_template(TEMPLATE).render(**context(report, organization))
+
+
+def context(report: Mapping[str, Any], organization: str | None = None) -> dict[str, Any]:
+    """What the template shows, every value already formatted as text."""
+    counts = summary_of(report)
+    status = str(report.get("status") or "complete")
+    trigger = report.get("trigger")
+    title = report.get("event_title") or report.get("event")
+    return {
+        "organization": organization,
+        "run_id": report.get("run_id") or DASH,
+        # Inside the <style> element HTML escaping means nothing: keep only safe characters.
+        "run_id_css": re.sub(r"[^0-9A-Za-z_.:-]", "", str(report.get("run_id") or "")),
+        "title": title,
+        "event": report.get("event"),
+        "event_start": when(report["event_start"], seconds=False)
+        if report.get("event_start") else None,
+        "selector": report.get("selector"),
+        "tested": _span(report.get("started_at"), report.get("finished_at")),
+        "operator": report.get("operator") or DASH,
+        "trigger": TRIGGER_VI.get(trigger, trigger) if trigger else None,
+        "method": _method(report),
+        "status": status,
+        "status_vi": STATUS_VI.get(status, status),
+        "total": num(counts["total"], 0),
+        "counts": [
+            {"verdict": v, "label": verdict_vi(v), "count": num(counts.get(v, 0), 0)}
+            for v in SUMMARY_ORDER
+        ],
+        "rows": [_row(index, site) for index, site in
+                 enumerate(by_severity(report.get("sites") or []), start=1)],
+        "date_line": date_words(report.get("started_at")),
+    }
+
+
+def _row(index: int, site: Mapping[str, Any]) -> dict[str, Any]:
+    fig = path_figures(site)
+    contact = site.get("contact") or {}
+    verdict = str(site.get("verdict", "unknown"))
+    rtt = DASH if fig["rtt_avg"] is None else f"{num(fig['rtt_avg'])} / {num(fig['rtt_p95'])}"
+    return {
+        "no": index,
+        "id": site.get("id") or "",
+        "name": site.get("name") or "",
+        "address": site.get("address"),
+        "parent": site.get("parent_name") or site.get("parent") or DASH,
+        "verdict": verdict,
+        "verdict_vi": verdict_vi(verdict),
+        "rtt": rtt,
+        "jitter": num(fig["jitter"]),
+        "loss": pct(fig["loss_ratio"]),
+        "mos": num(site.get("mos"), 2),
+        "problems": problems(site),
+        "contact_name": contact.get("name"),
+        "contact_phone": contact.get("phone"),
+        "contact_email": contact.get("email"),
+    }
+
+
+def _span(started: str | None, finished: str | None) -> str:
+    """ "17:15:00 – 17:15:42 ngày 27/11/2026", or both in full across midnight."""
+    start, end = parse_time(started), parse_time(finished)
+    if start is None:
+        return DASH
+    if end is None:
+        return f"từ {when(started)}"
+    if start.date() == end.date() and start.utcoffset() == end.utcoffset():
+        day = when(started).split(" ", 1)[1]
+        return f"{start:%H:%M:%S} – {end:%H:%M:%S} ngày {day}"
+    return f"{when(started)} – {when(finished)}"
+
+
+def _method(report: Mapping[str, Any]) -> str | None:
+    count, spacing = report.get("count"), report.get("spacing_ms")
+    if count is None:
+        return None
+    text = f"{num(count, 0)} gói ping mỗi điểm cầu"
+    if spacing is not None:
+        text += f", cách nhau {num(spacing, 0)} ms"
+    return text + "; kiểm tra các dịch vụ đã khai báo của điểm cầu"
