@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bridgemon.config import Config
+from bridgemon.history import History
 from bridgemon.inventory import SelectorError
 from bridgemon.readiness import STATE_VI, State
 
@@ -24,16 +25,24 @@ def history_path(config: Config) -> Path:
     return config.monitor.state_dir / "bridgemon.db"
 
 
+def open_history(config: Config) -> History:
+    """The store, with runs of processes that died (SIGKILL, power cut) marked incomplete."""
+    history = History(history_path(config))
+    for run_id in history.mark_incomplete():
+        print(f"test run {run_id} was interrupted; marked incomplete", file=sys.stderr)
+    return history
+
+
 def _write(text: str, output: str | None) -> None:
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        Path(output).write_text(text, encoding="utf-8", newline="")
         print(f"report written to {output}", file=sys.stderr)
     else:
+        text = text.removeprefix("\ufeff")  # the BOM is for Excel opening a file, not a pipe
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 def cmd_test(args: argparse.Namespace, config: Config) -> int:
-    from bridgemon.history import History
     from bridgemon.probes import ProbeContext
     from bridgemon.probes.pinger import Pinger, PingerUnavailable
     from bridgemon.report import render
@@ -60,7 +69,7 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
     except SelectorError as exc:
         print(f"bridgemon: --select: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    history = None if args.no_history else History(history_path(config))
+    history = None if args.no_history else open_history(config)
     progress = _Progress(len(plan.sites))
 
     def on_start(header: dict[str, Any]) -> None:
@@ -90,6 +99,8 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
         print(f"bridgemon: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        if history is not None:
+            history.abort(plan.run_id)
         print("bridgemon: interrupted; the run is kept as incomplete", file=sys.stderr)
         return 130
     if history is not None:
@@ -99,13 +110,11 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_history(args: argparse.Namespace, config: Config) -> int:
-    from bridgemon.history import History
-
     path = history_path(config)
     if not path.exists():
         print(f"no test runs stored yet ({path})", file=sys.stderr)
         return EXIT_OK
-    runs = History(path).list(limit=args.limit, event=args.event)
+    runs = open_history(config).list(limit=args.limit, event=args.event)
     if args.format == "json":
         print(json.dumps(runs, ensure_ascii=False, indent=2))
         return EXIT_OK
@@ -130,11 +139,10 @@ def cmd_history(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_report(args: argparse.Namespace, config: Config) -> int:
-    from bridgemon.history import History
     from bridgemon.report import render
 
     path = history_path(config)
-    report = History(path).get(args.run_id) if path.exists() else None
+    report = open_history(config).get(args.run_id) if path.exists() else None
     if report is None:
         print(f"bridgemon: no test run {args.run_id!r} in {path}", file=sys.stderr)
         return EXIT_USAGE

@@ -88,7 +88,8 @@ class MonitorModel(_Strict):
     icmp_mode: Literal["auto", "raw", "dgram"] = "auto"
     resolve_timeout: Duration = Field(default=2.0, gt=0, le=60)
     check_sockets: int = Field(default=512, ge=1, le=65536)
-    state_dir: str = "state"
+    # systemd's StateDirectory= sets $STATE_DIRECTORY; else ./state
+    state_dir: str = Field(default_factory=lambda: os.environ.get("STATE_DIRECTORY") or "state")
     event_window: Duration = Field(default=7 * 86400.0, gt=0)
 
     @field_validator("listen")

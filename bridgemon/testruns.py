@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bridgemon.config import Config
+from bridgemon.durations import format_duration
 from bridgemon.events import Event, EventModel, build_event
 from bridgemon.history import History
 from bridgemon.pretests import Pretest, missed, upcoming
@@ -162,8 +163,8 @@ class TestRuns:
                 for event_id, report in self.latest.items()
             }
             for pretest in missed(events, now, last):
-                log.warning("pre-test %s of event %s was missed while bridgemon was down; "
-                            "running it now", f"T-{pretest.offset:g}s", pretest.event_id)
+                log.warning("pre-test T-%s of event %s was missed while bridgemon was down; "
+                            "running it now", format_duration(pretest.offset), pretest.event_id)
                 task = asyncio.ensure_future(self._scheduled(pretest))
                 self._catch_ups.add(task)
                 task.add_done_callback(self._catch_ups.discard)

@@ -1,0 +1,210 @@
+"""Events and test runs through the daemon: API rules, scheduling, history, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from bridgemon.config import load_config
+from bridgemon.daemon import Monitor
+from tests.conftest import free_port, needs_root
+from tests.helpers import aget, ascrape, await_for, value, write_inventory
+
+pytestmark = needs_root
+ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+TOKEN = "s3cret-token-for-tests-only"
+SITES = [
+    {"id": "49", "name": "UBND tỉnh Quảng Nam", "level": "province", "address": "127.64.0.1"},
+    {"id": "502", "name": "Thành phố Tam Kỳ", "level": "district", "parent": "49",
+     "address": "127.64.2.1"},
+    {"id": "20335", "name": "Phường Tân Thạnh", "level": "commune", "parent": "502",
+     "address": "127.64.2.10"},
+    {"id": "20338", "name": "Phường Phước Hòa", "level": "commune", "parent": "502",
+     "address": "127.64.2.11"},
+]
+FAST_TESTS = '\n[test]\ncount = 3\nspacing = "50ms"\ntimeout = "500ms"\n'
+
+Starter = Callable[..., Any]
+
+
+@pytest.fixture
+async def start(tmp_path: Path) -> AsyncIterator[Starter]:
+    running: list[Monitor] = []
+
+    async def starter(extra: str = "", token: bool = True) -> Monitor:
+        api = f'\n[api]\ntoken = "{TOKEN}"\n' if token else ""
+        path = write_inventory(tmp_path / "sites.toml", SITES, port=free_port(),
+                               interval="5s", extra=FAST_TESTS + api + extra)
+        text = path.read_text(encoding="utf-8").replace(
+            "[monitor]\n", f'[monitor]\nstate_dir = "{tmp_path / "state"}"\n', 1)
+        path.write_text(text, encoding="utf-8")
+        monitor = Monitor(load_config(path))
+        await monitor.start()
+        running.append(monitor)
+        return monitor
+
+    yield starter
+    for monitor in running:
+        await monitor.stop()
+
+
+def url(monitor: Monitor, path: str) -> str:
+    assert monitor.bound is not None
+    return f"http://127.0.0.1:{monitor.bound[1]}{path}"
+
+
+async def post(monitor: Monitor, path: str, body: object, token: str | None = TOKEN,
+               raw: bytes | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = raw if raw is not None else json.dumps(body).encode()
+    async with aiohttp.ClientSession() as session, session.post(
+        url(monitor, path), data=data, headers=headers
+    ) as response:
+        return response.status, await response.json()
+
+
+async def finished(monitor: Monitor, run_id: str) -> dict[str, Any]:
+    async def done() -> bool:
+        status, body = await aget(url(monitor, f"/api/v1/test-runs/{run_id}"))
+        return status == 200 and json.loads(body)["status"] == "complete"
+
+    await await_for(done, 20, f"test run {run_id} to finish")
+    return json.loads((await aget(url(monitor, f"/api/v1/test-runs/{run_id}")))[1])
+
+
+async def test_mutating_calls_need_the_token(start: Starter) -> None:
+    monitor = await start()
+    status, body = await post(monitor, "/api/v1/test-runs", {"select": "49"}, token=None)
+    assert status == 401 and "Bearer" in body["error"]
+    status, _ = await post(monitor, "/api/v1/test-runs", {"select": "49"}, token="wrong")
+    assert status == 401
+    status, body = await post(monitor, "/api/v1/test-runs", {"select": "under:502"})
+    assert status == 202 and body["sites"] == 3
+    report = await finished(monitor, body["run_id"])
+    assert report["trigger"] == "api" and report["summary"]["ready"] == 3
+    status, page = await aget(url(monitor, f"/api/v1/test-runs/{body['run_id']}?format=html"))
+    assert status == 200 and "Phường Tân Thạnh".encode() in page
+    status, _ = await aget(url(monitor, f"/api/v1/test-runs/{body['run_id']}?format=pdf"))
+    assert status == 400
+
+
+async def test_without_a_configured_token_the_api_is_refused_not_open(start: Starter) -> None:
+    monitor = await start(token=False)
+    status, body = await post(monitor, "/api/v1/test-runs", {"select": "49"}, token="anything")
+    assert status == 403 and "token" in body["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"select": "under:999"}, "select"),
+        ({"select": "127.0.0.1"}, "select"),  # an address is not a site: no probing it
+        ({"select": "http://127.0.0.1:22/"}, "select"),
+        ({"event": "no-such-event"}, "event"),
+        ({"select": "49", "event": "x"}, "select"),
+        ({}, "select"),
+        ({"select": "49", "address": "127.0.0.1"}, "address"),
+        ({"select": "49", "count": 0}, "count"),
+        ({"select": "49", "count": "5"}, "count"),
+        ({"select": ["49"]}, "select"),
+    ],
+)
+async def test_bad_bodies_name_the_field(start: Starter, body: dict[str, Any],
+                                         field: str) -> None:
+    monitor = await start()
+    status, answer = await post(monitor, "/api/v1/test-runs", body)
+    assert status == 400 and answer["field"] == field, answer
+
+
+async def test_a_body_that_is_not_json_is_a_400(start: Starter) -> None:
+    monitor = await start()
+    status, answer = await post(monitor, "/api/v1/test-runs", None, raw=b"select=49")
+    assert status == 400 and answer["field"] == "body"
+
+
+async def test_events_added_through_the_api_persist_and_are_validated(start: Starter) -> None:
+    monitor = await start()
+    event = {"id": "hn-tam-ky", "title": "Giao ban trực tuyến Tam Kỳ",
+             "start": (datetime.now(ZONE) + timedelta(days=2)).isoformat(),
+             "participants": "under:502"}
+    status, body = await post(monitor, "/api/v1/events", event)
+    assert status == 201 and body["participants"] == ["502", "20335", "20338"]
+    status, body = await post(monitor, "/api/v1/events", event)
+    assert status == 400 and body["field"] == "id"
+    status, body = await post(monitor, "/api/v1/events", {**event, "id": "x2",
+                                                          "participants": "under:7"})
+    assert status == 400 and body["field"] == "participants"
+    status, body = await post(monitor, "/api/v1/events", {**event, "id": "x3",
+                                                          "start": "mai"})
+    assert status == 400 and body["field"] == "start"
+    status, _ = await post(monitor, "/api/v1/events", event, token=None)
+    assert status == 401
+    await monitor.stop()
+    again = await start()  # same state directory
+    events = json.loads((await aget(url(again, "/api/v1/events")))[1])["events"]
+    assert [e["id"] for e in events] == ["hn-tam-ky"] and events[0]["source"] == "api"
+
+
+async def test_pretests_run_at_their_offsets_and_feed_the_metrics(start: Starter) -> None:
+    begins = datetime.now(ZONE) + timedelta(seconds=8)
+    monitor = await start(f'''
+[[events]]
+id = "giao-ban"
+title = "Giao ban trực tuyến"
+start = "{begins.isoformat()}"
+duration = "1h"
+participants = "under:502"
+pretests = ["6s", "3s"]
+''')
+
+    async def two_runs() -> bool:
+        body = json.loads((await aget(url(monitor, "/api/v1/test-runs?event=giao-ban")))[1])
+        runs = body["test_runs"]
+        return len(runs) == 2 and all(run["status"] == "complete" for run in runs)
+
+    await await_for(two_runs, 20, "the T-6s and T-3s pre-tests")
+    runs = json.loads((await aget(url(monitor, "/api/v1/test-runs?event=giao-ban")))[1])
+    assert {run["trigger"] for run in runs["test_runs"]} == {"schedule"}
+    samples = await ascrape(url(monitor, "/metrics"))
+    assert value(samples, "bridgemon_event_start_timestamp_seconds",
+                 event="giao-ban") == pytest.approx(begins.timestamp(), abs=1)
+    assert value(samples, "bridgemon_event_participant", event="giao-ban", site="20335") == 1
+    assert value(samples, "bridgemon_testrun_site_ready", event="giao-ban", site="20338") == 1
+    assert value(samples, "bridgemon_testrun_sites", event="giao-ban", verdict="ready") == 3
+    assert not [lb for lb, _ in samples["bridgemon_event_participant"] if lb["site"] == "49"]
+
+
+async def test_a_missed_pretest_runs_once_on_start(start: Starter) -> None:
+    begins = datetime.now(ZONE) + timedelta(minutes=30)
+    events = f'''
+[[events]]
+id = "hop-gap"
+title = "Họp gấp"
+start = "{begins.isoformat()}"
+participants = "502"
+pretests = ["1h", "2h"]
+'''
+    monitor = await start(events)
+
+    def one_run(on: Monitor) -> Callable[[], Any]:
+        async def check() -> bool:
+            body = json.loads((await aget(url(on, "/api/v1/test-runs?event=hop-gap")))[1])
+            runs = body["test_runs"]
+            return len(runs) == 1 and runs[0]["status"] == "complete"
+
+        return check
+
+    await await_for(one_run(monitor), 15, "the missed pre-test")
+    await monitor.stop()
+    again = await start(events)
+    await asyncio.sleep(2)  # time enough for a wrong second catch-up run to show
+    assert await one_run(again)()
+    assert again.testruns is not None and "hop-gap" in again.testruns.latest

@@ -1,0 +1,219 @@
+"""Prometheus rules (deploy/prometheus): promtool checks, promtool unit tests, and the
+conventions every alert keeps (names, severities, texts, runbook links, labels, tests).
+
+Needs promtool (Debian package ``prometheus``, installed by .ci/run).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+PROMETHEUS = REPO / "deploy" / "prometheus"
+RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
+TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.yml"))
+RUNBOOK = REPO / "docs" / "runbook.md"
+SEVERITIES = {"critical", "warning", "info"}
+
+promtool = pytest.mark.skipif(
+    shutil.which("promtool") is None,
+    reason="promtool not installed (Debian package 'prometheus'; .ci/run installs it)",
+)
+
+
+def load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def rules() -> list[tuple[str, dict[str, Any]]]:
+    """(group name, rule) for every rule of every file."""
+    out = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            out.extend((group["name"], rule) for rule in group["rules"])
+    return out
+
+
+def alerts() -> list[tuple[str, dict[str, Any]]]:
+    return [(group, rule) for group, rule in rules() if "alert" in rule]
+
+
+def seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d|w)", duration)
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub/GitLab heading anchors of a Markdown text."""
+    out = set()
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*$", markdown, re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        out.add(slug)
+    return out
+
+
+# -- promtool -----------------------------------------------------------------------------
+
+
+@promtool
+def test_promtool_check_rules() -> None:
+    result = subprocess.run(
+        ["promtool", "check", "rules", *map(str, RULE_FILES)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr
+
+
+@promtool
+def test_promtool_unit_tests() -> None:
+    """Every file of deploy/prometheus/tests, in parallel (each takes a second or two)."""
+    processes = {
+        path.name: subprocess.Popen(
+            ["promtool", "test", "rules", path.name], cwd=path.parent,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for path in TEST_FILES
+    }
+    failures = []
+    for name, process in processes.items():
+        output, _ = process.communicate(timeout=120)
+        if process.returncode != 0:
+            failures.append(f"--- {name}\n{output}")
+    assert not failures, "\n".join(failures)
+
+
+@promtool
+def test_example_prometheus_config() -> None:
+    result = subprocess.run(
+        ["promtool", "check", "config", str(PROMETHEUS / "prometheus.yml")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for path in RULE_FILES:  # the example loads the shipped rule files
+        assert path.name in result.stdout + result.stderr
+
+
+# -- conventions --------------------------------------------------------------------------
+
+
+def test_every_alert_follows_the_conventions() -> None:
+    runbook = anchors(RUNBOOK.read_text(encoding="utf-8"))
+    for _, rule in alerts():
+        name = rule["alert"]
+        assert re.fullmatch(r"Bridgemon[A-Z][A-Za-z0-9]+", name), name
+        assert rule["labels"]["severity"] in SEVERITIES, name
+        notes = rule["annotations"]
+        assert set(notes) == {"summary", "description", "runbook_url"}, name
+        assert notes["summary"].strip(), name
+        vi, en = notes["description"].split("\n")  # Vietnamese line, then English
+        assert vi.strip() and en.strip(), name
+        assert re.search(r"[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]", vi), name
+        url = notes["runbook_url"]
+        assert url == f"docs/runbook.md#{name.lower()}", (name, url)
+        assert name.lower() in runbook, f"{name}: no section '## {name}' in docs/runbook.md"
+
+
+def test_site_alerts_carry_the_parent_label() -> None:
+    """Every alert about a site joins name, level and parent from bridgemon_site_info (the
+    parent is what Alertmanager's parent suppression matches on)."""
+    for group, rule in alerts():
+        if group == "bridgemon.daemon" or rule["alert"] in (
+            "BridgemonParentDown", "BridgemonEventTestRunMissing", "BridgemonEventTestRunFailed"
+        ):
+            continue
+        expr = " ".join(rule["expr"].split())
+        assert expr.endswith(
+            "* on (site) group_left (name, level, parent) bridgemon_site_info"
+        ), rule["alert"]
+
+
+def test_parent_down_is_the_inhibition_source() -> None:
+    (rule,) = [r for _, r in alerts() if r["alert"] == "BridgemonParentDown"]
+    assert rule["labels"]["severity"] == "info"
+    assert "keep_firing_for" in rule and "for" not in rule
+    site_down = [r for _, r in alerts() if r["alert"] == "BridgemonSiteDown"]
+    # It must fire before the children's own down alerts can (they wait `for:`).
+    assert all(seconds(r["for"]) > 0 for r in site_down)
+
+
+def unit_test_evaluations() -> list[tuple[float, dict[str, dict[float, set[str]]]]]:
+    """Per test group: (evaluation interval, alertname -> eval time -> firing severities)."""
+    out = []
+    for path in TEST_FILES:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        interval = seconds(document.get("evaluation_interval", "1m"))
+        for test in document["tests"]:
+            table: dict[str, dict[float, set[str]]] = defaultdict(dict)
+            for case in test.get("alert_rule_test", []):
+                table[case["alertname"]][seconds(case["eval_time"])] = {
+                    alert["exp_labels"]["severity"] for alert in case.get("exp_alerts") or []
+                }
+            out.append((interval, table))
+    return out
+
+
+def test_every_alert_is_unit_tested_firing_and_not_firing() -> None:
+    evaluations = unit_test_evaluations()
+    for _, rule in alerts():
+        name, severity = rule["alert"], rule["labels"]["severity"]
+        seen = [sev for _, table in evaluations for sev in table.get(name, {}).values()]
+        assert any(severity in sev for sev in seen), f"{name} ({severity}) never fires in a test"
+        assert any(severity not in sev for sev in seen), f"{name} ({severity}): no quiet case"
+
+
+def test_every_for_clause_is_tested_at_its_edge() -> None:
+    """For each alert with `for:`, some test evaluates it one evaluation interval before it
+    fires (quiet) and at the moment it fires."""
+    evaluations = unit_test_evaluations()
+    for _, rule in alerts():
+        if "for" not in rule:
+            continue
+        name, severity = rule["alert"], rule["labels"]["severity"]
+        edge = False
+        for interval, table in evaluations:
+            times = table.get(name, {})
+            for t, firing in times.items():
+                before = times.get(t - interval)
+                if severity in firing and before is not None and severity not in before:
+                    edge = True
+        assert edge, f"{name} ({severity}): no test of its for: {rule['for']} edge"
+
+
+def test_rules_read_only_known_metrics() -> None:
+    """The metrics the rules read are exported by bridgemon/metrics.py, or are listed as
+    awaited (issue 4's events and test runs, the service checks)."""
+    check = load_script("check_dashboards")
+    exported = check.exported_metrics()
+    recorded = {rule["record"] for _, rule in rules() if "record" in rule}
+    used = set()
+    for _, rule in rules():
+        used |= set(re.findall(r"\bbridgemon_[a-z_]+\b", rule["expr"]))
+        for text in rule.get("annotations", {}).values():
+            used |= set(re.findall(r"\bbridgemon_[a-z_]+\b", text))
+    unknown = used - exported - set(check.AWAITED_METRICS) - recorded
+    assert not unknown, f"rules read metrics nobody exports: {sorted(unknown)}"
+    awaited_but_exported = exported & set(check.AWAITED_METRICS)
+    assert not awaited_but_exported, (
+        f"now exported, remove from AWAITED_METRICS (scripts/check_dashboards.py) and let "
+        f"the live test query them: {sorted(awaited_but_exported)}"
+    )
