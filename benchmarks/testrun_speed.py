@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.inventory import national_inventory  # noqa: E402
+from benchmarks.inventory import national_inventory
 
 REPO = Path(__file__).resolve().parent.parent
 
