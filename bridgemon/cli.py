@@ -67,6 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--strict", action="store_true", help="degraded sites fail too")
     test.add_argument("--no-history", action="store_true", help="do not store the run")
 
+    probe = commands.add_parser(
+        "probe", help="one check against one target, now (exit 0 pass, 1 fail, 2 bad URL)",
+        description="Run one check right now and print the result: icmp://HOST, "
+        "tcp://HOST:PORT, h323://HOST, sip://HOST[:PORT][;transport=udp|tcp|tls], "
+        "sips://HOST[:PORT], http://..., https://...",
+    )
+    probe.add_argument("url", metavar="URL")
+    probe.add_argument("--format", choices=["table", "json"], default="table")
+    probe.add_argument("--count", type=int, metavar="N", help="icmp: echoes (default 5)")
+    probe.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help="override the check's timeout")
+    probe.add_argument("--insecure", action="store_true",
+                       help="https/sips: do not verify the certificate")
+
     history = commands.add_parser("history", help="list stored test runs")
     history.add_argument("--event", metavar="ID", help="only runs of this event")
     history.add_argument("--limit", type=int, default=30, metavar="N")
@@ -124,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_sites(args)
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "probe":
+        from bridgemon.cli_probe import cmd_probe
+
+        return cmd_probe(args)
     if args.command in ("test", "history", "report"):
         from bridgemon import cli_testrun
 

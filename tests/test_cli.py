@@ -148,3 +148,20 @@ def test_unresolvable_name_is_a_reason_not_a_crash(tmp_path: Path) -> None:
         process.terminate()
         process.communicate(timeout=15)
     time.sleep(0)
+
+
+@needs_root
+def test_probe_passes_fails_and_refuses_bad_urls() -> None:
+    ok = run("probe", "icmp://127.0.0.1", "--count", "3", "--format", "json")
+    assert ok.returncode == 0, ok.stderr
+    view = json.loads(ok.stdout)
+    assert view["type"] == "icmp" and view["sent"] == 3 and view["received"] == 3
+    refused = run("probe", "tcp://127.0.0.1:1", "--format", "json")
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["reason"] == "TCP 1: connection refused"
+    h323 = run("probe", "h323://127.0.0.1")
+    assert h323.returncode == 1 and "H.323 1720" in h323.stdout
+    for bad in ("gopher://x", "tcp://127.0.0.1", "sip://127.0.0.1;transport=sctp"):
+        result = run("probe", bad)
+        assert result.returncode == 2 and result.stderr.startswith("bridgemon probe:")
+    assert run("probe", "tcp://127.0.0.1:1", "--count", "3").returncode == 2

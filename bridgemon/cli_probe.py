@@ -1,0 +1,90 @@
+"""``bridgemon probe URL``: what a technician types while on the phone with a site.
+
+No inventory needed: the URL says what to check. The JSON has the fields of a check in a
+test-run report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+
+from bridgemon.probes import ProbeContext
+from bridgemon.probes.dispatch import run_check
+from bridgemon.probes.pinger import Pinger, PingerUnavailable
+from bridgemon.probes.result import ProbeResult
+from bridgemon.probes.target import parse_probe_url
+from bridgemon.specs import CheckSpec, HttpSpec, IcmpSpec, SipSpec
+from bridgemon.views import check_json
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    try:
+        _kind, host, spec = parse_probe_url(args.url)
+        spec = _adjust(spec, args)
+    except ValueError as exc:
+        print(f"bridgemon probe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def main() -> ProbeResult:
+        pinger = Pinger()
+        try:
+            if isinstance(spec, IcmpSpec):
+                pinger.check()
+            return await run_check(host, spec, ProbeContext(pinger=pinger))
+        finally:
+            pinger.close()
+
+    try:
+        result = asyncio.run(main())
+    except PingerUnavailable as exc:
+        print(f"bridgemon probe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    view = check_json(result)
+    if args.format == "json":
+        print(json.dumps(view, ensure_ascii=False, indent=2))
+    else:
+        _print_table(args.url, view)
+    return EXIT_OK if result.ok else EXIT_FAIL
+
+
+def _adjust(spec: CheckSpec | IcmpSpec, args: argparse.Namespace) -> CheckSpec | IcmpSpec:
+    changes: dict[str, object] = {}
+    if args.count is not None:
+        if not isinstance(spec, IcmpSpec):
+            raise ValueError("--count applies to icmp:// only")
+        if not 1 <= args.count <= 1000:
+            raise ValueError("--count must be between 1 and 1000")
+        changes["count"] = args.count
+    if args.timeout is not None:
+        if not 0 < args.timeout <= 300:
+            raise ValueError("--timeout must be between 0 and 300 seconds")
+        changes["timeout"] = args.timeout
+    if args.insecure:
+        if not isinstance(spec, HttpSpec | SipSpec):
+            raise ValueError("--insecure applies to https:// and sips:// only")
+        changes["verify_tls"] = False
+    return dataclasses.replace(spec, **changes) if changes else spec  # type: ignore[arg-type]
+
+
+def _print_table(url: str, view: dict[str, object]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    ok = bool(view["ok"])
+    table = Table(title=f"{url} — {'[green]ĐẠT (pass)' if ok else '[red]KHÔNG ĐẠT (fail)'}",
+                  show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in view.items():
+        if key == "rtts_ms" or value is None:
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        table.add_row(key, str(value))
+    Console().print(table)
