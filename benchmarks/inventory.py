@@ -19,7 +19,7 @@ def loopback_address(index: int) -> str:
 
 def national_inventory(
     sites: int, *, port: int, interval: str = "30s", window: int = 5, count: int = 5,
-    spacing: str = "200ms", timeout: str = "1s",
+    spacing: str = "200ms", timeout: str = "1s", extra: str = "",
 ) -> str:
     provinces = max(1, min(63, sites // 190))
     districts = max(0, min(sites - provinces, provinces * 11))
@@ -35,6 +35,7 @@ def national_inventory(
         f"count = {count}",
         f'spacing = "{spacing}"',
         f'timeout = "{timeout}"',
+        extra,
         "",
     ]
     index = 0

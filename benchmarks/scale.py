@@ -10,7 +10,10 @@ Each repeat runs, one after the other so they never compete for the two cores:
   rounds, measured from its first echo (start-up excluded).
 Reported (medians of the repeats): CPU seconds per 1,000 echoes for both and their ratio,
 the median RTT of each and the difference, echoes the daemon lost that fping got, and the
-daemon's peak RSS. Everything stays on 127.0.0.0/8; every run is bounded in time.
+daemon's peak RSS. With ``--checks`` each repeat also runs the daemon with two service
+checks per site (TCP connect and SIP OPTIONS over UDP) against loopback listeners, and
+reports the extra CPU per check and the round time. Everything stays on 127.0.0.0/8;
+every run is bounded in time.
 """
 
 from __future__ import annotations
@@ -103,12 +106,25 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_daemon(sites: int, rounds: int, interval: float, count: int,
-               workdir: Path) -> tuple[Figures, float, dict[str, float]]:
+CHECKS = """
+[profiles.default.checks.sip]
+type = "sip"
+port = {sip}
+timeout = "2s"
+[profiles.default.checks.codec]
+type = "tcp"
+port = {tcp}
+timeout = "2s"
+"""
+
+
+def run_daemon(sites: int, rounds: int, interval: float, count: int, workdir: Path,
+               checks: tuple[int, int] | None = None) -> tuple[Figures, float, dict[str, float]]:
     port = free_port()
     config = workdir / "national.toml"
+    extra = CHECKS.format(sip=checks[0], tcp=checks[1]) if checks else ""
     config.write_text(national_inventory(sites, port=port, interval=f"{interval:g}s",
-                                         count=count), encoding="utf-8")
+                                         count=count, extra=extra), encoding="utf-8")
     log = open(workdir / "daemon.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "bridgemon", "-c", str(config), "--log-level", "warning", "run"],
@@ -133,12 +149,14 @@ def run_daemon(sites: int, rounds: int, interval: float, count: int,
             raise RuntimeError("daemon did not start probing within 120 s")
         cpu0, sent0, received0 = _cpu_seconds(process.pid), health["echoes_sent"], \
             health["echoes_received"]
+        rounds0 = health["rounds"]
         started = time.monotonic()
         time.sleep(rounds * interval)
         cpu1 = _cpu_seconds(process.pid)
         health = _get(base + "/healthz")
         wall = time.monotonic() - started
         sent = health["echoes_sent"] - sent0
+        rounds_done = health["rounds"] - rounds0
         received = health["echoes_received"] - received0
         api = _get(base + "/api/v1/sites")
         rtts: list[float] = []
@@ -155,6 +173,8 @@ def run_daemon(sites: int, rounds: int, interval: float, count: int,
         durations = [float(v) for v in re.findall(
             r"^bridgemon_round_duration_seconds\{[^}]*\} (\S+)$", metrics, re.M)]
         rss = _peak_rss_mb(process.pid)
+        checks_failed = len(re.findall(
+            r'^bridgemon_check_up\{[^}]*check="(?:sip|codec)"[^}]*\} 0\.0$', metrics, re.M))
     finally:
         process.terminate()
         try:
@@ -166,7 +186,33 @@ def run_daemon(sites: int, rounds: int, interval: float, count: int,
     figures = Figures(sent, received, cpu, cpu / max(sent, 1) * 1000,
                       statistics.median(rtts) if rtts else float("nan"), per_target)
     return figures, rss, {"overruns": overruns, "round_seconds": max(durations, default=0),
-                          "wall": wall}
+                          "wall": wall, "rounds": rounds_done, "checks_failed": checks_failed}
+
+
+def run_with_checks(args: argparse.Namespace, icmp_only: Figures) -> dict[str, float]:
+    """The same daemon with two checks per site; the extra CPU is the checks' cost."""
+    sip, tcp = free_port(), free_port()
+    listeners = subprocess.Popen(
+        [sys.executable, "-m", "bridgemon.lab.servers", "--sip", str(sip), "--tcp", str(tcp),
+         "--ready"], stdout=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert listeners.stdout is not None and listeners.stdout.readline().strip() == "ready"
+        with tempfile.TemporaryDirectory() as tmp:
+            ours, _rss, extra = run_daemon(args.sites, args.rounds, args.interval, args.count,
+                                           Path(tmp), checks=(sip, tcp))
+    finally:
+        listeners.terminate()
+        listeners.wait(timeout=10)
+    checks = extra["rounds"] * args.sites * 2
+    extra_cpu = ours.cpu_seconds - icmp_only.cpu_seconds * ours.echoes / max(icmp_only.echoes, 1)
+    return {
+        "cpu_per_check_us": extra_cpu / max(checks, 1) * 1e6,
+        "round_seconds_with_checks": extra["round_seconds"],
+        "overruns_with_checks": extra["overruns"],
+        "checks_failed": extra["checks_failed"],
+    }
 
 
 def main() -> int:
@@ -176,6 +222,8 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=30, help="round interval, seconds")
     parser.add_argument("--rounds", type=int, default=2, help="daemon rounds measured")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--checks", action="store_true",
+                        help="also measure two service checks per site (TCP, SIP/UDP)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if shutil.which("fping") is None:
@@ -212,6 +260,8 @@ def main() -> int:
             "peak_rss_mb": rss,
             **extra,
         }
+        if args.checks:
+            row.update(run_with_checks(args, ours))
         results.append(row)
         print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
@@ -230,6 +280,12 @@ def main() -> int:
     print(f"  daemon peak RSS        {median['peak_rss_mb']:.0f} MB (goal < 300 MB)")
     print(f"  round overruns         {median['overruns']:.0f}; longest round "
           f"{median['round_seconds']:.1f} s of {args.interval:g} s")
+    if args.checks:
+        print(f"  service checks         {median['cpu_per_check_us']:.0f} µs CPU per check "
+              f"(TCP connect + SIP OPTIONS/UDP, 2 per site); longest round "
+              f"{median['round_seconds_with_checks']:.1f} s of {args.interval:g} s; "
+              f"overruns {median['overruns_with_checks']:.0f}; failed checks "
+              f"{median['checks_failed']:.0f}")
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
                                          "repeats": results, "median": median}, indent=2))

@@ -41,9 +41,9 @@ APPLIES: dict[str, set[str]] = {
     "http": _COMMON | {"path", "url", "method", "expect_status", "follow_redirects",
                        "max_body_bytes"},
     "https": _COMMON | {"path", "url", "method", "expect_status", "follow_redirects",
-                        "max_body_bytes", "verify_tls", "cert_expiry_warn"},
-    "sip": _COMMON | {"transport", "accept", "verify_tls"},
-    "sips": _COMMON | {"accept", "verify_tls"},
+                        "max_body_bytes", "verify_tls", "cert_expiry_warn", "ca_file"},
+    "sip": _COMMON | {"transport", "accept", "verify_tls", "ca_file"},
+    "sips": _COMMON | {"accept", "verify_tls", "ca_file"},
 }
 
 
@@ -67,6 +67,7 @@ class CheckModel(BaseModel):
     follow_redirects: bool | None = None
     max_body_bytes: int | None = Field(default=None, ge=0, le=16 * 1024 * 1024)
     cert_expiry_warn: Duration | None = Field(default=None, ge=0)
+    ca_file: str | None = None  # a PEM bundle to trust instead of the system's (an internal CA)
 
 
 Issue = Callable[[tuple[str | int, ...], str], None]
@@ -137,13 +138,14 @@ def _build(name: str, kind: str, values: dict[str, Any]) -> CheckSpec:
         return TcpSpec(port=values.get("port", 1720), kind=kind, **common)
     if kind in ("http", "https"):
         extra = {k: values[k] for k in ("port", "path", "url", "method", "follow_redirects",
-                                         "max_body_bytes", "verify_tls", "cert_expiry_warn")
+                                         "max_body_bytes", "verify_tls", "cert_expiry_warn",
+                                         "ca_file")
                  if k in values}
         if "expect_status" in values:
             extra["expect_status"] = tuple(values["expect_status"])
         return HttpSpec(scheme=kind, **extra, **common)
     transport = "tls" if kind == "sips" else values.get("transport", "udp")
-    extra = {k: values[k] for k in ("port", "verify_tls") if k in values}
+    extra = {k: values[k] for k in ("port", "verify_tls", "ca_file") if k in values}
     if "accept" in values:
         extra["accept"] = tuple(values["accept"])
     return SipSpec(transport=transport, **extra, **common)

@@ -40,21 +40,12 @@ DASHBOARDS = PROVISIONING / "dashboards" / "bridgemon"
 # /etc/grafana/provisioning/`): the provider must read the dashboards from there.
 GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
 BUILTINS = {"__range", "__rate_interval", "__interval", "__range_s", "__interval_ms"}
-# Metrics the dashboards and alert rules read that bridgemon does not export yet: the
-# service checks, and the conferences and test runs of issue 4. Panels reading only these
-# show no data until they exist; the live test skips them by an explicit list. Remove a
-# name here when bridgemon starts exporting it (tests/test_rules.py insists).
-AWAITED_METRICS = (
-    "bridgemon_check_up",
-    "bridgemon_check_duration_seconds",
-    "bridgemon_tls_cert_expiry_timestamp_seconds",
-    "bridgemon_event_start_timestamp_seconds",
-    "bridgemon_event_end_timestamp_seconds",
-    "bridgemon_event_participant",
-    "bridgemon_testrun_site_ready",
-    "bridgemon_testrun_timestamp_seconds",
-)
-METRIC = re.compile(r"\bbridgemon_[a-z_]+\b")
+# Metrics the dashboards and alert rules read that bridgemon does not export yet (none
+# since the service checks and the conferences of issue 4 landed). A panel reading only
+# these shows no data until they exist, and the live test may skip it by an explicit list.
+# Remove a name here once bridgemon exports it (tests/test_rules.py insists).
+AWAITED_METRICS: tuple[str, ...] = ()
+NAME = re.compile(r"(?<![\w:])[A-Za-z_:][A-Za-z0-9_:]*")
 VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
 Json = dict[str, Any]
 
@@ -96,6 +87,15 @@ def provisioned_uid(provisioning: Path = PROVISIONING) -> str:
     if len(uids) != 1:
         raise ValueError(f"expected one datasource uid in datasources/bridgemon.yaml: {uids}")
     return uids[0]
+
+
+def metric_names(text: str) -> set[str]:
+    """bridgemon metric names (``bridgemon_...``) and recording rule names
+    (``level:bridgemon_...:op``) a PromQL expression or template mentions."""
+    return {
+        name for name in NAME.findall(text)
+        if name.startswith("bridgemon_") or (":bridgemon_" in name and name.count(":") == 2)
+    }
 
 
 def exported_metrics(package: Path = REPO / "bridgemon") -> set[str]:

@@ -70,6 +70,10 @@ PROBLEM_MAPPING: Json = {
         "stale": {"text": "Số liệu cũ", "index": 7},
     },
 }
+CHECK_PROBLEM_MAPPING: Json = {
+    "type": "regex",
+    "options": {"pattern": "check:(.+)", "result": {"text": "Kiểm tra $1 lỗi", "index": 8}},
+}
 CHECK_MAPPING: Json = {
     "type": "value",
     "options": {
@@ -442,7 +446,8 @@ def overview() -> Json:
             "Hội nghị tiếp theo",
             "Hội nghị sắp diễn ra gần nhất và thời gian còn lại đến giờ bắt đầu. / The next "
             "conference and the time left until it starts.",
-            refs(target(NEXT_EVENT, "{{event}}", instant=True)),
+            refs(target(f"{NEXT_EVENT} * on (event) group_left (title) bridgemon_event_info",
+                        "{{title}}", instant=True)),
             unit="dtdurations", color="blue", text_mode="value_and_name",
         ), 8),
         (stat(
@@ -473,8 +478,8 @@ def overview() -> Json:
             "Lần kiểm tra gần nhất",
             "Thời gian từ lần kiểm tra kết nối gần nhất cho hội nghị tiếp theo. / Time since "
             "the last pre-event test run of the next conference.",
-            refs(target(f"time() - (bridgemon_testrun_timestamp_seconds and on (event) {NEXT_EVENT})",
-                        "{{event}}", instant=True)),
+            refs(target("time() - (bridgemon_testrun_timestamp_seconds and on (event) "
+                        f"{NEXT_EVENT})", "{{event}}", instant=True)),
             unit="dtdurations", color="blue",
         ), 4),
     )
@@ -527,7 +532,7 @@ def overview() -> Json:
             transformations=[
                 {"id": "groupingToMatrix", "options": {
                     "columnField": "state", "rowField": "name", "valueField": "Value",
-                    "emptyValue": "zero"}},
+                }},
                 organize({"name\\state": "Cấp", **state_columns}, [],
                          ["name\\state", *state_columns]),
             ],
@@ -555,7 +560,7 @@ def overview() -> Json:
             transformations=[
                 {"id": "groupingToMatrix", "options": {
                     "columnField": "state", "rowField": "parent_name", "valueField": "Value",
-                    "emptyValue": "zero"}},
+                }},
                 organize({"parent_name\\state": "Cấp trên", **state_columns}, [],
                          ["parent_name\\state", *state_columns]),
             ],
@@ -602,7 +607,7 @@ def overview() -> Json:
                         ("custom.cellOptions", {"type": "color-background"})),
                 by_name("Mức", ("mappings", [STATE_NAME_MAPPING]),
                         ("custom.cellOptions", {"type": "color-text"})),
-                by_name("Lý do", ("mappings", [PROBLEM_MAPPING])),
+                by_name("Lý do", ("mappings", [PROBLEM_MAPPING, CHECK_PROBLEM_MAPPING])),
                 by_name("Mã", ("links", [{"title": "Chi tiết điểm cầu", "url": SITE_LINK}])),
             ],
             sort=[{"displayName": "Thời gian", "desc": True}],
@@ -738,7 +743,7 @@ def site() -> Json:
                 ["problem", "severity"],
             )],
             overrides=[
-                by_name("Lý do", ("mappings", [PROBLEM_MAPPING])),
+                by_name("Lý do", ("mappings", [PROBLEM_MAPPING, CHECK_PROBLEM_MAPPING])),
                 by_name("Mức", ("mappings", [STATE_NAME_MAPPING]),
                         ("custom.cellOptions", {"type": "color-background"})),
             ],
@@ -863,13 +868,16 @@ def event() -> Json:
     g.row("Hội nghị $event / Conference $event")
     g.line(
         5,
+        (stat("Hội nghị", "Tên hội nghị đang xem. / The conference's title.",
+              refs(target('bridgemon_event_info{event="$event"}', "{{title}}", instant=True)),
+              unit="none", color="blue", text_mode="name"), 6),
         (stat("Bắt đầu sau",
               "Thời gian còn lại đến giờ bắt đầu hội nghị (âm: đã bắt đầu). / Time left until "
               "the conference starts (negative once started).",
               refs(target('bridgemon_event_start_timestamp_seconds{event="$event"} - time()',
                           "Bắt đầu sau", instant=True)),
               unit="dtdurations", thresholds=steps(("red", None), ("orange", 7200),
-                                                   ("green", 86400))), 6),
+                                                   ("green", 86400))), 4),
         (stat("Điểm cầu tham gia",
               "Số điểm cầu tham gia hội nghị (theo bộ lọc cấp). / Participating sites (within "
               "the level filter).",
@@ -879,17 +887,17 @@ def event() -> Json:
               "Số điểm cầu tham gia đang sẵn sàng. / Participants ready now.",
               refs(target(f"sum(bridgemon_site_ready and on (site) {part} {in_level})",
                           "Sẵn sàng", instant=True)),
-              unit="none", color="green", decimals=0), 4),
+              unit="none", color="green", decimals=0), 3),
         (stat("Chưa sẵn sàng",
               "Số điểm cầu tham gia đang chưa sẵn sàng. / Participants not ready now.",
               refs(target(f"sum((bridgemon_site_ready == bool 0) and on (site) {part} {in_level})",
                           "Chưa sẵn sàng", instant=True)),
-              unit="none", decimals=0, thresholds=steps(("green", None), ("red", 1))), 4),
+              unit="none", decimals=0, thresholds=steps(("green", None), ("red", 1))), 3),
         (gauge("Tỉ lệ sẵn sàng",
                "Tỉ lệ điểm cầu tham gia đang sẵn sàng. / Share of participants ready now.",
                refs(target(f"avg(bridgemon_site_ready and on (site) {part} {in_level})",
                            "Tỉ lệ", instant=True)),
-               thresholds=steps(("red", None), ("green", 1))), 6),
+               thresholds=steps(("red", None), ("green", 1))), 4),
     )
     g.line(
         11,

@@ -47,18 +47,32 @@ SITES: list[dict[str, Any]] = [
      "address": "198.18.11.15"},
     {"id": "20353", "name": "Phường Trường Xuân", "level": "commune", "parent": "502",
      "address": "198.18.99.5"},
+    {"id": "20356", "name": "Phường An Phú", "level": "commune", "parent": "502",
+     "address": "198.18.11.16", "profile": "codec"},
+    {"id": "20359", "name": "Xã Tam Thanh", "level": "commune", "parent": "502",
+     "address": "198.18.11.17", "profile": "codec", "checks": {"sip": {"port": 5070}}},
+    {"id": "20362", "name": "Xã Tam Thăng", "level": "commune", "parent": "502",
+     "address": "198.18.11.18", "profile": "codec"},
     {"id": "504", "name": "Huyện Tây Giang", "level": "district", "parent": "49",
      "address": "198.18.12.1"},
     {"id": "20410", "name": "Xã A Tiêng", "level": "commune", "parent": "504",
      "address": "198.18.12.10"},
 ]
 BASELINE, DELAYED, SLOW, LOSSY, DEAD, FLIP = "20335", "20338", "20350", "20341", "20344", "20347"
+SIP_OK, SIP_CLOSED, SIP_FILTERED = "20356", "20359", "20362"
 UNREACHABLE = "20353"
 
 PROFILES = f"""
 [profiles.lossy.icmp]
 count = {LOSSY_COUNT}
 spacing = "20ms"
+
+[profiles.codec.checks.sip]
+type = "sip"
+timeout = "1s"
+[profiles.codec.checks.h323]
+type = "h323"
+timeout = "1s"
 """
 
 
@@ -73,6 +87,13 @@ def lab() -> Iterator[Lab]:
         running.impair("198.18.11.12", loss=0.10)
         running.impair("198.18.11.13", down=True)
         running.impair("198.18.12.0/24", down=True)
+        running.impair("198.18.11.18", drop=["udp:5060"])
+        # A codec's services inside the lab: SIP on UDP 5060, H.323 on TCP 1720.
+        servers = running.spawn(
+            [sys.executable, "-m", "bridgemon.lab.servers", "--sip", "5060", "--tcp", "1720",
+             "--ready"], stdout=subprocess.PIPE, text=True,
+        )
+        assert servers.stdout is not None and servers.stdout.readline().strip() == "ready"
         # Inside the namespace, 198.18.99.0/24 is routed nowhere: its kernel answers our
         # echoes with ICMP "host unreachable", the error path of the engine. (The local
         # table is moved behind our rule, else the lab's local route would answer.)
@@ -105,8 +126,10 @@ def daemon(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         # A full window of rounds for every site before anything is judged.
         def windows_full() -> bool:
             sites = get_json(f"{url}/api/v1/sites")["sites"]
-            return all(len(s["checks"]) and s["window"]["sent"] >= WINDOW * s["checks"][0]["sent"]
-                       for s in sites if s["id"] != UNREACHABLE)
+            return all(
+                len(s["checks"]) and s["window"]["sent"] >= WINDOW * s["checks"][0]["sent"]
+                for s in sites if s["id"] != UNREACHABLE
+            )
 
         wait_for_sync(windows_full, WINDOW * INTERVAL + 30, "a full window of rounds")
         yield url
@@ -205,3 +228,22 @@ def test_verdict_flips_within_one_window(daemon: str, lab: Lab) -> None:
     assert came_back <= window_seconds + 2 * INTERVAL
     samples = scrape(f"{daemon}/metrics")
     assert value(samples, "bridgemon_round_overruns_total", interval="2s") == 0
+
+
+def test_a_site_answering_ping_with_its_sip_port_closed_is_not_ready(daemon: str) -> None:
+    healthy = site(daemon, SIP_OK)
+    assert healthy["verdict"] == "ready", healthy["reasons"]
+    sip = next(check for check in healthy["checks"] if check["name"] == "sip")
+    assert sip["ok"] and sip["status_code"] == 200
+    closed = site(daemon, SIP_CLOSED)
+    assert closed["up"] is True and closed["verdict"] == "not_ready"
+    assert closed["reasons"] == ["SIP OPTIONS: nothing listens on UDP 5070 "
+                                 "(ICMP port unreachable)"]
+    filtered = site(daemon, SIP_FILTERED)
+    assert filtered["up"] is True and filtered["verdict"] == "not_ready"
+    assert filtered["reasons"][0].startswith("SIP OPTIONS: no answer in 1 s")
+    samples = scrape(f"{daemon}/metrics")
+    assert value(samples, "bridgemon_check_up", site=SIP_CLOSED, check="sip") == 0
+    assert value(samples, "bridgemon_check_up", site=SIP_CLOSED, check="h323") == 1
+    assert value(samples, "bridgemon_sip_status_code", site=SIP_OK, transport="udp") == 200
+    assert value(samples, "bridgemon_sip_status_code", site=SIP_FILTERED, transport="udp") == 0
