@@ -419,6 +419,7 @@ def _build_inventory(
         level_index.setdefault(level.id, i)
     levels: list[Level] = []
     for i, level in enumerate(model.levels):
+        parents: tuple[str, ...]
         if level.parents is None:
             parents = (model.levels[i - 1].id,) if i > 0 else ()
         else:
@@ -474,7 +475,9 @@ def _build_inventory(
                     f"{metric}_good ({good:g}) is worse than {metric}_bad ({bad:g})",
                 )
                 ok = False
-        check_layers = [(("profiles", "default"), base.checks)]
+        check_layers: list[tuple[tuple[str | int, ...], dict[str, CheckModel]]] = [
+            (("profiles", "default"), base.checks)
+        ]
         if profile_name != "default":
             check_layers.append((("profiles", profile_name), profile.checks))
         if site is not None:
@@ -520,19 +523,20 @@ def _build_inventory(
     for i, site in enumerate(model.sites):
         if site is None or first_seen.get(site.id) != i:
             continue
-        level = levels_by_id.get(site.level)
-        if level is None:
+        site_level = levels_by_id.get(site.level)
+        if site_level is None:
             known = ", ".join(repr(level_id) for level_id in levels_by_id)
             issue(("sites", i, "level"), f"unknown level {site.level!r} (levels: {known})")
             continue
-        if site.parent is None and level.parents:
+        if site.parent is None and site_level.parents:
             issue(
                 ("sites", i, "parent"),
-                f"a {level.id} site needs a parent ({' or '.join(level.parents)})",
+                f"a {site_level.id} site needs a parent ({' or '.join(site_level.parents)})",
             )
         elif site.parent is not None:
-            if not level.parents:
-                issue(("sites", i, "parent"), f"a {level.id} site is at the top; it has no parent")
+            if not site_level.parents:
+                issue(("sites", i, "parent"),
+                      f"a {site_level.id} site is at the top; it has no parent")
             elif site.parent == site.id:
                 issue(("sites", i, "parent"), "a site cannot be its own parent")
             elif site.parent not in first_seen:
@@ -540,13 +544,13 @@ def _build_inventory(
                     issue(("sites", i, "parent"), f"unknown parent site {site.parent!r}")
             else:
                 parent_level = model.sites[first_seen[site.parent]].level
-                if parent_level not in level.parents:
+                if parent_level not in site_level.parents:
                     issue(
                         ("sites", i, "parent"),
-                        f"parent {site.parent!r} is a {parent_level} site; a {level.id} site's "
-                        f"parent must be a {' or '.join(level.parents)} site",
+                        f"parent {site.parent!r} is a {parent_level} site; a {site_level.id} "
+                        f"site's parent must be a {' or '.join(site_level.parents)} site",
                     )
-        profile_name = site.profile or level.profile
+        profile_name = site.profile or site_level.profile
         profile = profiles.get(profile_name)
         if profile is None:
             issue(("sites", i, "profile"), f"unknown profile {profile_name!r}")

@@ -21,7 +21,7 @@ required = false          # failing makes the site degraded, not not_ready
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -75,7 +75,7 @@ Issue = Callable[[tuple[str | int, ...], str], None]
 
 def resolve_checks(
     loc: tuple[str | int, ...],
-    layers: list[tuple[tuple[str | int, ...], dict[str, CheckModel]]],
+    layers: Sequence[tuple[tuple[str | int, ...], dict[str, CheckModel]]],
     interval: float,
     issue: Issue,
 ) -> tuple[CheckSpec, ...] | None:
@@ -137,7 +137,8 @@ def _build(name: str, kind: str, values: dict[str, Any]) -> CheckSpec:
     if kind in ("tcp", "h323"):
         return TcpSpec(port=values.get("port", 1720), kind=kind, **common)
     if kind in ("http", "https"):
-        extra = {k: values[k] for k in ("port", "path", "url", "method", "follow_redirects",
+        extra: dict[str, Any] = {k: values[k] for k in ("port", "path", "url", "method",
+                                                         "follow_redirects",
                                          "max_body_bytes", "verify_tls", "cert_expiry_warn",
                                          "ca_file")
                  if k in values}
@@ -146,6 +147,7 @@ def _build(name: str, kind: str, values: dict[str, Any]) -> CheckSpec:
         return HttpSpec(scheme=kind, **extra, **common)
     transport = "tls" if kind == "sips" else values.get("transport", "udp")
     extra = {k: values[k] for k in ("port", "verify_tls", "ca_file") if k in values}
+    extra = dict(extra)
     if "accept" in values:
         extra["accept"] = tuple(values["accept"])
     return SipSpec(transport=transport, **extra, **common)

@@ -13,9 +13,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -108,7 +109,7 @@ class RoundScheduler:
     def replace_date_jobs(
         self,
         prefix: str,
-        jobs: list[tuple[str, datetime, Callable[..., Awaitable[None]], tuple[object, ...]]],
+        jobs: Sequence[tuple[str, datetime, Callable[..., Awaitable[None]], tuple[Any, ...]]],
     ) -> None:
         """Swap every one-off job whose id starts with ``prefix`` for ``jobs``."""
         for job in self._scheduler.get_jobs():

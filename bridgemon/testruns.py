@@ -8,13 +8,17 @@ run and the regular rounds never open a second set of ICMP sockets.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from bridgemon.config import Config
 from bridgemon.durations import format_duration
@@ -72,8 +76,8 @@ class TestRuns:
                 log.warning("event %s added through the API is no longer valid: %s",
                             event_id, exc)
                 continue
-            event = build_event(model, self.config.inventory,
-                                lambda loc, msg, p=problems: p.append(msg), ("events",), "api")
+            event = build_event(model, self.config.inventory, _collect(problems),
+                                ("events",), "api")
             if event is None:
                 log.warning("event %s added through the API no longer resolves: %s",
                             event_id, "; ".join(problems))
@@ -85,14 +89,11 @@ class TestRuns:
         """Validate, resolve against the inventory, persist and schedule an event."""
         try:
             model = EventModel.model_validate(raw)
-        except ValueError as exc:
-            errors = getattr(exc, "errors", lambda: [])()
-            if errors:
-                first = errors[0]
-                field = ".".join(str(part) for part in first["loc"]) or "body"
-                raise EventRejected(field, str(first["msg"]).removeprefix("Value error, ")) \
-                    from None
-            raise EventRejected("body", str(exc)) from None
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            field = ".".join(str(part) for part in first["loc"]) or "body"
+            raise EventRejected(field, str(first["msg"]).removeprefix("Value error, ")) \
+                from None
         if self.event(model.id) is not None:
             raise EventRejected("id", f"event {model.id!r} exists already")
         problems: list[tuple[str, str]] = []
@@ -137,7 +138,7 @@ class TestRuns:
         loop = asyncio.get_running_loop()
         for event in self.events:
             runs = await loop.run_in_executor(
-                self._writer, lambda e=event.id: self.history.list(limit=10, event=e)
+                self._writer, functools.partial(self.history.list, limit=10, event=event.id)
             )
             for run in runs:
                 if run["status"] == "complete":
@@ -234,8 +235,15 @@ class TestRuns:
     async def list(self, limit: int = 50, event: str | None = None) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._writer, lambda: self.history.list(limit=limit, event=event)
+            self._writer, functools.partial(self.history.list, limit=limit, event=event)
         )
+
+
+def _collect(problems: list[str]) -> Callable[[tuple[str | int, ...], str], None]:
+    def issue(_loc: tuple[str | int, ...], message: str) -> None:
+        problems.append(message)
+
+    return issue
 
 
 def _read_events(path: Path) -> dict[str, dict[str, Any]]:

@@ -108,7 +108,7 @@ class _FamilySocket:
             sock_type = socket.SOCK_RAW if kind == "raw" else socket.SOCK_DGRAM
             try:
                 sock = socket.socket(family, sock_type, proto)
-                self.mode: Literal["raw", "dgram"] = kind  # type: ignore[assignment]
+                self.mode: Literal["raw", "dgram"] = "raw" if kind == "raw" else "dgram"
                 break
             except PermissionError as exc:
                 errors.append(f"{kind}: {exc.strerror}")
@@ -463,5 +463,5 @@ def _kernel_timestamp(ancdata: list[tuple[int, int, bytes]]) -> int:
     for level, kind, data in ancdata:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
             seconds, nanos = _TIMESPEC.unpack_from(data)
-            return seconds * 1_000_000_000 + nanos
+            return int(seconds) * 1_000_000_000 + int(nanos)
     return time.time_ns()
