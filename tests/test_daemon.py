@@ -141,3 +141,31 @@ async def test_bad_reload_keeps_the_running_inventory(monitor: Monitor) -> None:
     status, body = await apost(url + "/-/reload")
     assert status == 200
     assert value(await ascrape(url + "/metrics"), "bridgemon_config_last_reload_successful") == 1
+
+
+async def test_status_page_shows_counts_and_problems_in_vietnamese(tmp_path: Path) -> None:
+    sites = [*SITES, {"id": "20341", "name": "Phường <script>alert(1)</script>",
+                      "level": "commune", "parent": "502", "address": "127.60.2.12"}]
+    path = write_inventory(tmp_path / "sites.toml", sites, port=free_port(),
+                           extra='\n[profiles.default.thresholds]\nrtt_good = "0.001ms"\n'
+                                 'rtt_bad = "0.002ms"\n')
+    running = Monitor(load_config(path))
+    await running.start()
+    try:
+        await await_for(
+            lambda: _judged(running, 5), 15, "every site judged"
+        )
+        status, body = await aget(base(running) + "/")
+    finally:
+        await running.stop()
+    page = body.decode()
+    assert status == 200 and "Tình trạng các điểm cầu" in page
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    # RTT thresholds of microseconds: every site is "not ready" with the reason in Vietnamese
+    assert "Điểm cầu cần xử lý (5)" in page and "độ trễ" in page
+    assert "Chưa sẵn sàng" in page
+
+
+async def _judged(monitor: Monitor, count: int) -> bool:
+    summary = (await aget_json(base(monitor) + "/api/v1/sites"))["summary"]
+    return bool(summary["unknown"] == 0 and summary["total"] == count)

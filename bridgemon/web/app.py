@@ -131,10 +131,11 @@ async def handle_reload(request: web.Request) -> web.Response:
 
 
 async def handle_index(request: web.Request) -> web.Response:
-    return web.Response(
-        text="bridgemon: /metrics /healthz /api/v1/sites /api/v1/sites/{id}\n",
-        content_type="text/plain",
-    )
+    from bridgemon.web.status_page import render_status
+
+    snapshot = request.app[MONITOR].snapshot()
+    html = await asyncio.to_thread(render_status, snapshot)
+    return web.Response(text=html, content_type="text/html", charset="utf-8")
 
 
 def _dumps(value: object) -> str:
