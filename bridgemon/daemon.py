@@ -77,9 +77,8 @@ class Monitor:
         host, port = self.listen
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.bound = sockets[0].getsockname()[:2] if sockets else (host, port)
+        bound = self._runner.addresses[0] if self._runner.addresses else (host, port)
+        self.bound = (str(bound[0]), int(bound[1]))
         self.scheduler.start()
         await self.testruns.start()
         # Everything built so far (inventory, modules) lives as long as the process: keep

@@ -121,6 +121,14 @@ class RoundScheduler:
                 name=job_id, misfire_grace_time=300, coalesce=True,
             )
 
+    def planned(self, prefix: str) -> list[tuple[str, datetime]]:
+        """(job id, next run) of the one-off jobs whose id starts with ``prefix``."""
+        return sorted(
+            ((job.id, job.next_run_time or job.trigger.run_date)
+             for job in self._scheduler.get_jobs() if job.id.startswith(prefix)),
+            key=lambda item: item[1],
+        )
+
     def start(self) -> None:
         self._scheduler.start()
 

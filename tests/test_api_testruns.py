@@ -208,3 +208,34 @@ pretests = ["1h", "2h"]
     await asyncio.sleep(2)  # time enough for a wrong second catch-up run to show
     assert await one_run(again)()
     assert again.testruns is not None and "hop-gap" in again.testruns.latest
+
+
+async def test_pretests_are_replanned_on_reload(start: Starter) -> None:
+    first = datetime.now(ZONE).replace(microsecond=0) + timedelta(days=3)
+    block = """
+[[events]]
+id = "ky-hop"
+title = "Kỳ họp HĐND tỉnh"
+start = "{start}"
+participants = "49"
+pretests = ["24h", "2h"]
+"""
+    monitor = await start(block.format(start=first.isoformat()))
+    assert monitor.scheduler is not None
+    planned = monitor.scheduler.planned("pretest:")
+    assert [when for _, when in planned] == [first - timedelta(hours=24),
+                                             first - timedelta(hours=2)]
+    moved = first + timedelta(days=1)
+    path = monitor.config.path
+    path.write_text(path.read_text(encoding="utf-8").replace(first.isoformat(),
+                                                             moved.isoformat()),
+                    encoding="utf-8")
+    outcome = await monitor.reload()
+    assert outcome.ok
+    assert [when for _, when in monitor.scheduler.planned("pretest:")] == [
+        moved - timedelta(hours=24), moved - timedelta(hours=2)]
+    path.write_text(path.read_text(encoding="utf-8").replace('participants = "49"',
+                                                             'participants = "4999"'),
+                    encoding="utf-8")
+    assert not (await monitor.reload()).ok  # a bad reload keeps the plan
+    assert len(monitor.scheduler.planned("pretest:")) == 2

@@ -168,7 +168,11 @@ def _authorised(request: web.Request) -> web.Response | None:
     return None
 
 
-async def _json_body(request: web.Request) -> dict[str, object] | web.Response:
+async def _mutation_body(request: web.Request) -> dict[str, object] | web.Response:
+    """The JSON object of an authorised mutating request, or the response refusing it."""
+    refused = _authorised(request)
+    if refused is not None:
+        return refused
     try:
         body = await request.json(loads=json.loads)
     except (ValueError, UnicodeDecodeError):
@@ -201,10 +205,7 @@ async def handle_events(request: web.Request) -> web.Response:
 
 
 async def handle_add_event(request: web.Request) -> web.Response:
-    refused = _authorised(request)
-    if refused is not None:
-        return refused
-    body = await _json_body(request)
+    body = await _mutation_body(request)
     if isinstance(body, web.Response):
         return body
     from bridgemon.testruns import EventRejected
@@ -220,10 +221,7 @@ _RUN_KEYS = {"select", "event", "count"}
 
 
 async def handle_start_test_run(request: web.Request) -> web.Response:
-    refused = _authorised(request)
-    if refused is not None:
-        return refused
-    body = await _json_body(request)
+    body = await _mutation_body(request)
     if isinstance(body, web.Response):
         return body
     unknown = sorted(set(body) - _RUN_KEYS)
