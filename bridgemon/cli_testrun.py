@@ -164,12 +164,21 @@ class _Progress:
     def __enter__(self) -> _Progress:
         if self.live:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
+            # Sites are probed side by side, so they finish in waves: the spinner and the
+            # clock show the run is alive between them.
             self._bar = Progress(
-                TextColumn("[bold]Kiểm tra điểm cầu"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[counts]}"), console=Console(stderr=True),
-                transient=True,
+                SpinnerColumn(), TextColumn("[bold]Kiểm tra điểm cầu"), BarColumn(),
+                MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[counts]}"),
+                console=Console(stderr=True), transient=True,
             )
             self._bar.__enter__()
             self._task = self._bar.add_task("test", total=self.total, counts="")
