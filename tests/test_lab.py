@@ -676,3 +676,36 @@ def test_not_root_is_explained() -> None:
     if proc.returncode != 0:
         pytest.skip(f"cannot run the package as nobody here: {proc.stderr.strip()[-200:]}")
     assert "(False, 'the lab needs root (euid is 65534)" in proc.stdout
+
+
+@pytest.mark.lab
+def test_a_lab_with_wait_queues_behind_another_on_its_range() -> None:
+    import threading
+
+    first = alt_lab("bmq1").start()
+    started = threading.Event()
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with alt_lab("bmq2"):
+                started.set()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    try:
+        time.sleep(1.5)
+        assert not started.is_set()  # queued: the range is bmq1's
+    finally:
+        first.stop()
+    waiter.join(timeout=30)
+    assert started.is_set() and not errors
+    third = alt_lab("bmq3").start()
+    try:
+        with pytest.raises(LabError, match="already routed"):  # no wait: refused at once
+            Lab("bmq4", net=ALT["net"], host_addr=ALT["host_addr"],
+                lab_addr=ALT["lab_addr"]).start()
+    finally:
+        third.stop()

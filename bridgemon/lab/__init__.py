@@ -219,11 +219,28 @@ class Lab:
             raise LabError(f"cannot run the lab: {reason}")
         lock_fd = netsetup.lock_with_wait(self.spec, self.wait)
         try:
+            self._wait_for_range()
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        try:
             self._proc, self.pid = self._launch(lock_fd, detach)
         finally:
             os.close(lock_fd)  # the forwarder holds the lock through its inherited fd
         self._owner = True
         return self
+
+    def _wait_for_range(self) -> None:
+        """With ``wait``, queue behind another lab using the same range, as for the name."""
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                netsetup.check_conflicts(self.spec)
+                return
+            except netsetup.RangeBusy:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.25)
 
     def _launch(self, lock_fd: int, detach: bool) -> tuple[subprocess.Popen[bytes], int]:
         spec = self.spec

@@ -62,6 +62,10 @@ class LabError(RuntimeError):
     """The lab cannot be set up, reached or torn down; the message says why and what to do."""
 
 
+class RangeBusy(LabError):
+    """Another lab routes this lab's range; it may be gone soon (a test run finishing)."""
+
+
 def run_dir() -> Path:
     return Path(os.environ.get("BRIDGEMON_LAB_DIR", "/run/bridgemon-lab"))
 
@@ -344,10 +348,9 @@ def check_conflicts(spec: LabSpec) -> None:
             if other
             else "remove that route"
         )
-        raise LabError(
-            f"{spec.net} is already routed on this host ({line.strip()}); {hint}, "
-            "or give this lab another net"
-        )
+        message = (f"{spec.net} is already routed on this host ({line.strip()}); {hint}, "
+                   "or give this lab another net")
+        raise RangeBusy(message) if other else LabError(message)
     for addr in (spec.host_addr, spec.lab_addr):
         out = ip("-4", "-o", "addr", "show", "to", f"{addr}/32")
         if out.strip():
