@@ -207,19 +207,29 @@ class TestRuns:
         task = asyncio.ensure_future(self._run(plan))
         self.running[plan.run_id] = task
         task.add_done_callback(lambda _: self.running.pop(plan.run_id, None))
+        task.add_done_callback(_log_run_failure)
 
     async def _run(self, plan: TestPlan) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         history = self.history
 
+        def store(func: Callable[..., object], *args: object) -> None:
+            future = loop.run_in_executor(self._writer, func, *args)
+            future.add_done_callback(_log_store_failure)
+
         def on_start(header: dict[str, Any]) -> None:
-            loop.run_in_executor(self._writer, history.begin, header)
+            store(history.begin, header)
 
         def on_site(site: dict[str, Any]) -> None:
-            loop.run_in_executor(self._writer, history.add_site, plan.run_id, site)
+            store(history.add_site, plan.run_id, site)
 
-        report = await run_test(plan, self.config.inventory, self._ctx, on_start=on_start,
-                                on_site=on_site)
+        try:
+            report = await run_test(plan, self.config.inventory, self._ctx,
+                                    on_start=on_start, on_site=on_site)
+        except BaseException:
+            # Stopped (daemon shutdown) or broken: what was stored stays, marked incomplete.
+            store(history.abort, plan.run_id)
+            raise
         await loop.run_in_executor(
             self._writer, history.finish, plan.run_id, report["finished_at"], report["summary"]
         )
@@ -237,6 +247,16 @@ class TestRuns:
         return await loop.run_in_executor(
             self._writer, functools.partial(self.history.list, limit=limit, event=event)
         )
+
+
+def _log_store_failure(future: asyncio.Future[object]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("could not store a test-run result: %s", future.exception())
+
+
+def _log_run_failure(task: asyncio.Task[dict[str, Any]]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("test run failed: %s", task.exception(), exc_info=task.exception())
 
 
 def _collect(problems: list[str]) -> Callable[[tuple[str | int, ...], str], None]:
