@@ -16,7 +16,6 @@ import datetime as dt
 import itertools
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,7 +36,7 @@ from tests.peers.kamailio import (
     run_kamailio,
     run_sipp,
 )
-from tests.peers.util import REPO, SLACK, Clock, faults_process, no_fd_leak, probe_ctx
+from tests.peers.util import SLACK, Clock, faults_process, no_fd_leak, probe_ctx, service_lab
 
 HOST = "127.0.0.1"
 
@@ -356,24 +355,12 @@ async def test_bad_transport_is_a_reason() -> None:
 
 # --------------------------------------------------------------------------- in the lab
 
-LAB_NET, LAB_HOST_ADDR, LAB_LAB_ADDR = "198.19.40.0/24", "198.19.251.2", "198.19.251.1"
 SITE = "198.19.40.20"
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    ok, why = Lab.available()
-    if not ok:
-        pytest.skip(f"lab unavailable: {why}")
-    handle = Lab("bmsvc", net=LAB_NET, host_addr=LAB_HOST_ADDR, lab_addr=LAB_LAB_ADDR, wait=60)
-    with handle as running:
-        # bridgemon.lab.servers answers UDP from the address each request was sent to
-        # (IP_PKTINFO), so though bound to 0.0.0.0 it answers as the site itself.
-        server = running.spawn(
-            [sys.executable, "-m", "bridgemon.lab.servers", "--sip", "5060", "--ready"],
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
-        )  # fmt: skip
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    with service_lab("--sip", "5060") as running:
         yield running
 
 

@@ -26,7 +26,7 @@ from bridgemon.lab import Lab
 from bridgemon.probes import conn, tcp
 from bridgemon.specs import TcpSpec
 from tests.conftest import add_route, needs_root
-from tests.peers.util import REPO, SLACK, Clock, no_fd_leak, open_fds, probe_ctx
+from tests.peers.util import REPO, SLACK, Clock, no_fd_leak, open_fds, probe_ctx, service_lab
 
 
 @pytest.fixture
@@ -249,23 +249,12 @@ def test_failed_lookup_is_a_reason_naming_the_check(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- in the lab
 
-LAB_NET, LAB_HOST_ADDR, LAB_LAB_ADDR = "198.19.40.0/24", "198.19.251.2", "198.19.251.1"
 SITE = "198.19.40.10"
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    ok, why = Lab.available()
-    if not ok:
-        pytest.skip(f"lab unavailable: {why}")
-    # Its own range, so it can run beside the other tests' labs.
-    handle = Lab("bmsvc", net=LAB_NET, host_addr=LAB_HOST_ADDR, lab_addr=LAB_LAB_ADDR, wait=60)
-    with handle as running:
-        server = running.spawn(
-            [sys.executable, "-m", "bridgemon.lab.servers", "--tcp", "1720", "--ready"],
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
-        )  # fmt: skip
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    with service_lab("--tcp", "1720") as running:
         yield running
 
 

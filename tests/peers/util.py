@@ -84,3 +84,31 @@ class Clock:
 
     def __exit__(self, *exc: object) -> None:
         self.elapsed = time.monotonic() - self.started
+
+
+# The service-check tests' lab: its own range, so it runs beside the other tests' labs.
+LAB_NET, LAB_HOST_ADDR, LAB_LAB_ADDR = "198.19.40.0/24", "198.19.251.2", "198.19.251.1"
+
+
+@contextlib.contextmanager
+def service_lab(*server_args: str) -> Iterator[Any]:
+    """The lab "bmsvc" with bridgemon.lab.servers running ``server_args`` inside it.
+
+    Those servers answer UDP from the address each request was sent to (IP_PKTINFO), so
+    though bound to 0.0.0.0 they answer as the site itself.
+    """
+    import pytest
+
+    from bridgemon.lab import Lab
+
+    ok, why = Lab.available()
+    if not ok:
+        pytest.skip(f"lab unavailable: {why}")
+    handle = Lab("bmsvc", net=LAB_NET, host_addr=LAB_HOST_ADDR, lab_addr=LAB_LAB_ADDR, wait=60)
+    with handle as running:
+        server = running.spawn(
+            [sys.executable, "-m", "bridgemon.lab.servers", *server_args, "--ready"],
+            stdout=subprocess.PIPE, text=True, cwd=REPO,
+        )
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        yield running
