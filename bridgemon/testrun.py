@@ -189,11 +189,12 @@ async def run_test(
     async def probe(site: Site) -> None:
         burst = IcmpSpec(count=plan.count, spacing=plan.spacing, timeout=plan.timeout,
                          size=site.icmp.size)
+        tested = replace(site, icmp=burst)  # judged with the burst it had, not the round's
         try:
-            site_round = await probe_site(replace(site, icmp=burst), ctx)
+            site_round = await probe_site(tested, ctx)
         finally:
             limit.release()
-        own[site.id] = (judge_own(site, (site_round,), time.time()), site_round)
+        own[site.id] = (judge_own(tested, (site_round,), time.time()), site_round)
         settle(site.id)
 
     # Parents first, so children settle as soon as they finish.

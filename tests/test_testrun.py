@@ -1,0 +1,65 @@
+"""The test-run engine in-process on loopback: plans, parents first, judging a long burst."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridgemon.config import parse_config
+from bridgemon.inventory import SelectorError
+from bridgemon.probes import ProbeContext
+from bridgemon.probes.pinger import Pinger
+from bridgemon.testrun import all_ready, plan_test, run_test
+from tests.conftest import needs_root
+from tests.helpers import inventory_toml
+
+SITES = [
+    {"id": "49", "name": "UBND tỉnh Quảng Nam", "level": "province", "address": "127.65.0.1"},
+    {"id": "502", "name": "Thành phố Tam Kỳ", "level": "district", "parent": "49",
+     "address": "127.65.2.1"},
+    {"id": "20335", "name": "Phường Tân Thạnh", "level": "commune", "parent": "502",
+     "address": "127.65.2.10"},
+    {"id": "20338", "name": "Phường Phước Hòa", "level": "commune", "parent": "502",
+     "address": "127.65.2.11"},
+]
+
+
+def inventory(interval: str = "30s"):  # type: ignore[no-untyped-def]
+    text = inventory_toml(SITES, port=9, interval=interval, count=1, spacing="10ms",
+                          timeout="200ms")
+    return parse_config(text, Path("t.toml")).inventory
+
+
+def plan(selector: str, count: int = 3):  # type: ignore[no-untyped-def]
+    return plan_test(inventory(), selector=selector, count=count, spacing=0.05, timeout=0.5,
+                     concurrency=10, trigger="cli", operator="kỹ thuật viên")
+
+
+def test_plan_probes_unselected_parents_for_context() -> None:
+    chosen = plan("level:commune")
+    assert [s.id for s in chosen.sites] == ["20335", "20338"]
+    assert sorted(s.id for s in chosen.context) == ["49", "502"]
+    assert plan("under:502").context[0].id == "49"
+    with pytest.raises(SelectorError):
+        plan("under:7")
+
+
+@needs_root
+async def test_a_long_burst_on_a_fast_interval_site_is_judged_not_stale() -> None:
+    # A 1 s round interval, and a test burst of 40 echoes 100 ms apart (4.4 s): judged
+    # against the round's burst it would look like a site not probed for 3 intervals.
+    sites = inventory(interval="1s")
+    the_plan = plan_test(sites, selector="under:502", count=40, spacing=0.1, timeout=0.5,
+                         concurrency=10, trigger="cli", operator="kỹ thuật viên")
+    order: list[str] = []
+    pinger = Pinger("raw")
+    try:
+        report = await run_test(the_plan, sites, ProbeContext(pinger=pinger),
+                                on_site=lambda site: order.append(site["id"]))
+    finally:
+        pinger.close()
+    assert [site["verdict"] for site in report["sites"]] == ["ready"] * 3, report["sites"]
+    assert report["sites"][1]["checks"][0]["sent"] == 40
+    assert order[0] == "502"  # a parent is final before its children
+    assert all_ready(report) and report["summary"]["ready"] == 3
