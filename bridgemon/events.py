@@ -31,6 +31,7 @@ from bridgemon.durations import format_duration, parse_duration
 from bridgemon.inventory import Inventory, SelectorError
 
 DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+ZONE = ZoneInfo(DEFAULT_TIMEZONE)  # how times are shown to people, whatever the host's zone
 DEFAULT_PRETESTS = (86400.0, 7200.0, 1800.0)
 EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

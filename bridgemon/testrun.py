@@ -22,9 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from bridgemon.events import DEFAULT_TIMEZONE, Event
+from bridgemon.events import ZONE, Event
 from bridgemon.inventory import Inventory, Site
 from bridgemon.probes import ProbeContext
 from bridgemon.readiness import State, Verdict, judge_own, judge_under
@@ -33,7 +32,6 @@ from bridgemon.specs import IcmpSpec
 from bridgemon.state import SiteRound
 from bridgemon.views import check_json
 
-ZONE = ZoneInfo(DEFAULT_TIMEZONE)
 SUMMARY_KEYS = ("ready", "degraded", "not_ready", "parent_down", "unknown")
 
 

@@ -22,12 +22,12 @@ from pydantic import ValidationError
 
 from bridgemon.config import Config
 from bridgemon.durations import format_duration
-from bridgemon.events import Event, EventModel, build_event
+from bridgemon.events import ZONE, Event, EventModel, build_event
 from bridgemon.history import History
 from bridgemon.pretests import Pretest, missed, upcoming
 from bridgemon.probes import ProbeContext
 from bridgemon.scheduler import RoundScheduler
-from bridgemon.testrun import ZONE, TestPlan, plan_test, run_test
+from bridgemon.testrun import TestPlan, plan_test, run_test
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,10 @@ class TestRuns:
         )
         if event is None:
             raise EventRejected(*problems[0])
-        self._api_models[model.id] = model.model_dump(mode="json")
-        _write_events(self._events_file, self._api_models)
+        # Saved first: an event the disk refused is not half-added in memory.
+        models = {**self._api_models, model.id: model.model_dump(mode="json")}
+        _write_events(self._events_file, models)
+        self._api_models = models
         self.api_events[model.id] = event
         self.plan()
         return event

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from bridgemon.probes import ProbeContext
+from bridgemon.probes import ProbeContext, http, icmp, sip, tcp
 from bridgemon.probes.result import EchoBurst, ProbeResult
 from bridgemon.specs import CheckSpec, HttpSpec, IcmpSpec, SipSpec, TcpSpec
 
@@ -17,20 +17,12 @@ async def run_check(target: str, spec: CheckSpec | IcmpSpec, ctx: ProbeContext) 
     started = time.time()
     try:
         if isinstance(spec, IcmpSpec):
-            from bridgemon.probes import icmp
-
             return await icmp.probe(target, spec, ctx)
         if isinstance(spec, TcpSpec):
-            from bridgemon.probes import tcp
-
             return await tcp.probe(target, spec, ctx)
         if isinstance(spec, HttpSpec):
-            from bridgemon.probes import http
-
             return await http.probe(target, spec, ctx)
         if isinstance(spec, SipSpec):
-            from bridgemon.probes import sip
-
             return await sip.probe(target, spec, ctx)
         raise TypeError(f"no probe for {type(spec).__name__}")
     except Exception as exc:

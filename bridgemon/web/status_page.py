@@ -11,9 +11,9 @@ from typing import Any
 import jinja2
 
 from bridgemon import __version__
+from bridgemon.events import ZONE
 from bridgemon.readiness import STATE_VI, State
 from bridgemon.snapshot import Snapshot
-from bridgemon.testrun import ZONE
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("bridgemon.web", "templates"),
