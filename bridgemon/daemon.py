@@ -13,16 +13,20 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from aiohttp import web
 
+from bridgemon.board import Board
 from bridgemon.config import Config, ConfigError, load_config
+from bridgemon.inventory import Site
+from bridgemon.loop_lag import LoopLagMeter
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.pinger import Pinger
-from bridgemon.readiness import Verdict, judge_all
+from bridgemon.readiness import Verdict
 from bridgemon.scheduler import RoundScheduler
 from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
-from bridgemon.state import StateStore
+from bridgemon.state import SiteRound, StateStore
 from bridgemon.testruns import TestRuns
 
 log = logging.getLogger(__name__)
@@ -43,8 +47,10 @@ class Monitor:
         self.listen = listen or config.monitor.listen
         self.started_at = time.time()
         self.state = StateStore(window=config.monitor.window)
+        self.board = Board()
+        self.loop_lag = LoopLagMeter()
+        self._sweeper: asyncio.Task[None] | None = None
         self._reload = ReloadFigures(True, self.started_at, self.started_at, ())
-        self._verdict_cache: tuple[tuple[object, ...], dict[str, Verdict]] | None = None
         self._stopping = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self.pinger: Pinger | None = None
@@ -65,8 +71,12 @@ class Monitor:
         ctx = ProbeContext(pinger=self.pinger, resolve_timeout=monitor.resolve_timeout,
                            sockets=asyncio.Semaphore(monitor.check_sockets))
         self.state.sync(self.config.inventory, monitor.window)
+        self.board.sync(self.config.inventory, self.state.sites, time.time())
+        self.loop_lag.period = self.pinger.tick
+        self.loop_lag.start()
+        self._sweeper = asyncio.ensure_future(self._sweep_stale())
         self.scheduler = RoundScheduler(
-            self.state, ctx, max_concurrency=monitor.max_concurrency, spread=monitor.spread
+            self.record, ctx, max_concurrency=monitor.max_concurrency, spread=monitor.spread
         )
         self.scheduler.apply(
             self.config.inventory, max_concurrency=monitor.max_concurrency, spread=monitor.spread
@@ -91,6 +101,9 @@ class Monitor:
 
     async def stop(self) -> None:
         self._stopping.set()
+        self.loop_lag.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self.scheduler is not None:
             await self.scheduler.shutdown()
         if self.testruns is not None:
@@ -143,6 +156,7 @@ class Monitor:
             log.warning("listen address changes take effect on restart only")
         self.config = config
         self.state.sync(config.inventory, config.monitor.window)
+        self.board.sync(config.inventory, self.state.sites, time.time())
         if self.scheduler is not None:
             self.scheduler.apply(
                 config.inventory,
@@ -154,17 +168,19 @@ class Monitor:
 
     # -- reading -------------------------------------------------------------------------
 
+    def record(self, site: Site, site_round: SiteRound) -> None:
+        """A site's round is done: remember it and judge the site, once, now."""
+        if self.state.record(site.id, site.probe_key(), site_round):
+            self.board.update(site.id, time.time())
+
+    async def _sweep_stale(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.board.sweep(time.time())
+
     def verdicts(self) -> dict[str, Verdict]:
-        """Current verdicts, recomputed only when state changed (or a second passed)."""
-        now = time.time()
-        key = (self.state.version, id(self.config), int(now))
-        cached = self._verdict_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        windows = {site_id: tuple(h.rounds) for site_id, h in self.state.sites.items()}
-        verdicts = judge_all(self.config.inventory, windows, now)
-        self._verdict_cache = (key, verdicts)
-        return verdicts
+        """Current verdicts (judged as rounds complete; nothing is judged here)."""
+        return {site_id: view.verdict for site_id, view in self.board.views.items()}
 
     def snapshot(self) -> Snapshot:
         pinger = self.pinger
@@ -172,16 +188,9 @@ class Monitor:
         return Snapshot(
             taken_at=time.time(),
             started_at=self.started_at,
-            inventory=self.config.inventory,
-            verdicts=self.verdicts(),
-            echo_counters={
-                site_id: (h.echoes_sent, h.echoes_received)
-                for site_id, h in self.state.sites.items()
-            },
-            latest={
-                site_id: h.rounds[-1].results for site_id, h in self.state.sites.items()
-                if h.rounds
-            },
+            inventory=self.board.inventory or self.config.inventory,
+            sites=MappingProxyType(dict(self.board.views)),
+            order=(self.board.inventory or self.config.inventory).order,
             rounds=tuple(
                 RoundFigures(s.interval, s.sites, s.rounds, s.overruns, s.last_started,
                              s.last_duration)
@@ -192,9 +201,12 @@ class Monitor:
                 pinger.echoes_received if pinger else 0,
                 pinger.stray_replies if pinger else 0,
                 pinger.modes if pinger else {},
+                pinger.receive_drops if pinger else 0,
+                pinger.kernel_filtered if pinger else True,
             ),
             reload=self._reload,
             events=self.testruns.events if self.testruns else self.config.events,
             latest_runs=dict(self.testruns.latest) if self.testruns else {},
             event_window=self.config.monitor.event_window,
+            loop_lag=self.loop_lag.worst(),
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from bridgemon.specs import CheckSpec, IcmpSpec, Thresholds
 
@@ -92,6 +93,25 @@ class Inventory:
             yield self.sites[site_id], depth
             stack.extend((child, depth + 1) for child in reversed(self.children[site_id]))
 
+    @cached_property
+    def order(self) -> tuple[str, ...]:
+        """Site ids in ``walk`` order, computed once: readers at scale iterate this."""
+        return tuple(site.id for site, _ in self.walk())
+
+    @cached_property
+    def depths(self) -> dict[str, int]:
+        return {site.id: depth for site, depth in self.walk()}
+
+    def level_counts(self) -> dict[str, int]:
+        return dict(self._level_counts)
+
+    @cached_property
+    def _level_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for site in self.sites.values():
+            counts[site.level] = counts.get(site.level, 0) + 1
+        return counts
+
     def ancestors(self, site_id: str) -> list[Site]:
         """Parent first, up to the top."""
         out: list[Site] = []
@@ -141,4 +161,4 @@ class Inventory:
                 wanted.add(term)
             else:
                 raise SelectorError(f"unknown site id {term!r}")
-        return [site for site, _ in self.walk() if site.id in wanted]
+        return [self.sites[site_id] for site_id in self.order if site_id in wanted]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bridgemon.inventory import Inventory, Site
-from bridgemon.probes.result import EchoBurst, RttStats, jitter_pairs
+from bridgemon.probes.result import EchoBurst, RttStats
 from bridgemon.specs import Thresholds
 from bridgemon.state import SiteRound
 
@@ -98,9 +98,9 @@ def path_quality(bursts: Sequence[EchoBurst]) -> PathQuality | None:
     if not bursts:
         return None
     sent = sum(b.sent for b in bursts)
-    received = sum(b.received for b in bursts)
+    received = sum(len(b.replied) for b in bursts)
     rtts = [rtt for b in bursts for rtt in b.replied]
-    diffs = [d for b in bursts for d in jitter_pairs(b.rtts)]
+    diffs = [d for b in bursts for d in b.jitter_diffs]
     stats = RttStats.of(rtts)
     jitter = math.fsum(diffs) / len(diffs) if diffs else (0.0 if rtts else None)
     loss = (sent - received) / sent if sent else 1.0

@@ -2,9 +2,9 @@
 
 A round takes the sites of its interval, starts their probes spread over
 ``spread × interval`` (never all at once), keeps at most ``max_concurrency`` sites in
-flight, and records each site's results in the state store. A round still running when
-the next one is due is not doubled: APScheduler skips the new one (max_instances=1) and
-we count it as an overrun.
+flight, and hands each site's results to ``record`` (the daemon's: the state store, then
+the site's judgement). A round still running when the next one is due is not doubled:
+APScheduler skips the new one (max_instances=1) and we count it as an overrun.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from bridgemon.durations import format_duration
 from bridgemon.inventory import Inventory, Site
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.dispatch import run_check
-from bridgemon.state import SiteRound, StateStore
+from bridgemon.state import SiteRound
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,10 @@ async def probe_site(site: Site, ctx: ProbeContext) -> SiteRound:
 
 class RoundScheduler:
     def __init__(
-        self, state: StateStore, ctx: ProbeContext, *, max_concurrency: int, spread: float
+        self, record: Callable[[Site, SiteRound], None], ctx: ProbeContext, *,
+        max_concurrency: int, spread: float,
     ) -> None:
-        self._state = state
+        self._record = record
         self._ctx = ctx
         self._limit = asyncio.Semaphore(max_concurrency)
         self._spread = spread
@@ -203,6 +204,6 @@ class RoundScheduler:
     async def _probe_and_record(self, site: Site, limit: asyncio.Semaphore) -> None:
         try:
             site_round = await probe_site(site, self._ctx)
-            self._state.record(site.id, site.probe_key(), site_round)
+            self._record(site, site_round)
         finally:
             limit.release()

@@ -1,11 +1,14 @@
 """An immutable picture of the monitor at one instant, for everything that reads it.
 
-/metrics, /api/v1/sites and reports render a Snapshot; none of them reaches into live
-state, so a scrape is consistent and can be formatted off the event loop.
+/metrics, /api/v1/sites and the status page read a Snapshot; none of them reaches into
+live state or judges anything. Each site's part (``SiteView``) was judged and rendered
+once, when its round completed (``bridgemon.board``), so reading costs a join, not a
+judgement, and nothing a client asks for can stall the engine's loop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +16,17 @@ from bridgemon.events import Event
 from bridgemon.inventory import Inventory
 from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class SiteView:
+    """One site as every reader sees it, prepared when its verdict last changed."""
+
+    verdict: Verdict
+    latest: tuple[ProbeResult, ...]  # its checks' results in the latest round
+    echoes: tuple[int, int]  # (sent, received) since it was added or re-addressed
+    series: tuple[bytes, ...]  # its /metrics lines, one chunk per metrics.SITE_FAMILIES
+    row: bytes  # its object in /api/v1/sites, as JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +45,8 @@ class PingerFigures:
     echoes_received: int
     stray_replies: int
     modes: dict[str, str]
+    receive_drops: int = 0
+    kernel_filtered: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +62,16 @@ class Snapshot:
     taken_at: float
     started_at: float
     inventory: Inventory
-    verdicts: dict[str, Verdict]
-    echo_counters: dict[str, tuple[int, int]]  # site -> (sent, received) since it was added
-    latest: dict[str, tuple[ProbeResult, ...]]  # site -> its checks' results, latest round
+    sites: Mapping[str, SiteView]  # a frozen copy: every site of the inventory
+    order: tuple[str, ...]  # site ids, parents before children (inventory.walk order)
     rounds: tuple[RoundFigures, ...]
     pinger: PingerFigures
     reload: ReloadFigures
     events: tuple[Event, ...] = ()
     latest_runs: dict[str, dict[str, Any]] | None = None  # event id -> latest test-run report
     event_window: float = 7 * 86400.0
+    loop_lag: float = 0.0  # worst event-loop lag in the last window, seconds
+
+    def verdict(self, site_id: str) -> Verdict | None:
+        view = self.sites.get(site_id)
+        return view.verdict if view is not None else None

@@ -58,10 +58,11 @@ class StateStore:
         self.window = window
         self.version += 1
 
-    def record(self, site_id: str, key: tuple[object, ...], site_round: SiteRound) -> None:
+    def record(self, site_id: str, key: tuple[object, ...], site_round: SiteRound) -> bool:
+        """Append a round to the site's window; False if the round no longer applies."""
         history = self.sites.get(site_id)
         if history is None or history.key != key:
-            return  # removed or re-addressed by a reload while its probe was in flight
+            return False  # removed or re-addressed by a reload while its probe was in flight
         history.rounds.append(site_round)
         history.rounds_total += 1
         for result in site_round.results:
@@ -69,6 +70,7 @@ class StateStore:
                 history.echoes_sent += result.burst.sent
                 history.echoes_received += result.burst.received
         self.version += 1
+        return True
 
     def rounds(self, site_id: str) -> tuple[SiteRound, ...]:
         history = self.sites.get(site_id)

@@ -102,8 +102,14 @@ def exported_metrics(package: Path = REPO / "bridgemon") -> set[str]:
     """Sample names bridgemon's collectors export, read from their source."""
     names: set[str] = set()
     family = re.compile(r'(Gauge|Counter|Info|Summary|Histogram)MetricFamily\(\s*"(bridgemon_\w+)"')
+    # metrics.SITE_FAMILIES: ("name", "gauge" | "counter", help), rendered by hand
+    site_family = re.compile(r'\(\s*"(bridgemon_\w+)",\s*"(gauge|counter)"')
     for path in package.rglob("*.py"):
-        for kind, name in family.findall(path.read_text(encoding="utf-8")):
+        text = path.read_text(encoding="utf-8")
+        found = family.findall(text) + [
+            (kind.capitalize(), name) for name, kind in site_family.findall(text)
+        ]
+        for kind, name in found:
             names.add(name)
             if kind == "Counter":
                 names.add(f"{name}_total")

@@ -169,3 +169,59 @@ async def test_status_page_shows_counts_and_problems_in_vietnamese(tmp_path: Pat
 async def _judged(monitor: Monitor, count: int) -> bool:
     summary = (await aget_json(base(monitor) + "/api/v1/sites"))["summary"]
     return bool(summary["unknown"] == 0 and summary["total"] == count)
+
+
+async def test_api_filters_and_pages_before_it_builds(monitor: Monitor) -> None:
+    await all_ready(monitor, 4)
+    url = base(monitor)
+    body = await aget_json(url + "/api/v1/sites?limit=2")
+    assert [site["id"] for site in body["sites"]] == ["49", "502"]
+    assert body["matched"] == 4 and body["summary"]["total"] == 4  # the summary: all matched
+    body = await aget_json(url + "/api/v1/sites?offset=2&limit=5")
+    assert [site["id"] for site in body["sites"]] == ["20335", "20338"]
+    body = await aget_json(url + "/api/v1/sites?select=under:502&verdict=ready&offset=1")
+    assert [site["id"] for site in body["sites"]] == ["20335", "20338"]
+    assert body["matched"] == 3
+    body = await aget_json(url + "/api/v1/sites?verdict=not_ready")
+    assert body["sites"] == [] and body["matched"] == 0
+    # every row is the same object whichever way it is asked for
+    one = await aget_json(url + "/api/v1/sites/20338")
+    listed = (await aget_json(url + "/api/v1/sites?select=20338"))["sites"][0]
+    assert one.keys() == listed.keys() and one["name"] == "Phường Phước Hòa"
+    for query in ("limit=-1", "limit=x", "offset=-3"):
+        status, raw = await aget(url + "/api/v1/sites?" + query)
+        assert status == 400 and query.split("=")[0].encode() in raw
+
+
+async def test_status_page_filters_and_pages(monitor: Monitor) -> None:
+    await all_ready(monitor, 4)
+    url = base(monitor)
+    status, raw = await aget(url + "/?q=phuoc%20hoa")  # without diacritics
+    page = raw.decode()
+    assert status == 200 and "Phường Phước Hòa" in page and "Phường Tân Thạnh" not in page
+    assert "Tất cả điểm cầu (1 / 4)" in page
+    status, raw = await aget(url + "/?verdict=ready&page=9")  # past the end: the last page
+    assert status == 200 and "Phường Tân Thạnh" in raw.decode()
+    status, _ = await aget(url + "/?verdict=nonsense")
+    assert status == 400
+
+
+async def test_metrics_are_gzipped_when_asked_and_say_how_late_the_loop_runs(
+    monitor: Monitor,
+) -> None:
+    import gzip
+
+    import aiohttp
+
+    await all_ready(monitor, 4)
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.get(base(monitor) + "/metrics", headers={"Accept-Encoding": "gzip"}) as response,
+    ):
+        raw = await response.read()
+        encoding = response.headers.get("Content-Encoding")
+    # A small exposition is not worth compressing; the daemon sends it as it is.
+    text = gzip.decompress(raw).decode() if encoding == "gzip" else raw.decode()
+    assert "bridgemon_event_loop_lag_seconds " in text
+    assert "bridgemon_pinger_receive_drops_total 0.0" in text
+    assert "bridgemon_pinger_kernel_filter 1.0" in text

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bridgemon.board import Board
 from bridgemon.config import parse_config
 from bridgemon.metrics import render
 from bridgemon.probes.result import EchoBurst, ProbeResult
-from bridgemon.readiness import judge_all
 from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
-from bridgemon.state import SiteRound
+from bridgemon.state import SiteRound, StateStore
 from tests.helpers import inventory_toml, parse_exposition, value
 
 NOW = 1_800_000_000.0
@@ -31,12 +31,16 @@ def snapshot(sites: list[dict[str, object]], rounds: dict[str, SiteRound]) -> Sn
         Path("t.toml"),
     )
     inventory = config.inventory
-    windows = {site_id: (r,) for site_id, r in rounds.items()}
+    state = StateStore(window=5)
+    state.sync(inventory, 5)
+    for site_id, site_round in rounds.items():
+        if site_id in inventory.sites:
+            state.record(site_id, inventory.sites[site_id].probe_key(), site_round)
+    board = Board()
+    board.sync(inventory, state.sites, NOW)
     return Snapshot(
         taken_at=NOW, started_at=NOW - 60, inventory=inventory,
-        verdicts=judge_all(inventory, windows, NOW),
-        echo_counters={site_id: (3, 3) for site_id in rounds},
-        latest={site_id: r.results for site_id, r in rounds.items()},
+        sites=dict(board.views), order=inventory.order,
         rounds=(RoundFigures(2.0, len(sites), 7, 1, NOW - 1, 0.8),),
         pinger=PingerFigures(21, 20, 2, {"ipv4": "raw"}),
         reload=ReloadFigures(True, NOW - 60, NOW - 60, ()),

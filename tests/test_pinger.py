@@ -62,7 +62,14 @@ async def test_many_concurrent_bursts_never_cross_talk(pinger: Pinger) -> None:
 
 
 @pytest.mark.skipif(shutil.which("fping") is None, reason="fping missing (.ci/run installs it)")
-async def test_another_pinger_on_the_machine_is_not_mistaken_for_us(pinger: Pinger) -> None:
+async def test_another_pinger_on_the_machine_never_reaches_our_socket(pinger: Pinger) -> None:
+    import socket
+
+    pinger.check()
+    # A witness: a raw socket without our filter sees what reached the host meanwhile.
+    witness = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    witness.setblocking(False)
+    witness.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
     targets = [f"127.4.0.{i}" for i in range(1, 101)]
     fping = await asyncio.create_subprocess_exec(
         "fping", "-q", "-C", "20", "-p", "20", "-i", "1", *targets,
@@ -74,8 +81,83 @@ async def test_another_pinger_on_the_machine_is_not_mistaken_for_us(pinger: Ping
         )
     finally:
         await fping.wait()
+    foreign = 0
+    try:
+        while True:
+            packet = witness.recv(2048)
+            offset = (packet[0] & 0x0F) * 4
+            if packet[offset] == 0 and packet[offset + 8 : offset + 16] != pinger._cookie:
+                foreign += 1
+    except BlockingIOError:
+        pass
+    finally:
+        witness.close()
+    assert foreign >= 1000  # fping's replies did reach the host's raw sockets...
     assert sum(b.received for b in bursts) == 1000
-    assert pinger.stray_replies > 0  # fping's replies reached our raw socket and were refused
+    assert pinger.kernel_filtered
+    assert pinger.stray_replies == 0  # ...but the kernel kept every one of them from ours
+    assert pinger.receive_drops == 0
+
+
+async def test_a_stalled_loop_loses_no_answered_echo(pinger: Pinger) -> None:
+    """The loop blocks for 1.5 s in the middle of the bursts (a slow callback, a heavy
+    request, a GC pause): echoes due meanwhile leave late, and each still gets its whole
+    timeout from when it actually left; replies that came in meanwhile count by their
+    kernel timestamp."""
+    targets = [f"127.5.0.{i}" for i in range(1, 51)]
+    bursts = asyncio.gather(
+        *(pinger.burst(t, count=5, spacing=0.1, timeout=0.5) for t in targets)
+    )
+    await asyncio.sleep(0.15)
+    time.sleep(1.5)  # blocks the event loop
+    done = await bursts
+    assert sum(b.received for b in done) == 250
+    assert all(rtt is not None and rtt < 0.05 for b in done for rtt in b.rtts)
+
+
+async def test_a_reply_read_late_counts_by_its_kernel_timestamp(pinger: Pinger) -> None:
+    burst = asyncio.ensure_future(pinger.burst("127.0.0.1", count=1, timeout=0.3))
+    await asyncio.sleep(0)  # the echo leaves in this iteration's flush...
+    await asyncio.sleep(0)
+    time.sleep(0.8)  # ...and the loop blocks past the timeout before reading the reply
+    result = await burst
+    assert result.received == 1 and result.rtts[0] is not None and result.rtts[0] < 0.05
+
+
+async def test_the_socket_is_drained_between_rounds(pinger: Pinger) -> None:
+    """A reply that comes after its burst ended (late, or forged to look like ours) is read
+    while the engine is idle, not left in the buffer for the next round."""
+    import socket
+
+    await pinger.burst("127.0.0.1", count=1, timeout=0.3)
+    await asyncio.sleep(0.4)  # past the burst's deadline: nothing is scheduled any more
+    assert pinger.stray_replies == 0
+    forger = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    try:
+        key = (pinger._ident_base << 16) | 7  # passes the kernel filter: ours, not pending
+        forger.sendto(_forged_reply("127.0.0.9", key, pinger._cookie), ("127.0.0.1", 0))
+        await asyncio.sleep(0.02)  # no tick runs while idle: only the loop's reader reads
+    finally:
+        forger.close()
+    assert pinger.stray_replies == 1
+
+
+async def test_kernel_drops_are_counted(pinger: Pinger) -> None:
+    import socket
+
+    pinger.check()
+    (fam,) = pinger._sockets.values()
+    fam.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # room for a few replies
+    targets = [f"127.6.{i // 200}.{i % 200 + 1}" for i in range(300)]
+    bursts = asyncio.gather(*(pinger.burst(t, count=1, timeout=1.0) for t in targets))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    time.sleep(0.3)  # the replies pile up while the loop is blocked
+    lost = sum(1 - b.received for b in await bursts)
+    assert lost > 0
+    # The kernel reports its count with the next reply it queues.
+    await pinger.burst("127.0.0.1", count=1, timeout=0.5)
+    assert pinger.receive_drops >= lost
 
 
 async def test_send_error_is_a_result_not_an_exception(
@@ -242,10 +324,61 @@ async def test_replies_must_carry_our_cookie_and_come_from_the_target(
         forger.sendto(_forged_reply("198.19.252.9", key, wrong_cookie), ("127.0.0.1", 0))
         forger.sendto(_forged_reply("127.0.0.9", key, pinger._cookie), ("127.0.0.1", 0))
         await asyncio.sleep(2 * pinger.tick)  # replies are read on the engine's tick
-        assert key in fam.pending and pinger.stray_replies == 2
+        # The wrong cookie never reaches us (the kernel filter); the wrong source does, and
+        # is refused.
+        assert key in fam.pending and pinger.stray_replies == 1
         # What only the target could send: right source, key and cookie. It counts.
         forger.sendto(_forged_reply("198.19.252.9", key, pinger._cookie), ("127.0.0.1", 0))
         burst = await task
     finally:
         forger.close()
     assert burst.rtts[0] is not None and burst.received == 1
+
+
+def _forged_error(source: str, target: str, key: int, cookie: bytes, icmp_type: int = 3,
+                  code: int = 1) -> bytes:
+    """An ICMP error 'from' ``source`` quoting our echo request to ``target``."""
+    import socket
+    import struct
+
+    request = _icmp(8, 0, key.to_bytes(4, "big") + cookie + bytes(8))
+    quoted_ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(request), 0, 0, 64, 1, 0,
+        socket.inet_aton("127.0.0.1"), socket.inet_aton(target),
+    )
+    icmp = _icmp(icmp_type, code, bytes(4) + quoted_ip + request)
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0,
+        socket.inet_aton(source), socket.inet_aton("127.0.0.1"),
+    )
+    return header + icmp
+
+
+async def test_errors_quoting_our_echoes_pass_the_kernel_filter_others_do_not(
+    pinger: Pinger, host_route: list[str]
+) -> None:
+    import socket
+
+    add_route(host_route, "198.19.251.0/24 dev lo")  # echoes loop back unanswered
+    forger = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    try:
+        task = asyncio.ensure_future(
+            pinger.burst("198.19.251.9", count=1, timeout=0.8)
+        )
+        await asyncio.sleep(0.01)
+        (fam,) = pinger._sockets.values()
+        (key,) = list(fam.pending)
+        other_ident = key ^ (0x8000 << 16)  # outside our identifier block
+        forger.sendto(_forged_error("198.19.251.1", "198.19.251.9", other_ident,
+                                    pinger._cookie), ("127.0.0.1", 0))
+        forger.sendto(_forged_reply("198.19.251.9", other_ident, pinger._cookie),
+                      ("127.0.0.1", 0))
+        await asyncio.sleep(2 * pinger.tick)
+        assert key in fam.pending and pinger.stray_replies == 0
+        forger.sendto(_forged_error("198.19.251.1", "198.19.251.9", key, pinger._cookie),
+                      ("127.0.0.1", 0))
+        burst = await task
+    finally:
+        forger.close()
+    assert burst.received == 0
+    assert burst.error is not None and "host unreachable" in burst.error

@@ -7,27 +7,39 @@ This engine does what fping does instead:
 
 - ONE socket per family, raw (root / CAP_NET_RAW) or unprivileged datagram ICMP
   (``net.ipv4.ping_group_range``), chosen automatically;
-- replies matched to echoes by (identifier, sequence) in a dict, then checked against a
-  per-process cookie in the payload and the source address, so another pinger on the
-  machine (fping, a second bridgemon) can never be mistaken for us;
-- an ICMP filter on raw sockets so the kernel hands us only echo replies and errors;
+- a classic BPF filter on raw sockets (``icmp_filter``) so the kernel hands us only echo
+  replies that carry our identifier block and cookie, and the errors that quote our echoes:
+  other pingers on the machine (fping, smokeping, a second bridgemon) cost us neither
+  buffer space nor CPU. Ping sockets get the same from the kernel's own demultiplexing;
+- replies matched to echoes by (identifier, sequence) in a dict, then checked against the
+  cookie and the source address, so nothing but the target's reply can count;
 - kernel receive timestamps (SO_TIMESTAMPNS), so an RTT is exact however late we read
-  the reply: a busy event loop does not inflate it;
+  the reply: a busy event loop does not inflate it; and the kernel's count of replies it
+  dropped for want of buffer (SO_RXQ_OVFL), exported so a loss we caused is visible;
 - and because of that, a tick: every ``tick`` (50 ms by default) while anything is
   outstanding, one wake-up reads every reply that arrived, sends every echo due and ends
   every burst whose time is up. No task, future or timer per echo, no wake-up per reply.
   Waking up costs far more than the work done in it on a small VM: measured here at 6,000
   sites, a 10 ms tick cost 50 µs of CPU per echo, 20 ms 42 µs, 50 ms 29 µs (fping: ~27).
+  While nothing is outstanding the socket is watched by the loop instead, so late replies
+  never sit in the buffer between rounds.
 
 Echo sends are quantised to the tick: a burst's echoes go out ``spacing`` apart, give or
 take one tick; RTTs are unaffected (the send time is taken right before each send, the
 receive time by the kernel). Callers pace bursts on the same tick grid (``Pinger.tick``)
 so launching sites shares the wake-up; the engine paces the echoes inside a burst.
+
+Truth when the loop stalls (a slow callback, a GC pause): each echo is scheduled from the
+previous one's actual send, and a burst's deadline counts from its last actual send, so an
+echo that left late still gets its full ``timeout``; a late tick reads the socket before
+it ends any burst, and judges each reply by its kernel timestamp, so a reply that arrived
+in time counts even when it is read late.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import math
 import os
@@ -37,6 +49,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from bridgemon.probes import icmp_filter
 from bridgemon.probes.icmp_packets import (
     COOKIE_SIZE,
     ICMP6_ECHO_REPLY,
@@ -49,14 +62,18 @@ from bridgemon.probes.icmp_packets import (
 from bridgemon.probes.result import EchoBurst
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 SOL_RAW = 255
 ICMP_FILTER = 1
 ICMP6_FILTER = 1
 _TIMESPEC = struct.Struct("@qq")
+_DROPS = struct.Struct("@I")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(_DROPS.size)
 _IDENT_SEQ = struct.Struct("!HH")
 _RECV_BUFFER = 4 * 1024 * 1024
 DEFAULT_TICK = 0.05  # engine tick, seconds
 _FINISH = -1  # wheel action index meaning "the burst's deadline"
+_KEY_SPACE = 1 << (16 + icmp_filter.IDENT_BLOCK_BITS)  # raw sockets: identifier block × seq
 
 Mode = Literal["auto", "raw", "dgram"]
 
@@ -86,7 +103,10 @@ class _Burst:
     template: EchoTemplate
     sockaddr: tuple[str, int] | tuple[str, int, int, int]
     count: int
+    spacing: float
+    timeout: float
     timeout_ns: int
+    planned: float  # loop time the next echo is due, moved on when the loop ran late
     send_ns: list[int]
     rtts: list[float | None]
     keys: list[int]
@@ -98,7 +118,7 @@ class _Burst:
 class _FamilySocket:
     """One ICMP socket for one address family, in raw or datagram mode."""
 
-    def __init__(self, family: int, mode: Mode) -> None:
+    def __init__(self, family: int, mode: Mode, ident_base: int, cookie: bytes) -> None:
         self.family = family
         self.ipv6 = family == socket.AF_INET6
         proto = socket.IPPROTO_ICMPV6 if self.ipv6 else socket.IPPROTO_ICMP
@@ -120,14 +140,19 @@ class _FamilySocket:
         self.sock = sock
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        with contextlib.suppress(OSError):  # not Linux: the drops stay uncounted
+            sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, option, _RECV_BUFFER)
                 break
             except OSError:
                 continue
+        self.kernel_filter = False
         if self.mode == "raw":
-            self._install_filter()
+            self._install_filter(ident_base, cookie)
+        self.drops = 0  # replies the kernel dropped for want of buffer (SO_RXQ_OVFL)
+        self.watched = False  # registered with the loop's reader while idle
         self.local_ident = 0
         self.has_ip_header = self.mode == "raw" and not self.ipv6
         self.echo_reply_type = ICMP6_ECHO_REPLY if self.ipv6 else ICMP_ECHO_REPLY
@@ -137,10 +162,14 @@ class _FamilySocket:
             sock.bind(("::", 0) if self.ipv6 else ("0.0.0.0", 0))
             self.local_ident = sock.getsockname()[1]
 
-    def _install_filter(self) -> None:
-        # The kernel drops everything but echo replies and the errors that quote our
-        # echoes before they are copied to us: on loopback we would otherwise also read
-        # every echo request we send.
+    def _install_filter(self, ident_base: int, cookie: bytes) -> None:
+        # ICMP_FILTER (by type) keeps out the echo requests we read back on loopback; the
+        # BPF program keeps out everything that is not ours (see icmp_filter).
+        try:
+            icmp_filter.attach(self.sock, ipv6=self.ipv6, ident_base=ident_base, cookie=cookie)
+            self.kernel_filter = True
+        except OSError:  # no classic BPF here: the cookie check below still protects us
+            pass
         if self.ipv6:
             blocked = [0xFFFFFFFF] * 8
             for allowed in (129, 1, 2, 3):
@@ -168,8 +197,11 @@ class Pinger:
         self._loop = asyncio.get_running_loop()
         self._sockets: dict[int, _FamilySocket] = {}
         self._cookie = os.urandom(COOKIE_SIZE)
+        # Raw sockets: the identifier block the kernel filter lets through; 20-bit keys
+        # (identifier offset, sequence), so a key is reused only after a million echoes.
+        self._ident_base = int.from_bytes(os.urandom(2), "big") & icmp_filter.IDENT_BLOCK_MASK
         self._templates: dict[tuple[int, bool], EchoTemplate] = {}
-        self._counter = int.from_bytes(os.urandom(4), "big")
+        self._counter = int.from_bytes(os.urandom(4), "big") % _KEY_SPACE
         self._targets: dict[str, tuple[int, str, tuple[str, int] | tuple[str, int, int, int]]] = {}
         # The wheel: tick number -> (burst, echo index or _FINISH) due in that tick.
         self._wheel: dict[int, list[tuple[_Burst, int]]] = {}
@@ -190,13 +222,24 @@ class Pinger:
     def _socket_for(self, family: int) -> _FamilySocket:
         fam = self._sockets.get(family)
         if fam is None:
-            fam = _FamilySocket(family, self._mode)
+            fam = _FamilySocket(family, self._mode, self._ident_base, self._cookie)
             self._sockets[family] = fam
+            self._watch_idle()
         return fam
 
     def check(self) -> str:
         """Open the IPv4 socket now (raising PingerUnavailable) and say which mode it uses."""
         return self._socket_for(socket.AF_INET).mode
+
+    @property
+    def receive_drops(self) -> int:
+        """Replies the kernel dropped because our socket buffer was full (all families)."""
+        return sum(fam.drops for fam in self._sockets.values())
+
+    @property
+    def kernel_filtered(self) -> bool:
+        """Whether every socket has other processes' ICMP kept out by the kernel."""
+        return all(fam.kernel_filter or fam.mode == "dgram" for fam in self._sockets.values())
 
     @property
     def modes(self) -> dict[str, str]:
@@ -211,6 +254,8 @@ class Pinger:
         for fam in self._sockets.values():
             for burst, _ in list(fam.pending.values()):
                 self._finish(burst)
+            if fam.watched:
+                self._loop.remove_reader(fam.sock)
             fam.sock.close()
         self._sockets.clear()
         if self._wake is not None:
@@ -257,7 +302,10 @@ class Pinger:
             template=template,
             sockaddr=sockaddr,
             count=count,
+            spacing=spacing,
+            timeout=timeout,
             timeout_ns=int(timeout * 1e9),
+            planned=self._loop.time(),
             send_ns=[0] * count,
             rtts=[None] * count,
             keys=[],
@@ -265,15 +313,12 @@ class Pinger:
             error=None,
             future=future,
         )
-        # The first echoes of every burst started in this loop iteration go out together.
+        # The first echoes of every burst started in this loop iteration go out together;
+        # each echo sent schedules the next one, the last one the burst's deadline.
         self._now.append((burst, 0))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        start = self._loop.time()
-        for index in range(1, count):
-            self._schedule(start + index * spacing, burst, index)
-        self._schedule(start + (count - 1) * spacing + timeout, burst, _FINISH)
         try:
             return await future
         finally:
@@ -287,7 +332,8 @@ class Pinger:
                 # The kernel owns the identifier of a ping socket; only seq is ours.
                 key = (fam.local_ident << 16) | (self._counter & 0xFFFF)
             else:
-                key = self._counter
+                self._counter %= _KEY_SPACE
+                key = (self._ident_base << 16) | self._counter
             if key not in fam.pending:
                 return key
 
@@ -323,6 +369,7 @@ class Pinger:
         self._read_all()
         if self._outstanding:
             self._arm(math.floor(self._loop.time() / self.tick) + 1)
+        self._watch_idle()
 
     def _tick(self) -> None:
         self._wake = None
@@ -347,6 +394,19 @@ class Pinger:
             self._arm(now_tick + 1)
         elif ticks:
             self._arm(ticks[0])
+        self._watch_idle()
+
+    def _watch_idle(self) -> None:
+        """Between rounds (nothing outstanding, nothing scheduled) the tick sleeps, so let
+        the loop tell us of late replies: they would otherwise sit in the buffer until the
+        next round. While bursts run the tick reads, and a wake-up per reply would cost
+        more than it tells."""
+        idle = not self._outstanding and not self._ticks and not self._now
+        if idle and not self._closed:
+            for fam in self._sockets.values():
+                if not fam.watched:
+                    self._loop.add_reader(fam.sock, self._read, fam)
+                    fam.watched = True
 
     # -- echoes --------------------------------------------------------------------------
 
@@ -354,6 +414,7 @@ class Pinger:
         fam = burst.fam
         key = self._next_key(fam)
         packet = burst.template.build(key >> 16, key & 0xFFFF)
+        self._plan_next(burst, index)
         fam.pending[key] = (burst, index)
         burst.keys.append(key)
         burst.send_ns[index] = time.time_ns()
@@ -364,8 +425,34 @@ class Pinger:
             burst.error = f"send failed: {exc.strerror or exc}"
             self._resolve_echo(burst)
             return
+        if not self._outstanding:
+            self._watch_idle_off()  # the tick reads from now on
         self._outstanding += 1
         self.echoes_sent += 1
+
+    def _plan_next(self, burst: _Burst, index: int) -> None:
+        """Schedule what follows echo ``index``, which is being sent now.
+
+        Normally echo i+1 is due ``spacing`` after echo i was due (sends stay on the plan
+        give or take a tick). When the loop ran late by more than a tick, the plan moves
+        with it: the next echo keeps its spacing from this one's actual send, and the
+        deadline counts from the last echo's actual send, never from when it should have
+        left.
+        """
+        now = self._loop.time()
+        if now - burst.planned > 2 * self.tick:
+            burst.planned = now
+        if index + 1 < burst.count:
+            burst.planned += burst.spacing
+            self._schedule(burst.planned, burst, index + 1)
+        else:
+            self._schedule(now + burst.timeout, burst, _FINISH)
+
+    def _watch_idle_off(self) -> None:
+        for fam in self._sockets.values():
+            if fam.watched:
+                self._loop.remove_reader(fam.sock)
+                fam.watched = False
 
     def _resolve_echo(self, burst: _Burst) -> None:
         burst.resolved += 1
@@ -394,7 +481,7 @@ class Pinger:
         pending = fam.pending
         while True:
             try:
-                packet, ancdata, _flags, source = sock.recvmsg(65535, 64)
+                packet, ancdata, _flags, source = sock.recvmsg(65535, _ANCILLARY)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -436,11 +523,25 @@ class Pinger:
             burst, index = entry
             del pending[key]
             self._outstanding -= 1
-            rtt_ns = _kernel_timestamp(ancdata) - burst.send_ns[index]
+            rtt_ns = self._kernel_timestamp(fam, ancdata) - burst.send_ns[index]
             if rtt_ns <= burst.timeout_ns:
                 burst.rtts[index] = max(rtt_ns, 0) / 1e9
                 self.echoes_received += 1
             self._resolve_echo(burst)
+
+    @staticmethod
+    def _kernel_timestamp(fam: _FamilySocket, ancdata: list[tuple[int, int, bytes]]) -> int:
+        """The reply's kernel receive time; notes the socket's drop count on the way."""
+        stamp = 0
+        for level, kind, data in ancdata:
+            if level != socket.SOL_SOCKET:
+                continue
+            if kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+                seconds, nanos = _TIMESPEC.unpack_from(data)
+                stamp = int(seconds) * 1_000_000_000 + int(nanos)
+            elif kind == SO_RXQ_OVFL and len(data) >= _DROPS.size:
+                fam.drops = max(fam.drops, _DROPS.unpack_from(data)[0])
+        return stamp or time.time_ns()
 
 
 def _parse_target(
@@ -459,9 +560,4 @@ def _parse_target(
     return socket.AF_INET6, text, (text, 0, 0, 0)
 
 
-def _kernel_timestamp(ancdata: list[tuple[int, int, bytes]]) -> int:
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-            seconds, nanos = _TIMESPEC.unpack_from(data)
-            return int(seconds) * 1_000_000_000 + int(nanos)
-    return time.time_ns()
+

@@ -22,6 +22,14 @@ class EchoBurst:
     address: str
     rtts: tuple[float | None, ...]
     error: str | None = None
+    # Derived once here, read many times (every judgement of the window it sits in).
+    replied: tuple[float, ...] = field(init=False, compare=False, repr=False)
+    jitter_diffs: tuple[float, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        replied = tuple(r for r in self.rtts if r is not None)
+        object.__setattr__(self, "replied", replied)
+        object.__setattr__(self, "jitter_diffs", tuple(jitter_pairs(replied)))
 
     @property
     def sent(self) -> int:
@@ -29,11 +37,7 @@ class EchoBurst:
 
     @property
     def received(self) -> int:
-        return sum(1 for r in self.rtts if r is not None)
-
-    @property
-    def replied(self) -> tuple[float, ...]:
-        return tuple(r for r in self.rtts if r is not None)
+        return len(self.replied)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,144 @@
+"""The board: every site's verdict, judged once when its round completes, ready to read.
+
+Readers (/metrics, the API, the status page) never judge: at 12,000 sites judging every
+site on each request took a second of event loop, stalled the engine and turned answered
+echoes into losses. Here a site is judged when its round is recorded, together with what
+readers show of it (its exposition lines and its API object, a ``SiteView``); a scrape then
+only joins prepared bytes. Work follows change, not reading:
+
+- a recorded round re-judges that site, and its children only if the site's "down" state
+  (what makes a child ``parent_down``) changed — and so on down the tree;
+- a verdict that depends on time alone (``stale``: no probe for three intervals) is found
+  by ``sweep``, from a heap of deadlines, not by scanning;
+- a reload re-judges everything once.
+
+The board depends on readiness (pure) and on the renderers in metrics and views; nothing
+it does touches the network or the state store's windows except to read them.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+
+from bridgemon import metrics
+from bridgemon.inventory import Inventory, Site
+from bridgemon.readiness import STALE_AFTER_INTERVALS, State, Verdict, judge_own, judge_under
+from bridgemon.snapshot import SiteView
+from bridgemon.state import SiteHistory
+from bridgemon.views import encode_facts, site_row
+
+# A stale verdict names how long the site has been silent; refresh that figure this often.
+STALE_REFRESH = 60.0
+
+
+def _down(verdict: Verdict | None) -> bool:
+    """Does this verdict make the site's children ``parent_down`` when they fail too."""
+    return verdict is not None and (verdict.up is False or verdict.state == State.PARENT_DOWN)
+
+
+class Board:
+    def __init__(self) -> None:
+        self.inventory: Inventory | None = None
+        self.views: dict[str, SiteView] = {}
+        self.version = 0
+        self._own: dict[str, Verdict] = {}
+        self._info: dict[str, bytes] = {}
+        self._facts: dict[str, bytes] = {}
+        self._histories: Mapping[str, SiteHistory] = {}
+        self._deadlines: list[tuple[float, str, float]] = []  # (when, site, its last probe)
+
+    # -- whole inventory -----------------------------------------------------------------
+
+    def sync(self, inventory: Inventory, histories: Mapping[str, SiteHistory],
+             now: float) -> None:
+        """Judge every site of a (new) inventory; parents first."""
+        extra = sorted({key for site in inventory.sites.values() for key in site.labels})
+        self.inventory = inventory
+        self._histories = histories
+        self._info = {site.id: metrics.info_series(site, extra)
+                      for site in inventory.sites.values()}
+        self._facts = {site.id: encode_facts(site) for site in inventory.sites.values()}
+        self._own = {}
+        self._deadlines = []
+        views: dict[str, SiteView] = {}
+        self.views = views
+        for site_id in inventory.order:
+            site = inventory.sites[site_id]
+            self._own[site_id] = self._judge_own(site, now)
+            self._publish(site, self._final(site))
+        self.version += 1
+
+    # -- as rounds complete --------------------------------------------------------------
+
+    def update(self, site_id: str, now: float) -> None:
+        """The site's round was recorded: judge it, and its children if it matters to them."""
+        inventory = self.inventory
+        if inventory is None:
+            return
+        site = inventory.sites.get(site_id)
+        if site is None:
+            return
+        self._own[site_id] = self._judge_own(site, now)
+        self._rejudge(site)
+        self.version += 1
+
+    def sweep(self, now: float) -> int:
+        """Re-judge the sites whose verdict went stale by the passing of time alone."""
+        inventory = self.inventory
+        deadlines = self._deadlines
+        changed = 0
+        while deadlines and deadlines[0][0] <= now:
+            _when, site_id, last_probe = heapq.heappop(deadlines)
+            view = self.views.get(site_id)
+            site = inventory.sites.get(site_id) if inventory is not None else None
+            if site is None or view is None or view.verdict.last_probe != last_probe:
+                continue  # probed since, or gone: that entry is obsolete
+            self._own[site_id] = self._judge_own(site, now)
+            self._rejudge(site)
+            changed += 1
+        if changed:
+            self.version += 1
+        return changed
+
+    # -- judging -------------------------------------------------------------------------
+
+    def _judge_own(self, site: Site, now: float) -> Verdict:
+        history = self._histories.get(site.id)
+        rounds = tuple(history.rounds) if history is not None else ()
+        verdict = judge_own(site, rounds, now)
+        if verdict.last_probe is not None:
+            limit = STALE_AFTER_INTERVALS * site.interval + site.longest_probe
+            due = verdict.last_probe + limit
+            if due <= now:  # already stale: look again later to refresh the age it names
+                due = now + STALE_REFRESH
+            heapq.heappush(self._deadlines, (due, site.id, verdict.last_probe))
+        return verdict
+
+    def _final(self, site: Site) -> Verdict:
+        assert self.inventory is not None
+        parent = self.views.get(site.parent) if site.parent is not None else None
+        return judge_under(self._own[site.id], parent.verdict if parent else None,
+                           self.inventory)
+
+    def _rejudge(self, site: Site) -> None:
+        """Publish the site's final verdict; follow the tree down while 'down' changes."""
+        assert self.inventory is not None
+        inventory = self.inventory
+        stack = [site]
+        while stack:
+            current = stack.pop()
+            before = self.views.get(current.id)
+            verdict = self._final(current)
+            self._publish(current, verdict)
+            if _down(verdict) != _down(before.verdict if before else None):
+                stack.extend(inventory.sites[child] for child in inventory.children[current.id])
+
+    def _publish(self, site: Site, verdict: Verdict) -> None:
+        history = self._histories.get(site.id)
+        latest = history.rounds[-1].results if history is not None and history.rounds else ()
+        echoes = (history.echoes_sent, history.echoes_received) if history is not None \
+            else None
+        series = metrics.site_series(site.id, self._info[site.id], verdict, latest, echoes)
+        row = site_row(self._facts[site.id], verdict, latest)
+        self.views[site.id] = SiteView(verdict, latest, echoes or (0, 0), series, row)

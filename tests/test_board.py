@@ -1,0 +1,131 @@
+"""The board: verdicts judged once as rounds complete, and what readers see of them."""
+
+from __future__ import annotations
+
+import json
+
+from bridgemon.board import Board
+from bridgemon.inventory import Inventory, Level, Site
+from bridgemon.readiness import State, judge_all
+from bridgemon.state import StateStore
+from bridgemon.views import site_json
+from tests.test_state import icmp_round, make_site
+
+NOW = 100_000.0
+LEVELS = (
+    Level("province", "Cấp tỉnh", "default", ()),
+    Level("district", "Cấp huyện", "default", ("province",)),
+    Level("commune", "Cấp xã", "default", ("district",)),
+)
+
+
+def tree() -> Inventory:
+    commune = make_site("20335", "Phường Tân Thạnh", "502", "127.49.2.10")
+    commune = Site(**{**{f: getattr(commune, f) for f in commune.__slots__},
+                      "level": "commune"})
+    sites = [
+        make_site("49", "UBND tỉnh Quảng Nam", None, "127.49.0.1"),
+        make_site("502", "Thành phố Tam Kỳ", "49", "127.49.2.1"),
+        commune,
+        make_site("516", "Huyện Nam Trà My", "49", "127.49.16.1"),
+    ]
+    return Inventory(levels=LEVELS, sites={site.id: site for site in sites})
+
+
+UP = (0.01, 0.01, 0.01)
+DOWN = (None, None, None)
+
+
+def setup() -> tuple[Inventory, StateStore, Board]:
+    inventory = tree()
+    state = StateStore(window=3)
+    state.sync(inventory, 3)
+    board = Board()
+    board.sync(inventory, state.sites, NOW)
+    return inventory, state, board
+
+
+def record(inventory: Inventory, state: StateStore, board: Board, site_id: str,
+           rtts: tuple[float | None, ...], at: float) -> None:
+    site = inventory.sites[site_id]
+    assert state.record(site_id, site.probe_key(), icmp_round(at, site.address, rtts))
+    board.update(site_id, at)
+
+
+def states(board: Board) -> dict[str, State]:
+    return {site_id: view.verdict.state for site_id, view in board.views.items()}
+
+
+def test_never_probed_sites_are_unknown_and_every_site_has_a_view() -> None:
+    _, _, board = setup()
+    assert states(board) == dict.fromkeys(("49", "502", "20335", "516"), State.UNKNOWN)
+    assert all(view.series and view.row for view in board.views.values())
+
+
+def test_a_recorded_round_is_judged_at_once_and_rendered() -> None:
+    inventory, state, board = setup()
+    version = board.version
+    record(inventory, state, board, "502", UP, NOW)
+    view = board.views["502"]
+    assert view.verdict.state == State.READY and board.version > version
+    assert view.echoes == (3, 3)
+    assert json.loads(view.row) == json.loads(json.dumps(
+        site_json(inventory.sites["502"], view.verdict, view.latest)))
+    assert b'bridgemon_site_state{site="502",state="ready"} 1.0' in b"".join(view.series)
+    assert states(board)["49"] == State.UNKNOWN  # nothing else was judged
+
+
+def test_a_parent_going_down_and_up_is_followed_down_the_tree() -> None:
+    inventory, state, board = setup()
+    for site_id in ("49", "502", "20335", "516"):
+        record(inventory, state, board, site_id, UP, NOW)
+    record(inventory, state, board, "20335", DOWN, NOW + 30)
+    assert states(board)["20335"] == State.NOT_READY
+    record(inventory, state, board, "502", DOWN, NOW + 31)
+    # the commune failing under a district that is down is the district's fault...
+    assert states(board)["502"] == State.NOT_READY
+    assert states(board)["20335"] == State.PARENT_DOWN
+    record(inventory, state, board, "49", DOWN, NOW + 32)
+    assert states(board)["502"] == State.PARENT_DOWN  # ...and so on up
+    assert states(board)["20335"] == State.PARENT_DOWN
+    record(inventory, state, board, "49", UP, NOW + 60)
+    assert states(board)["502"] == State.NOT_READY
+    assert states(board)["20335"] == State.PARENT_DOWN
+    record(inventory, state, board, "502", UP, NOW + 61)
+    assert states(board)["20335"] == State.NOT_READY
+    # the incremental verdicts are the ones judging everything afresh would give
+    windows = {site_id: tuple(h.rounds) for site_id, h in state.sites.items()}
+    fresh = judge_all(inventory, windows, NOW + 61)
+    assert {k: v.state for k, v in fresh.items()} == states(board)
+
+
+def test_silence_is_found_by_the_sweep_not_by_readers() -> None:
+    inventory, state, board = setup()
+    for site_id in ("49", "502"):
+        record(inventory, state, board, site_id, UP, NOW)
+    interval = inventory.sites["49"].interval
+    assert board.sweep(NOW + interval) == 0
+    record(inventory, state, board, "502", UP, NOW + 3 * interval)  # 502 keeps answering
+    stale_at = NOW + 3 * interval + inventory.sites["49"].longest_probe + 1
+    assert board.sweep(stale_at) == 1
+    assert states(board)["49"] == State.UNKNOWN
+    assert [r.code for r in board.views["49"].verdict.reasons] == ["stale"]
+    assert states(board)["502"] == State.READY
+    # a stale verdict's age is refreshed later, and a probe ends it
+    assert board.sweep(stale_at + 61) == 1
+    record(inventory, state, board, "49", UP, stale_at + 62)
+    assert states(board)["49"] == State.READY
+    assert board.sweep(stale_at + 70) == 0
+
+
+def test_a_reload_rejudges_against_the_new_inventory() -> None:
+    inventory, state, board = setup()
+    record(inventory, state, board, "502", UP, NOW)
+    smaller = Inventory(levels=LEVELS, sites={k: v for k, v in inventory.sites.items()
+                                              if k != "516"})
+    state.sync(smaller, 3)
+    board.sync(smaller, state.sites, NOW + 1)
+    assert set(board.views) == {"49", "502", "20335"}
+    assert states(board)["502"] == State.READY
+    board.update("516", NOW + 2)  # a probe of a removed site that was in flight
+    assert "516" not in board.views
