@@ -1009,11 +1009,11 @@ def median_row(rows: list[Row]) -> Row:
         numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
         if numbers:
             out[key] = statistics.median(numbers)
-        elif all(isinstance(v, dict) for v in values):
-            states = sorted({k for v in values for k in v})
-            out[key] = {s: statistics.median(v.get(s, 0) for v in values) for s in states}
+        elif (dicts := [v for v in values if isinstance(v, dict)]) and len(dicts) == len(rows):
+            states = sorted({k for v in dicts for k in v})
+            out[key] = {s: statistics.median(v.get(s, 0) for v in dicts) for s in states}
         else:
-            out[key] = values[0] if len(rows) == 1 else None
+            out[key] = values[0] if all(v == values[0] for v in values) else None
     return out
 
 

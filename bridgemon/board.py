@@ -54,6 +54,7 @@ class Board:
              now: float) -> None:
         """Judge every site of a (new) inventory; parents first."""
         extra = sorted({key for site in inventory.sites.values() for key in site.labels})
+        _ = inventory.order, inventory.depths  # computed here, never in a request
         self.inventory = inventory
         self._histories = histories
         self._info = {site.id: metrics.info_series(site, extra)

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from bridgemon.board import Board
 from bridgemon.config import Config, ConfigError, load_config
+from bridgemon.gc_pacing import GcPacer
 from bridgemon.inventory import Site
 from bridgemon.loop_lag import LoopLagMeter
 from bridgemon.probes import ProbeContext
@@ -49,7 +50,8 @@ class Monitor:
         self.state = StateStore(window=config.monitor.window)
         self.board = Board()
         self.loop_lag = LoopLagMeter()
-        self._sweeper: asyncio.Task[None] | None = None
+        self.gc_pacer = GcPacer()
+        self._housekeeping: asyncio.Task[None] | None = None
         self._reload = ReloadFigures(True, self.started_at, self.started_at, ())
         self._stopping = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -74,7 +76,7 @@ class Monitor:
         self.board.sync(self.config.inventory, self.state.sites, time.time())
         self.loop_lag.period = self.pinger.tick
         self.loop_lag.start()
-        self._sweeper = asyncio.ensure_future(self._sweep_stale())
+        self._housekeeping = asyncio.ensure_future(self._keep_house())
         self.scheduler = RoundScheduler(
             self.record, ctx, max_concurrency=monitor.max_concurrency, spread=monitor.spread
         )
@@ -92,7 +94,7 @@ class Monitor:
         self.scheduler.start()
         await self.testruns.start()
         # Everything built so far (inventory, modules) lives as long as the process: keep
-        # the collector from walking it on every full collection.
+        # the collector from walking it on every full collection (see gc_pacing).
         gc.freeze()
         log.info(
             "bridgemon monitoring %d sites from %s (ICMP %s sockets); serving http://%s:%d/metrics",
@@ -102,8 +104,8 @@ class Monitor:
     async def stop(self) -> None:
         self._stopping.set()
         self.loop_lag.stop()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
         if self.scheduler is not None:
             await self.scheduler.shutdown()
         if self.testruns is not None:
@@ -173,10 +175,12 @@ class Monitor:
         if self.state.record(site.id, site.probe_key(), site_round):
             self.board.update(site.id, time.time())
 
-    async def _sweep_stale(self) -> None:
+    async def _keep_house(self) -> None:
+        """Once a second: verdicts gone stale by time alone, and garbage-collector pacing."""
         while True:
             await asyncio.sleep(1.0)
             self.board.sweep(time.time())
+            self.gc_pacer.step()
 
     def verdicts(self) -> dict[str, Verdict]:
         """Current verdicts (judged as rounds complete; nothing is judged here)."""

@@ -1,6 +1,6 @@
 """Test-run history: every run and each of its per-site results, in SQLite (WAL mode).
 
-What it holds: the report dict of every test run (DESIGN.md's JSON contract), split into
+What it holds: the report dict of every test run (docs/testrun.schema.json), split into
 the header (the report without its sites) and one row per site result, stored the moment
 each is known. ``get`` gives the report dict back exactly as it was stored, so
 ``bridgemon report RUN_ID`` renders a years-old run as it rendered on the day.

@@ -44,17 +44,21 @@ def _generate(families: Callable[[], Iterator[Metric]]) -> bytes:
 
 
 def render(snapshot: Snapshot) -> bytes:
-    """The text exposition of one snapshot.
+    """The text exposition of one snapshot."""
+    return b"".join(render_parts(snapshot))
+
+
+def render_parts(snapshot: Snapshot) -> Iterator[bytes]:
+    """The exposition in pieces of a few milliseconds' work each (one per family).
 
     The daemon's own figures and the events are few and go through prometheus_client; the
-    sites' lines were rendered when each site was judged and are only joined here, so a
-    scrape of 12,000 sites costs milliseconds on the loop instead of seconds.
+    sites' lines were rendered when each site was judged and are only joined here. A
+    server yields to the loop between pieces, so a scrape of 12,000 sites never holds the
+    engine for more than one family's join (about 2 ms here).
     """
-    return b"".join((
-        _generate(lambda: _self_metrics(snapshot)),
-        _site_families(snapshot),
-        _events_exposition(snapshot),
-    ))
+    yield _generate(lambda: _self_metrics(snapshot))
+    yield from _site_families(snapshot)
+    yield _events_exposition(snapshot)
 
 
 _EVENTS_CACHE: dict[tuple[object, ...], bytes] = {}
@@ -339,14 +343,12 @@ def _check_series(site: str, latest: Sequence[ProbeResult]) -> tuple[str, str, s
     return "".join(up), "".join(duration), "".join(sip_code), "".join(expiry)
 
 
-def _site_families(snap: Snapshot) -> bytes:
-    """Every site's prepared lines, family by family: joins, no formatting."""
-    views = [snap.sites[site_id] for site_id in snap.order if site_id in snap.sites]
-    parts: list[bytes] = []
+def _site_families(snap: Snapshot) -> Iterator[bytes]:
+    """Every site's prepared lines, one family at a time: joins, no formatting."""
+    sites = snap.sites
+    series = [sites[site_id].series for site_id in snap.order if site_id in sites]
     for index, header in enumerate(_HEADERS):
-        parts.append(header)
-        parts.extend(view.series[index] for view in views)
-    return b"".join(parts)
+        yield header + b"".join([lines[index] for lines in series])
 
 
 def _event_metrics(snap: Snapshot) -> Iterator[Metric]:

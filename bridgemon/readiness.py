@@ -98,11 +98,12 @@ def path_quality(bursts: Sequence[EchoBurst]) -> PathQuality | None:
     if not bursts:
         return None
     sent = sum(b.sent for b in bursts)
-    received = sum(len(b.replied) for b in bursts)
-    rtts = [rtt for b in bursts for rtt in b.replied]
-    diffs = [d for b in bursts for d in b.jitter_diffs]
+    received = sum(b.received for b in bursts)
+    rtts = [rtt for b in bursts for rtt in b.rtts if rtt is not None]
+    pairs = sum(b.jitter_count for b in bursts)
     stats = RttStats.of(rtts)
-    jitter = math.fsum(diffs) / len(diffs) if diffs else (0.0 if rtts else None)
+    jitter = (math.fsum(b.jitter_sum for b in bursts) / pairs if pairs
+              else (0.0 if rtts else None))
     loss = (sent - received) / sent if sent else 1.0
     # A path that carried nothing scores the scale's floor rather than no score at all.
     score = mos(stats.avg, jitter or 0.0, loss) if stats is not None else 1.0

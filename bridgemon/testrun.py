@@ -2,8 +2,8 @@
 
 A test run probes every selected site once with a long burst (default 50 echoes 100 ms
 apart) and all its service checks, judges it with the same readiness functions as the
-daemon, and produces the report dict of DESIGN.md. Each site's result is handed to
-``on_site`` (progress, and the history store) the moment it is final, so a run killed
+daemon, and produces the report dict (docs/testrun.schema.json). Each site's result is
+handed to ``on_site`` (progress, and the history store) the moment it is final, so a run killed
 midway keeps everything it finished.
 
 The parents of selected sites are probed too, when they are not selected themselves:

@@ -49,14 +49,14 @@ def check_json(result: ProbeResult) -> dict[str, Any]:
     if result.burst is not None:
         burst = result.burst
         rtt = RttStats.of(burst.replied)
-        diffs = burst.jitter_diffs
         out.update(
             sent=burst.sent,
             received=burst.received,
             loss_ratio=round((burst.sent - burst.received) / burst.sent, 6) if burst.sent else None,
             rtt_ms=rtt_json(rtt),
             rtts_ms=[_ms(value) for value in burst.rtts],
-            jitter_ms=_ms(sum(diffs) / len(diffs)) if diffs else (0.0 if rtt else None),
+            jitter_ms=(_ms(burst.jitter_sum / burst.jitter_count) if burst.jitter_count
+                       else (0.0 if rtt else None)),
         )
     out.update(result.details)
     return out

@@ -22,22 +22,25 @@ class EchoBurst:
     address: str
     rtts: tuple[float | None, ...]
     error: str | None = None
-    # Derived once here, read many times (every judgement of the window it sits in).
-    replied: tuple[float, ...] = field(init=False, compare=False, repr=False)
-    jitter_diffs: tuple[float, ...] = field(init=False, compare=False, repr=False)
+    # Derived once here, read at every judgement of the window the burst sits in. Sums,
+    # not lists: 60,000 bursts sit in the windows of a national inventory.
+    received: int = field(init=False, compare=False, repr=False)
+    jitter_sum: float = field(init=False, compare=False, repr=False)
+    jitter_count: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        replied = tuple(r for r in self.rtts if r is not None)
-        object.__setattr__(self, "replied", replied)
-        object.__setattr__(self, "jitter_diffs", tuple(jitter_pairs(replied)))
+        diffs = jitter_pairs(self.rtts)
+        object.__setattr__(self, "received", sum(1 for r in self.rtts if r is not None))
+        object.__setattr__(self, "jitter_sum", math.fsum(diffs))
+        object.__setattr__(self, "jitter_count", len(diffs))
 
     @property
     def sent(self) -> int:
         return len(self.rtts)
 
     @property
-    def received(self) -> int:
-        return len(self.replied)
+    def replied(self) -> tuple[float, ...]:
+        return tuple(r for r in self.rtts if r is not None)
 
 
 @dataclass(frozen=True, slots=True)

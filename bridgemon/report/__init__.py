@@ -1,4 +1,4 @@
-"""Test-run reports: the report dict (DESIGN.md's JSON contract) as text for people.
+"""Test-run reports: the report dict (docs/testrun.schema.json) as text for people.
 
 Formats: ``table`` (terminal, rich), ``json`` (the contract itself, described by
 docs/testrun.schema.json), ``csv`` (one row per site, for Excel) and ``html`` (a

@@ -1,6 +1,6 @@
 """What every report format shares: verdict order and names, number and time formatting.
 
-Everything here reads the test-run report dict (the JSON contract in DESIGN.md) and
+Everything here reads the test-run report dict (the JSON contract, docs/testrun.schema.json) and
 nothing else: no inventory, no live state, no clock. A run stored years ago must render
 exactly as it did the day it ran, so no output may depend on the machine's locale, time
 zone or configuration. The Vietnamese verdict names are the only thing taken from the

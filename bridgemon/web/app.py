@@ -23,7 +23,6 @@ from bridgemon import metrics
 from bridgemon.events import event_json
 from bridgemon.inventory import SelectorError
 from bridgemon.readiness import State
-from bridgemon.views import summary_json
 
 if TYPE_CHECKING:
     from bridgemon.daemon import Monitor
@@ -55,16 +54,29 @@ _GZIP_MIN = 64 * 1024
 
 async def handle_metrics(request: web.Request) -> web.Response:
     snapshot = request.app[MONITOR].snapshot()
-    # Joining prepared site lines: milliseconds on the loop, no formatting (see metrics).
-    body = metrics.render(snapshot)
-    headers = {"Content-Type": CONTENT_TYPE_LATEST}
-    if len(body) >= _GZIP_MIN and _accepts_gzip(request):
+    # Joining prepared site lines, one family at a time with the loop free in between
+    # (see metrics.render_parts); nothing is formatted here.
+    parts: list[bytes] = []
+    for part in metrics.render_parts(snapshot):
+        parts.append(part)
+        await asyncio.sleep(0)
+    headers = {"Content-Type": CONTENT_TYPE_LATEST, "Vary": "Accept-Encoding"}
+    if sum(map(len, parts)) >= _GZIP_MIN and _accepts_gzip(request):
         # zlib releases the GIL while it compresses, so this thread does not slow the loop;
-        # level 1: Prometheus text shrinks ~10x even so, at a fraction of level 6's time.
-        body = await asyncio.to_thread(zlib.compress, body, 1, 31)
+        # level 1: Prometheus text shrinks ~9x even so, in a third of level 6's time.
+        body = await asyncio.to_thread(_gzip, parts)
         headers["Content-Encoding"] = "gzip"
-    headers["Vary"] = "Accept-Encoding"
+    else:
+        body = b"".join(parts)
     return web.Response(body=body, headers=headers)
+
+
+def _gzip(parts: list[bytes]) -> bytes:
+    """Compress piece by piece: the whole text (14 MB at 12,000 sites) is never joined."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    out = [compressor.compress(part) for part in parts]
+    out.append(compressor.flush())
+    return b"".join(out)
 
 
 def _accepts_gzip(request: web.Request) -> bool:
@@ -134,16 +146,31 @@ async def handle_sites(request: web.Request) -> web.Response:
         )
     offset = _int_param(request, "offset", 0, 0, 10_000_000) or 0
     limit = _int_param(request, "limit", None, 0, 10_000_000)
-    views = [snap.sites[site_id] for site_id in ids if site_id in snap.sites]
-    if wanted:
-        views = [view for view in views if view.verdict.state.value == wanted]
-    summary = summary_json([view.verdict for view in views])
-    page = views[offset:] if limit is None else views[offset:offset + limit]
-    head = _dumps({"generated_at": snap.taken_at, "summary": summary, "matched": len(views),
-                   "offset": offset, "limit": limit})
-    body = b"".join((head[:-1].encode(), b', "sites": [', b", ".join(v.row for v in page),
-                     b"]}"))
+    end = None if limit is None else offset + limit
+    counts = dict.fromkeys((state.value for state in State), 0)
+    rows: list[bytes] = []
+    matched = 0
+    # In slices, with the loop free in between: 12,000 rows are ~20 ms of joins and counts.
+    for start in range(0, len(ids), _SLICE):
+        for site_id in ids[start:start + _SLICE]:
+            view = snap.sites.get(site_id)
+            if view is None:
+                continue
+            state = view.verdict.state.value
+            if wanted and state != wanted:
+                continue
+            if offset <= matched and (end is None or matched < end):
+                rows.append(view.row)
+            counts[state] += 1
+            matched += 1
+        await asyncio.sleep(0)
+    head = _dumps({"generated_at": snap.taken_at, "summary": {"total": matched, **counts},
+                   "matched": matched, "offset": offset, "limit": limit})
+    body = b"".join((head[:-1].encode(), b', "sites": [', b", ".join(rows), b"]}"))
     return web.Response(body=body, content_type="application/json")
+
+
+_SLICE = 2000
 
 
 async def handle_site(request: web.Request) -> web.Response:
