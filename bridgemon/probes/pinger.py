@@ -434,7 +434,7 @@ class Pinger:
         """Schedule what follows echo ``index``, which is being sent now.
 
         Normally echo i+1 is due ``spacing`` after echo i was due (sends stay on the plan
-        give or take a tick). When the loop ran late by more than a tick, the plan moves
+        give or take a tick). When the loop ran late by more than two ticks, the plan moves
         with it: the next echo keeps its spacing from this one's actual send, and the
         deadline counts from the last echo's actual send, never from when it should have
         left.
