@@ -78,6 +78,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.inventory import loopback_address, national_inventory  # noqa: E402
+from bridgemon.durations import parse_duration  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
@@ -915,37 +916,36 @@ def scenario_load(args: argparse.Namespace, netns: str, repeat: int) -> Row:
                                 if row["daemon_cpu_per_1000"] and row["fping_cpu_per_1000"]
                                 else None)
         finally:
-            STOP.set()
-            if session is not None:
-                session.close()
-            if reference is not None:
-                reference.join(timeout=15)
-            stop(prom.process)
-            stop(daemon.process)
-            STOP.clear()
-        row["daemon_log_problems"] = daemon.log_problems()[:20]
-        row["prometheus_log_tail"] = prom.log.read_text(errors="replace").splitlines()[-5:]
+            shut_down(session, reference, prom, daemon)
+        add_logs(row, daemon, prom)
         row["sites"] = args.sites
         row["repeat"] = repeat
         return row
 
 
-def config_interval(config: dict[str, Any]) -> float:
-    raw = config.get("monitor", {}).get("interval", "30s")
-    if isinstance(raw, int | float):
-        return float(raw)
-    match = re.fullmatch(r"\s*([\d.]+)\s*(ms|s|m|h)?\s*", str(raw))
-    if match is None:
-        return 30.0
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
-    return float(match.group(1)) * scale
+def shut_down(session: Session | None, side: threading.Thread | None, prom: Prometheus,
+              daemon: Daemon) -> None:
+    """Stop the clients, the side load (fping or the flood), Prometheus and the daemon."""
+    STOP.set()
+    if session is not None:
+        session.close()
+    if side is not None:
+        side.join(timeout=15)
+    stop(prom.process)
+    stop(daemon.process)
+    STOP.clear()
+
+
+def add_logs(row: Row, daemon: Daemon, prom: Prometheus) -> None:
+    row["daemon_log_problems"] = daemon.log_problems()[:20]
+    row["prometheus_log_tail"] = prom.log.read_text(errors="replace").splitlines()[-5:]
 
 
 def scenario_flood(args: argparse.Namespace) -> Row:
     shipped = REPO / "config" / "sites.toml"
     parsed = tomllib.loads(shipped.read_text(encoding="utf-8"))
     check_config_loopback(parsed)
-    interval = config_interval(parsed)
+    interval = parse_duration(parsed.get("monitor", {}).get("interval", "30s"))
     sites = len(parsed.get("sites", []))
     duration = args.flood_duration or 2 * interval
     with tempfile.TemporaryDirectory(prefix="bm-flood-") as tmp:
@@ -983,16 +983,8 @@ def scenario_flood(args: argparse.Namespace) -> Row:
                                          if figures.seconds else None)
             row["flood_error"] = flood.error
         finally:
-            STOP.set()
-            if session is not None:
-                session.close()
-            if flood is not None:
-                flood.join(timeout=15)
-            stop(prom.process)
-            stop(daemon.process)
-            STOP.clear()
-        row["daemon_log_problems"] = daemon.log_problems()[:20]
-        row["prometheus_log_tail"] = prom.log.read_text(errors="replace").splitlines()[-5:]
+            shut_down(session, flood, prom, daemon)
+        add_logs(row, daemon, prom)
         row["sites"] = sites
         row["interval"] = interval
         row["duration"] = duration

@@ -41,7 +41,6 @@ class Board:
     def __init__(self) -> None:
         self.inventory: Inventory | None = None
         self.views: dict[str, SiteView] = {}
-        self.version = 0
         self._own: dict[str, Verdict] = {}
         self._info: dict[str, bytes] = {}
         self._facts: dict[str, bytes] = {}
@@ -52,23 +51,29 @@ class Board:
 
     def sync(self, inventory: Inventory, histories: Mapping[str, SiteHistory],
              now: float) -> None:
-        """Judge every site of a (new) inventory; parents first."""
+        """Judge every site of a (new) inventory, parents first. All or nothing: if judging
+        fails half-way, the board keeps the inventory it had."""
         extra = sorted({key for site in inventory.sites.values() for key in site.labels})
         _ = inventory.order, inventory.depths  # computed here, never in a request
-        self.inventory = inventory
-        self._histories = histories
-        self._info = {site.id: metrics.info_series(site, extra)
-                      for site in inventory.sites.values()}
-        self._facts = {site.id: encode_facts(site) for site in inventory.sites.values()}
-        self._own = {}
-        self._deadlines = []
-        views: dict[str, SiteView] = {}
-        self.views = views
-        for site_id in inventory.order:
-            site = inventory.sites[site_id]
-            self._own[site_id] = self._judge_own(site, now)
-            self._publish(site, self._final(site))
-        self.version += 1
+        kept = (self.inventory, self.views, self._own, self._info, self._facts,
+                self._histories, self._deadlines)
+        try:
+            self.inventory = inventory
+            self._histories = histories
+            self._info = {site.id: metrics.info_series(site, extra)
+                          for site in inventory.sites.values()}
+            self._facts = {site.id: encode_facts(site) for site in inventory.sites.values()}
+            self._own = {}
+            self._deadlines = []
+            self.views = {}
+            for site_id in inventory.order:
+                site = inventory.sites[site_id]
+                self._own[site_id] = self._judge_own(site, now)
+                self._publish(site, self._final(site))
+        except BaseException:
+            (self.inventory, self.views, self._own, self._info, self._facts,
+             self._histories, self._deadlines) = kept
+            raise
 
     # -- as rounds complete --------------------------------------------------------------
 
@@ -82,7 +87,6 @@ class Board:
             return
         self._own[site_id] = self._judge_own(site, now)
         self._rejudge(site)
-        self.version += 1
 
     def sweep(self, now: float) -> int:
         """Re-judge the sites whose verdict went stale by the passing of time alone."""
@@ -98,8 +102,6 @@ class Board:
             self._own[site_id] = self._judge_own(site, now)
             self._rejudge(site)
             changed += 1
-        if changed:
-            self.version += 1
         return changed
 
     # -- judging -------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from bridgemon.inventory import Site
 from bridgemon.loop_lag import LoopLagMeter
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.pinger import Pinger
-from bridgemon.readiness import Verdict
 from bridgemon.scheduler import RoundScheduler
 from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
 from bridgemon.state import SiteRound, StateStore
@@ -181,10 +180,6 @@ class Monitor:
             await asyncio.sleep(1.0)
             self.board.sweep(time.time())
             self.gc_pacer.step()
-
-    def verdicts(self) -> dict[str, Verdict]:
-        """Current verdicts (judged as rounds complete; nothing is judged here)."""
-        return {site_id: view.verdict for site_id, view in self.board.views.items()}
 
     def snapshot(self) -> Snapshot:
         pinger = self.pinger

@@ -102,11 +102,9 @@ class Inventory:
     def depths(self) -> dict[str, int]:
         return {site.id: depth for site, depth in self.walk()}
 
-    def level_counts(self) -> dict[str, int]:
-        return dict(self._level_counts)
-
     @cached_property
-    def _level_counts(self) -> dict[str, int]:
+    def level_counts(self) -> dict[str, int]:
+        """Sites per level id (shared: do not change it)."""
         counts: dict[str, int] = {}
         for site in self.sites.values():
             counts[site.level] = counts.get(site.level, 0) + 1

@@ -21,7 +21,8 @@ from prometheus_client.registry import Collector
 
 from bridgemon import __version__
 from bridgemon.durations import format_duration
-from bridgemon.inventory import Site
+from bridgemon.events import Event
+from bridgemon.inventory import Inventory, Site
 from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import STATES, Verdict
 from bridgemon.snapshot import Snapshot
@@ -61,7 +62,9 @@ def render_parts(snapshot: Snapshot) -> Iterator[bytes]:
     yield _events_exposition(snapshot)
 
 
-_EVENTS_CACHE: dict[tuple[object, ...], bytes] = {}
+# The current events' exposition, with the objects it was rendered from (compared by
+# identity: the snapshot's inventory and events are replaced, never changed).
+_EVENTS_CACHE: list[tuple[Inventory, tuple[Event, ...], tuple[object, ...], bytes]] = []
 
 
 def _events_exposition(snap: Snapshot) -> bytes:
@@ -73,15 +76,14 @@ def _events_exposition(snap: Snapshot) -> bytes:
         if not (event.end.timestamp() < snap.taken_at - snap.event_window
                 or event.start.timestamp() > snap.taken_at + snap.event_window)
     )
-    key = (id(snap.inventory), id(snap.events), shown,
-           tuple((event_id, latest[event_id].get("run_id")) for event_id in shown
-                 if event_id in latest))
-    cached = _EVENTS_CACHE.get(key)
-    if cached is None:
-        cached = _generate(lambda: _event_metrics(snap))
-        _EVENTS_CACHE.clear()  # one entry: the current events
-        _EVENTS_CACHE[key] = cached
-    return cached
+    key = (shown, tuple((event_id, latest[event_id].get("run_id")) for event_id in shown
+                        if event_id in latest))
+    for inventory, events, cached_key, body in _EVENTS_CACHE:
+        if inventory is snap.inventory and events is snap.events and cached_key == key:
+            return body
+    body = _generate(lambda: _event_metrics(snap))
+    _EVENTS_CACHE[:] = [(snap.inventory, snap.events, key, body)]
+    return body
 
 
 def _self_metrics(snap: Snapshot) -> Iterator[Metric]:
@@ -114,7 +116,7 @@ def _self_metrics(snap: Snapshot) -> Iterator[Metric]:
         "bridgemon_level_info", "Levels of the site tree, top first (depth 0)",
         labels=["level", "name", "depth"],
     )
-    per_level = snap.inventory.level_counts()
+    per_level = snap.inventory.level_counts
     for depth, level in enumerate(snap.inventory.levels):
         sites.add_metric([level.id], per_level.get(level.id, 0))
         levels.add_metric([level.id, level.name, str(depth)], 1)
@@ -184,7 +186,7 @@ def _self_metrics(snap: Snapshot) -> Iterator[Metric]:
     yield mode
 
 
-# The per-site families, in exposition order: (name, type, help, labels).
+# The per-site families, in exposition order: (name, type, help).
 SITE_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("bridgemon_site_info", "gauge",
      "Site metadata: name, level, parent, address, contact and free labels (value 1)"),
@@ -273,7 +275,7 @@ def site_series(
     """
     site = f'site="{_escape(site_id)}"'
     num = _num
-    up = ready = state = problem = rtt = jitter = loss = mos = last = sent = received = ""
+    up = rtt = jitter = loss = mos = last = sent = received = ""
     ready = f"bridgemon_site_ready{{{site}}} {num(1 if verdict.ready else 0)}\n"
     state = "".join(
         f'bridgemon_site_state{{{site},state="{name.value}"}} '

@@ -64,10 +64,10 @@ def test_never_probed_sites_are_unknown_and_every_site_has_a_view() -> None:
 
 def test_a_recorded_round_is_judged_at_once_and_rendered() -> None:
     inventory, state, board = setup()
-    version = board.version
+    before = board.views["502"]
     record(inventory, state, board, "502", UP, NOW)
     view = board.views["502"]
-    assert view.verdict.state == State.READY and board.version > version
+    assert view.verdict.state == State.READY and view is not before
     assert view.echoes == (3, 3)
     assert json.loads(view.row) == json.loads(json.dumps(
         site_json(inventory.sites["502"], view.verdict, view.latest)))
@@ -129,3 +129,25 @@ def test_a_reload_rejudges_against_the_new_inventory() -> None:
     assert states(board)["502"] == State.READY
     board.update("516", NOW + 2)  # a probe of a removed site that was in flight
     assert "516" not in board.views
+
+
+def test_a_sync_that_fails_half_way_keeps_the_board_it_had() -> None:
+    inventory, state, board = setup()
+    record(inventory, state, board, "502", UP, NOW)
+    before = dict(board.views)
+
+    class Broken(dict[str, object]):
+        def get(self, key: str, default: object = None) -> object:
+            if key == "20335":
+                raise RuntimeError("judging failed")
+            return super().get(key, default)
+
+    try:
+        board.sync(inventory, Broken(state.sites), NOW + 1)  # type: ignore[arg-type]
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the failure must reach the caller")
+    assert board.views == before and board.inventory is inventory
+    record(inventory, state, board, "49", UP, NOW + 2)  # and it goes on working
+    assert states(board)["49"] == State.READY

@@ -293,15 +293,19 @@ def test_garbage_icmp_never_breaks_a_burst(garbage: list[tuple[int, int, bytes]]
 
 def _forged_reply(source: str, key: int, cookie: bytes) -> bytes:
     """A whole IPv4 packet (IP_HDRINCL): an echo reply 'from' ``source`` to 127.0.0.1."""
+
+    return _ipv4(source, "127.0.0.1", _icmp(0, 0, key.to_bytes(4, "big") + cookie + bytes(48)))
+
+
+def _ipv4(source: str, destination: str, icmp: bytes) -> bytes:
+    """An IPv4 header (no options, protocol ICMP) in front of ``icmp``."""
     import socket
     import struct
 
-    icmp = _icmp(0, 0, key.to_bytes(4, "big") + cookie + bytes(48))
-    header = struct.pack(
+    return struct.pack(
         "!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0,
-        socket.inet_aton(source), socket.inet_aton("127.0.0.1"),
-    )
-    return header + icmp
+        socket.inet_aton(source), socket.inet_aton(destination),
+    ) + icmp
 
 
 async def test_replies_must_carry_our_cookie_and_come_from_the_target(
@@ -338,20 +342,9 @@ async def test_replies_must_carry_our_cookie_and_come_from_the_target(
 def _forged_error(source: str, target: str, key: int, cookie: bytes, icmp_type: int = 3,
                   code: int = 1) -> bytes:
     """An ICMP error 'from' ``source`` quoting our echo request to ``target``."""
-    import socket
-    import struct
 
-    request = _icmp(8, 0, key.to_bytes(4, "big") + cookie + bytes(8))
-    quoted_ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(request), 0, 0, 64, 1, 0,
-        socket.inet_aton("127.0.0.1"), socket.inet_aton(target),
-    )
-    icmp = _icmp(icmp_type, code, bytes(4) + quoted_ip + request)
-    header = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0,
-        socket.inet_aton(source), socket.inet_aton("127.0.0.1"),
-    )
-    return header + icmp
+    quoted = _ipv4("127.0.0.1", target, _icmp(8, 0, key.to_bytes(4, "big") + cookie + bytes(8)))
+    return _ipv4(source, "127.0.0.1", _icmp(icmp_type, code, bytes(4) + quoted))
 
 
 async def test_errors_quoting_our_echoes_pass_the_kernel_filter_others_do_not(

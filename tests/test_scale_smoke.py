@@ -23,6 +23,17 @@ def _run(args: list[str]) -> subprocess.Popen[str]:
     )
 
 
+def _run_national(tmp_path: Path, sites: int, *, interval: str,
+                  window: int) -> tuple[subprocess.Popen[str], str]:
+    """A daemon on a synthetic loopback inventory (5 echoes 200 ms apart); its URL."""
+    port = free_port()
+    config = tmp_path / "national.toml"
+    config.write_text(national_inventory(sites, port=port, interval=interval, window=window,
+                                         count=5, spacing="200ms", timeout="1s"),
+                      encoding="utf-8")
+    return _run(["-c", str(config), "run"]), f"http://127.0.0.1:{port}"
+
+
 def test_shipped_inventory_is_all_ready_within_a_minute() -> None:
     port = free_port()
     started = time.monotonic()
@@ -42,12 +53,7 @@ def test_shipped_inventory_is_all_ready_within_a_minute() -> None:
 
 
 def test_a_thousand_sites_every_echo_answered_no_overrun(tmp_path: Path) -> None:
-    port = free_port()
-    config = tmp_path / "national.toml"
-    config.write_text(national_inventory(1000, port=port, interval="5s", window=2, count=5,
-                                         spacing="200ms", timeout="1s"), encoding="utf-8")
-    process = _run(["-c", str(config), "run"])
-    url = f"http://127.0.0.1:{port}"
+    process, url = _run_national(tmp_path, 1000, interval="5s", window=2)
     try:
         wait_for_sync(lambda: get_json(url + "/healthz")["rounds"] >= 2, 30, "two rounds")
         samples = scrape(url + "/metrics")
@@ -76,12 +82,7 @@ def test_reading_the_monitor_does_not_change_what_it_measures(tmp_path: Path) ->
     import gzip
     import urllib.request
 
-    port = free_port()
-    config = tmp_path / "national.toml"
-    config.write_text(national_inventory(3000, port=port, interval="6s", window=3, count=5,
-                                         spacing="200ms", timeout="1s"), encoding="utf-8")
-    process = _run(["-c", str(config), "run"])
-    url = f"http://127.0.0.1:{port}"
+    process, url = _run_national(tmp_path, 3000, interval="6s", window=3)
     try:
         wait_for_sync(lambda: get_json(url + "/healthz")["rounds"] >= 1, 60, "one round")
         wait_for_sync(lambda: get_json(url + "/api/v1/sites?limit=0")["summary"]["ready"]

@@ -123,6 +123,14 @@ def _int_param(request: web.Request, name: str, default: int | None, low: int,
     return number
 
 
+def _verdict_param(request: web.Request) -> str | None:
+    wanted = request.query.get("verdict") or None
+    if wanted is not None and wanted not in {state.value for state in State}:
+        known = ", ".join(state.value for state in State)
+        raise _bad_request(f"unknown verdict {wanted!r} (one of {known})", "verdict")
+    return wanted
+
+
 def _bad_request(message: str, field: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(
         text=_dumps({"error": message, "field": field}), content_type="application/json"
@@ -139,11 +147,7 @@ async def handle_sites(request: web.Request) -> web.Response:
         ids = [site.id for site in inventory.select(selector)] if selector else snap.order
     except SelectorError as exc:
         return web.json_response({"error": str(exc), "field": "select"}, status=400)
-    wanted = request.query.get("verdict")
-    if wanted is not None and wanted not in {s.value for s in State}:
-        return web.json_response(
-            {"error": f"unknown verdict {wanted!r}", "field": "verdict"}, status=400
-        )
+    wanted = _verdict_param(request)
     offset = _int_param(request, "offset", 0, 0, 10_000_000) or 0
     limit = _int_param(request, "limit", None, 0, 10_000_000)
     end = None if limit is None else offset + limit
@@ -203,9 +207,7 @@ async def handle_index(request: web.Request) -> web.Response:
     in rows, so it renders on the loop in milliseconds at any inventory size."""
     from bridgemon.web.status_page import PageQuery, render_status
 
-    wanted = request.query.get("verdict") or None
-    if wanted is not None and wanted not in {s.value for s in State}:
-        raise _bad_request(f"unknown verdict {wanted!r}", "verdict")
+    wanted = _verdict_param(request)
     query = PageQuery(
         text=request.query.get("q", "").strip()[:100],
         verdict=wanted,
