@@ -23,7 +23,9 @@ A. "national load" (``--only load``): ``bridgemon run`` watches a generated inve
    (``max_over_time(bridgemon_site_state{state!="ready"}[W]) == 1``) and cross-checked with
    the sampled ``verdict`` of /api/v1/sites (goal 0 of N); answered echoes counted lost
    (per-site ``bridgemon_icmp_echoes_{sent,received}_total`` deltas, goal 0); Prometheus's
-   own ``scrape_duration_seconds`` p99 and max (goal p99 < 0.3 s), samples per scrape and
+   own ``scrape_duration_seconds`` p99 and max (goal p99 < 0.3 s) beside the same figure for
+   a static copy of the same exposition that the same Prometheus scrapes at the same time
+   (job ``static_copy``: Prometheus's own floor for these samples here), samples per scrape and
    /metrics fetched once with and once without gzip (bytes on the wire, seconds); the worst
    event-loop lag (``bridgemon_event_loop_lag_seconds``, goal < 20 ms); receive drops
    (``bridgemon_pinger_receive_drops_total`` and the kernel's own count in /proc/net/raw)
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import http.server
 import ipaddress
 import json
 import os
@@ -84,6 +87,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 SCRAPE_INTERVAL, SCRAPE_TIMEOUT = 15, 10
 JOB = "bridgemon"
+# Prometheus also scrapes, at the same time, a static copy of the daemon's own exposition
+# served by a trivial server: its scrape_duration_seconds is Prometheus's floor for these
+# bytes on this machine (parsing and storing every sample), what no exporter can beat.
+REFERENCE_JOB = "static_copy"
 STATES_NOT_READY = ("degraded", "not_ready", "parent_down", "unknown")
 
 GOAL_SCRAPE_P99 = 0.3
@@ -356,10 +363,44 @@ def kernel_raw_drops(pid: int) -> int | None:
     return drops if found else None
 
 
+class StaticExposition:
+    """A pre-gzipped exposition on 127.0.0.1, served as fast as Python can: the reference."""
+
+    def __init__(self) -> None:
+        self.body = gzip.compress(b"# empty until the daemon is warm\n")
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = owner.body
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def serve(self, exposition: bytes) -> None:
+        self.body = gzip.compress(exposition, 1)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class Prometheus:
-    """The Debian prometheus binary on 127.0.0.1, scraping one job, storage in WORKDIR."""
+    """The Debian prometheus binary on 127.0.0.1 scraping the daemon (job JOB) and the
+    static copy of its exposition (job REFERENCE_JOB), storage in WORKDIR."""
 
     def __init__(self, workdir: Path, target_port: int) -> None:
+        self.reference = StaticExposition()
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
@@ -371,7 +412,10 @@ class Prometheus:
             "scrape_configs:\n"
             f"  - job_name: {JOB}\n"
             "    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{target_port}']\n",
+            f"      - targets: ['127.0.0.1:{target_port}']\n"
+            f"  - job_name: {REFERENCE_JOB}\n"
+            "    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{self.reference.port}']\n",
             encoding="utf-8",
         )
         (workdir / "tsdb").mkdir()
@@ -735,6 +779,15 @@ def prometheus_figures(prom: Prometheus, t0: float, t1: float) -> Row:
         f"quantile_over_time(0.99, scrape_duration_seconds{{{sel}}}[{window}])", t1)
     row["scrape_max_s"] = prom.scalar(
         f"max_over_time(scrape_duration_seconds{{{sel}}}[{window}])", t1)
+    ref = f'job="{REFERENCE_JOB}"'
+    row["reference_scrape_p99_s"] = prom.scalar(
+        f"quantile_over_time(0.99, scrape_duration_seconds{{{ref}}}[{window}])", t1)
+    row["reference_scrape_median_s"] = prom.scalar(
+        f"quantile_over_time(0.5, scrape_duration_seconds{{{ref}}}[{window}])", t1)
+    row["scrape_median_s"] = prom.scalar(
+        f"quantile_over_time(0.5, scrape_duration_seconds{{{sel}}}[{window}])", t1)
+    row["reference_scrape_samples"] = prom.scalar(
+        f"max_over_time(scrape_samples_scraped{{{ref}}}[{window}])", t1)
     row["scrape_samples"] = prom.scalar(
         f"max_over_time(scrape_samples_scraped{{{sel}}}[{window}])", t1)
     row["scrapes"] = prom.scalar(f"count_over_time(up{{{sel}}}[{window}])", t1)
@@ -844,6 +897,8 @@ class Session:
 def measure(session: Session, duration: float, side: Callable[[float], None]) -> Row:
     """Warm, mark, read for DURATION with SIDE load started, mark, ask Prometheus."""
     before = mark(session.daemon, gzip_ok=True)
+    if before.fetch is not None:
+        session.prom.reference.serve(before.fetch.body)
     session.start_pollers()
     end = time.monotonic() + duration
     side(end)
@@ -932,6 +987,7 @@ def shut_down(session: Session | None, side: threading.Thread | None, prom: Prom
     if side is not None:
         side.join(timeout=15)
     stop(prom.process)
+    prom.reference.close()
     stop(daemon.process)
     STOP.clear()
 
@@ -1070,6 +1126,13 @@ def report_common(row: Row, sites: int) -> list[str]:
     out.append(line("Prometheus scrape p99 / max", f"{num(p99, '{:.3f}', ' s')} / "
                     f"{num(row.get('scrape_max_s'), '{:.3f}', ' s')}",
                     f"p99 < {GOAL_SCRAPE_P99} s", le(p99, GOAL_SCRAPE_P99)))
+    ref99 = row.get("reference_scrape_p99_s")
+    out.append(line("  … same bytes from a static file p99",
+                    f"{num(ref99, '{:.3f}', ' s')} (Prometheus's floor here)",
+                    f"ratio p99 {num(p99 / ref99 if p99 and ref99 else None, '{:.2f}', '×')}"))
+    out.append(f"      medians: daemon {num(row.get('scrape_median_s'), '{:.3f}', ' s')}, static "
+               f"{num(row.get('reference_scrape_median_s'), '{:.3f}', ' s')} "
+               f"({num(row.get('reference_scrape_samples'))} samples)")
     out.append(f"      samples per scrape {num(row.get('scrape_samples'))}; /metrics by hand: "
                f"gzip {num(row.get('metrics_gzip_wire_bytes'))} B on the wire "
                f"({row.get('metrics_gzip_encoding') or 'n/a'}, body "
