@@ -108,7 +108,7 @@ class Board:
 
     def _judge_own(self, site: Site, now: float) -> Verdict:
         history = self._histories.get(site.id)
-        rounds = tuple(history.rounds) if history is not None else ()
+        rounds = history.rounds if history is not None else ()
         verdict = judge_own(site, rounds, now)
         if verdict.last_probe is not None:
             limit = STALE_AFTER_INTERVALS * site.interval + site.longest_probe

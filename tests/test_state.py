@@ -67,7 +67,8 @@ def test_sync_creates_empty_windows() -> None:
     assert set(store.sites) == {"49", "502", "516"}
     assert store.rounds("502") == ()
     assert store.sites["502"].key == ("127.49.2.1", IcmpSpec(), 30.0, ())
-    assert store.sites["502"].rounds.maxlen == 5
+    fill(store, base_sites()[1], 7)
+    assert started(store, "502") == [2.0, 3.0, 4.0, 5.0, 6.0]
 
 
 def test_window_keeps_the_newest_rounds() -> None:
@@ -178,9 +179,11 @@ def test_sync_shrinks_windows_keeping_the_newest() -> None:
     store.sync(inventory(*sites), window=2)
     assert store.window == 2
     assert started(store, "502") == [3.0, 4.0]
-    assert store.sites["502"].rounds.maxlen == 2
     assert store.sites["502"].rounds_total == 5  # counters survive a resize
-    assert store.sites["516"].rounds.maxlen == 2
+    fill(store, sites[1], 1, start=5.0)
+    fill(store, sites[2], 3)
+    assert started(store, "502") == [4.0, 5.0]
+    assert started(store, "516") == [1.0, 2.0]
 
 
 def test_sync_grows_windows_keeping_everything() -> None:
