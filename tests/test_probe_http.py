@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridgemon.probes import http
+from bridgemon.probes.http_message import HttpParseError, body_length, chunk_size, parse_head
 from bridgemon.probes.result import ProbeResult
 from bridgemon.specs import HttpSpec
 from tests.peers.certs import WRONG_HOST, make_certs
@@ -122,11 +125,22 @@ async def test_body_read_stops_at_the_cap(peers: dict[str, Any]) -> None:
     port = peers["http"]
     big = await get(f"http://127.0.0.1:{port}/big")
     assert big.ok and big.details["body_bytes"] == 65536 and big.details["body_truncated"]
+    # Passes, with a warning naming the setting (readiness: degraded): the answer came,
+    # but was not seen to its end.
+    assert big.reason == (f"HTTP {port}: response body of 1000000 bytes is longer than "
+                          "max_body_bytes (64 KiB); not read further")  # fmt: skip
     small = await get(f"http://127.0.0.1:{port}/big", max_body_bytes=1000)
     assert small.details["body_bytes"] == 1000
+    assert (small.reason or "").endswith("max_body_bytes (1000 bytes); not read further")
     endless = await get(f"http://127.0.0.1:{port}/endless", max_body_bytes=200_000)
     assert endless.ok and endless.details["body_bytes"] == 200_000
     assert endless.details["body_truncated"]
+    assert endless.reason == (f"HTTP {port}: response body still coming after 200000 bytes "
+                              "(max_body_bytes); not read further")  # fmt: skip
+    # A body that fits is no warning; and a cap of 0 means "don't read bodies": none either.
+    assert (await get(f"http://127.0.0.1:{port}/")).reason is None
+    unread = await get(f"http://127.0.0.1:{port}/big", max_body_bytes=0)
+    assert unread.ok and unread.reason is None and unread.details["body_bytes"] == 0
 
 
 # --------------------------------------------------------------------------- HTTPS
@@ -337,14 +351,52 @@ def test_request_is_minimal_http_1_1() -> None:
 
 
 def test_head_parsing_folds_and_refuses_garbage() -> None:
-    response = http._parse_head(b"HTTP/1.0 200 OK\r\nX-A: one\r\n  two\r\nSet-Cookie: a\r\n"
-                                b"set-cookie: b", b"rest")  # fmt: skip
+    response = parse_head(b"HTTP/1.0 200 OK\r\nX-A: one\r\n  two\r\nSet-Cookie: a\r\n"
+                          b"set-cookie: b", b"rest")  # fmt: skip
     assert response.status == 200 and response.headers["x-a"] == "one two"
     assert response.headers["set-cookie"] == "a, b" and response.rest == b"rest"
-    with pytest.raises(http._Fail, match="not an HTTP response"):
-        http._parse_head(b"SSH-2.0-OpenSSH_9.2", b"")
-    with pytest.raises(http._Fail, match="malformed response header"):
-        http._parse_head(b"HTTP/1.1 200 OK\r\nno colon here", b"")
+    with pytest.raises(HttpParseError, match="not an HTTP response"):
+        parse_head(b"SSH-2.0-OpenSSH_9.2", b"")
+    with pytest.raises(HttpParseError, match="malformed response header"):
+        parse_head(b"HTTP/1.1 200 OK\r\nno colon here", b"")
+    with pytest.raises(HttpParseError, match="status code 000 out of range"):
+        parse_head(b"HTTP/1.1 000 Nothing", b"")
+    # Device text in the head comes out clean: UTF-8 read as such, escapes gone.
+    odd = parse_head(b"HTTP/1.1 404 Kh\xc3\xb4ng th\xe1\xba\xa5y\x1b[0m\x07\r\nX: 1")
+    assert odd.reason == "Không thấy"
+
+
+@pytest.mark.parametrize(
+    ("line", "size"),
+    [(b"1a", 26), (b"1A;name=value", 26), (b"0000000000000010", 16), (b"ff \t;x", 255),
+     (b"7fffffffffffffff", 2**63 - 1), (b"0", 0)],
+)  # fmt: skip
+def test_chunk_sizes_servers_send(line: bytes, size: int) -> None:
+    assert chunk_size(line) == size
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [(b"-1", "chunk size '-1'"), (b"0x10", "chunk size '0x10'"), (b"1_0", "chunk size '1_0'"),
+     (b"+1", "chunk size '+1'"), (b"", "chunk size ''"), (b"\xd9\xa3", "chunk size"),
+     (b"8000000000000000", "absurd chunk size '8000000000000000'"),
+     (b"0" * 16 + b"1", "absurd chunk size"), (b"\x1b[31m5", "chunk size '\ufffd5'")],
+)  # fmt: skip
+def test_chunk_sizes_refused(line: bytes, words: str) -> None:
+    # int(x, 16) took "-1" (a negative size), "0x10", "1_0" and "+1".
+    with pytest.raises(HttpParseError) as info:
+        chunk_size(line)
+    assert words in str(info.value) and str(info.value).startswith("malformed chunked body")
+
+
+def test_content_length_is_digits_only() -> None:
+    assert body_length({"content-length": "15"}) == 15
+    assert body_length({"content-length": "5, 5"}) == 5  # said twice, the same
+    assert body_length({}) is None
+    assert body_length({"content-length": "5", "transfer-encoding": "chunked"}) is None
+    for bad in ("+5", "1_0", "-1", "5, 6", "", "1" * 19, "\u0663"):
+        with pytest.raises(HttpParseError, match="bad Content-Length"):
+            body_length({"content-length": bad})
 
 
 def test_expiry_spans() -> None:
@@ -352,3 +404,158 @@ def test_expiry_spans() -> None:
     assert http._span(86400) == "1 day"
     assert http._span(5 * 3600) == "5 hours"
     assert http._span(60) == "1 hour"
+
+
+# --------------------------------------------------------------------------- hostile devices
+
+MAX_LOOP_GAP = 0.2  # a 10 ms ticker beside the check: never more than this between ticks
+MAX_CHECK_CPU = 0.3  # CPU seconds one check against a flooding device may cost
+
+
+@dataclass
+class Cost:
+    result: ProbeResult
+    cpu: float  # this process's CPU time during the check (the device runs elsewhere)
+    max_gap: float  # longest interval between two ticks of a 10 ms ticker beside it
+
+
+async def costed(url: str, **spec: Any) -> Cost:
+    """One check (as :func:`get`) with a 10 ms ticker running beside it on the same loop."""
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    cpu = time.process_time()
+    result = await get(url, **spec)
+    cpu = time.process_time() - cpu
+    done.set()
+    await task
+    assert gaps, "the ticker never ran"
+    return Cost(result, cpu, max(gaps))
+
+
+def clean(text: str) -> bool:
+    """Device text as reasons and details may show it: no control or format characters
+    (ANSI escapes, bells, NULs, direction overrides), no runs of replacement characters,
+    no latin-1 mojibake of UTF-8."""
+    return (
+        not any(unicodedata.category(c).startswith("C") for c in text)
+        and "\ufffd\ufffd" not in text
+        and "Ã" not in text and "á»" not in text
+        and "[31m" not in text and "[0m" not in text
+    )
+
+
+async def test_endless_chunk_size_lines_cost_little_and_keep_the_deadline(
+    peers: dict[str, Any],
+) -> None:
+    port = peers["chunk_zeros"]
+    cost = await costed(f"http://127.0.0.1:{port}/", timeout=3.0)
+    assert not cost.result.ok
+    assert (cost.result.reason or "").startswith(f"HTTP {port}: malformed chunked body"), cost
+    assert cost.cpu < MAX_CHECK_CPU, cost
+    assert cost.max_gap < MAX_LOOP_GAP, cost
+
+
+async def test_endless_one_byte_chunks_stop_at_the_cap_and_say_so(peers: dict[str, Any]) -> None:
+    port = peers["chunk_ones"]
+    cost = await costed(f"http://127.0.0.1:{port}/", timeout=3.0)
+    result = cost.result
+    # The status came, in time: the web interface answers; but its body never ended within
+    # what a health check reads, which the reason says (readiness: degraded, not ready).
+    assert result.ok and result.details["body_truncated"], result
+    assert result.reason == (
+        f"HTTP {port}: response body still coming after 64 KiB (max_body_bytes); not read further"
+    )
+    # The cap counts what came off the wire, framing included: 6 bytes per 1-byte chunk.
+    assert 65536 // 6 - 1 <= result.details["body_bytes"] <= 65536 // 6 + 1
+    assert cost.cpu < MAX_CHECK_CPU, cost
+    assert cost.max_gap < MAX_LOOP_GAP, cost
+    # Told to read it all, the deadline ends it, on time, and the loop keeps ticking.
+    greedy = await costed(f"http://127.0.0.1:{port}/", timeout=1.5, max_body_bytes=10**12)
+    assert greedy.result.reason == f"HTTP {port}: timed out after 1.5 s reading the body"
+    assert greedy.result.details["body_bytes"] > 0  # a timeout still says how much came
+    assert greedy.max_gap < MAX_LOOP_GAP, greedy
+
+
+async def test_negative_chunk_size_is_malformed(peers: dict[str, Any]) -> None:
+    port = peers["chunk_negative"]
+    result = await get(f"http://127.0.0.1:{port}/", timeout=2.0)
+    assert result.reason == f"HTTP {port}: malformed chunked body (chunk size '-1')"
+
+
+async def test_a_trickling_device_cannot_extend_the_deadline(peers: dict[str, Any]) -> None:
+    # Holds before issue 9 too: the deadline was already one for the whole check.
+    port = peers["chunk_trickle"]
+    body = await get(f"http://127.0.0.1:{port}/", timeout=1.0, max_body_bytes=10**12)
+    assert body.reason == f"HTTP {port}: timed out after 1 s reading the body"
+    hops = await get(f"http://127.0.0.1:{peers['http']}/slow-redirect", timeout=1.0,
+                     follow_redirects=True)  # fmt: skip
+    assert hops.reason == f"HTTP {peers['http']}: timed out after 1 s waiting for the response"
+    assert len(hops.details["redirects"]) in (2, 3)  # 300 ms each: the 4th never came
+
+
+async def test_invalid_host_in_url_or_redirect_is_a_reason_not_a_crash(
+    peers: dict[str, Any],
+) -> None:
+    port = peers["http"]
+    result = await get(f"http://127.0.0.1:{port}/redirect-bad-host", follow_redirects=True)
+    assert not result.ok
+    assert result.reason == (
+        f"HTTP {port}: redirect to an unusable URL: 'http://a..b/': "
+        "bad host 'a..b' (an empty label: two dots in a row)"
+    )
+    direct = await http.probe("x", HttpSpec("web", url="http://a..b/"), probe_ctx())
+    assert direct.reason == (
+        "HTTP: bad URL: 'http://a..b/': bad host 'a..b' (an empty label: two dots in a row)"
+    )
+
+
+async def test_device_text_in_reasons_and_details_is_sanitised(peers: dict[str, Any]) -> None:
+    port = peers["http"]
+    status = await get(f"http://127.0.0.1:{port}/hostile-text")
+    assert status.reason == f"HTTP {port}: status 500, expected 200"
+    assert status.details["status_reason"] == "Lỗi máy chủ \ufffd end"
+    moved = await get(f"http://127.0.0.1:{port}/redirect-hostile")
+    assert moved.reason is not None and clean(moved.reason), moved.reason
+    assert moved.reason == (
+        f"HTTP {port}: status 302 (redirect to /Lỗimáychủ\ufffd end), expected 200"
+    )
+    followed = await get(f"http://127.0.0.1:{port}/redirect-hostile", follow_redirects=True)
+    assert not followed.ok and followed.reason is not None
+    assert clean(followed.reason), followed.reason
+    assert "control characters in the path" in followed.reason
+
+
+def test_certificate_names_are_sanitised() -> None:
+    # A device certificate is the device's text too: its names go into reasons.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from bridgemon.probes.conn import cert_info
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    hostile = "\x1b[31mcodec\x07 \u202eđiểm cầu"
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostile)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    info = cert_info(cert.public_bytes(serialization.Encoding.DER))
+    assert info is not None
+    assert info.names == ("codec điểm cầu",)
+    assert info.subject == info.issuer == "CN=codec điểm cầu"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import re
 import shutil
 import subprocess
 import time
@@ -252,6 +253,27 @@ async def test_only_garbage_is_no_valid_answer() -> None:
     )
 
 
+async def test_device_text_in_reasons_and_details_is_sanitised() -> None:
+    # "Không tồn tại" in UTF-8, in bold (ANSI), with a bell; a Server header with a NUL, a
+    # latin-1 byte and a right-to-left override.
+    phrase = b"Kh\xc3\xb4ng \x1b[1mt\xe1\xbb\x93n t\xe1\xba\xa1i\x1b[0m\x07"
+
+    def reply(data: bytes) -> list[bytes]:
+        raw = answer(data, 404, "X", extra="Server: SERVER\r\n")
+        raw = raw.replace(b"SERVER", b"Codec\x00 \xe2\x80\xaeV\xe9 1.0")
+        return [raw.replace(b"404 X", b"404 " + phrase)]
+
+    peer, port = await udp_peer(reply)
+    try:
+        result = await options(HOST, port=port, accept=(200,))
+    finally:
+        assert peer.transport is not None
+        peer.transport.close()
+    assert result.reason == "SIP OPTIONS: answered 404 Không tồn tại, expected 200"
+    assert result.details["reason_phrase"] == "Không tồn tại"
+    assert result.details["server"] == "Codec V\ufffd 1.0"
+
+
 async def test_closed_udp_port_is_reported_at_once() -> None:
     peer, port = await udp_peer(lambda data: [])
     assert peer.transport is not None
@@ -311,7 +333,10 @@ async def test_tcp_peer_that_resets_or_sends_garbage(faults: dict[str, Any]) -> 
         "SIP OPTIONS: not a SIP answer on TCP: not a SIP message (it starts with"
     ), garbage.reason
     trickle = await options(HOST, transport="tcp", port=faults["trickle"], timeout=1.0)
-    assert trickle.reason == "SIP OPTIONS: no answer in 1 s"
+    assert trickle.reason in (  # "H" at once, "T" a second later: on either side of 1 s
+        "SIP OPTIONS: answer incomplete after 1 s: 1 byte of headers received",
+        "SIP OPTIONS: answer incomplete after 1 s: 2 bytes of headers received",
+    ), trickle.reason
     refused = await options(HOST, transport="tcp", port=1, timeout=1.0)
     assert refused.reason == "SIP OPTIONS: TCP 1: connection refused"
 
@@ -320,6 +345,26 @@ async def test_tcp_answer_split_across_reads_after_a_keepalive(faults: dict[str,
     result = await options(HOST, transport="tcp", port=faults["sip_split"], timeout=2.0)
     assert result.ok, result.reason
     assert result.details["status_code"] == 200 and result.details["server"] == "split-peer"
+
+
+async def test_tcp_answer_trickling_says_how_far_it_got(faults: dict[str, Any]) -> None:
+    result = await options(HOST, transport="tcp", port=faults["sip_trickle"], timeout=1.0)
+    assert not result.ok
+    match = re.fullmatch(
+        r"SIP OPTIONS: answer incomplete after 1 s: (\d+) bytes of headers received",
+        result.reason or "",
+    )
+    assert match, result.reason
+    # One byte every 100 ms: about ten in the second the check waited.
+    assert 5 <= int(match.group(1)) <= 11, result.reason
+
+
+async def test_tcp_peer_flooding_keepalives_ends_the_check_early(faults: dict[str, Any]) -> None:
+    cpu = time.process_time()
+    result = await options(HOST, transport="tcp", port=faults["sip_flood"], timeout=3.0)
+    cpu = time.process_time() - cpu
+    assert result.reason == "SIP OPTIONS: over 256 KiB received on TCP and none of it an answer"
+    assert result.duration < 1.0 and cpu < 0.3, (result.duration, cpu)
 
 
 async def test_tls_to_a_plain_port(faults: dict[str, Any]) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from bridgemon.probes.target import parse_probe_url
@@ -81,3 +85,41 @@ def test_parsed_specs_run_with_the_probe_defaults() -> None:
     _, _, spec = parse_probe_url("https://codec/")
     assert isinstance(spec, HttpSpec)
     assert spec.verify_tls and spec.expect_status == (200,) and not spec.follow_redirects
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://a..b/", "bad host 'a..b' (an empty label: two dots in a row)"),
+        ("https://.codec/", "bad host '.codec' (an empty label"),
+        ("http://" + "a" * 64 + ".vn/", "a label longer than 63 characters"),
+        ("http://codec_01!/", "bad host 'codec_01!' (letters, digits, '-' and '_' only)"),
+        ("http://-codec/", "bad host '-codec' (a label starts or ends with '-')"),
+        ("http://10.0.0.256/", "bad host '10.0.0.256' (not a valid IPv4 address)"),
+        ("http://[::1/", "bad host"),
+        ("http://codec/\x1b[31m", "control characters in the path"),
+        ("http://codec/a\x00b", "control characters in the path"),
+    ],
+)
+def test_bad_http_hosts_and_paths_name_the_part(url: str, words: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_probe_url(url)
+    assert words in str(info.value), str(info.value)
+
+
+def test_international_host_names_still_parse() -> None:
+    kind, host, spec = parse_probe_url("https://điểm-cầu.quảngnam.vn:8443/trạng-thái")
+    assert (kind, host) == ("https", "điểm-cầu.quảngnam.vn")
+    assert isinstance(spec, HttpSpec) and spec.port == 8443
+    # The path goes on the wire percent-encoded (the request line is ASCII).
+    assert spec.url == "https://điểm-cầu.quảngnam.vn:8443/tr%E1%BA%A1ng-th%C3%A1i"
+
+
+def test_probe_command_refuses_a_bad_host_with_exit_2() -> None:
+    # Through the real command: the refusal happens before any lookup or socket.
+    result = subprocess.run(
+        [sys.executable, "-m", "bridgemon", "probe", "http://a..b/"],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "bad host 'a..b' (an empty label: two dots in a row)" in result.stderr

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from bridgemon.lab import Lab
-from bridgemon.probes import conn, tcp
-from bridgemon.specs import TcpSpec
+from bridgemon.probes import conn, sip, tcp
+from bridgemon.specs import SipSpec, TcpSpec
 from tests.conftest import add_route, needs_root
 from tests.peers.util import REPO, SLACK, Clock, no_fd_leak, open_fds, probe_ctx, service_lab
 
@@ -222,6 +222,20 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+async def test_a_name_that_is_no_name_is_a_reason_not_a_crash() -> None:
+    # "a..b" made the resolver's IDNA encoding raise UnicodeError from inside the check.
+    # Refused before any lookup: no query leaves the machine.
+    for target in ("a..b", "x" * 64 + ".example"):
+        with no_fd_leak():
+            result = await tcp.probe(target, TcpSpec("tcp", port=80, timeout=1), probe_ctx())
+        assert not result.ok
+        assert (result.reason or "").startswith(f"TCP 80: bad host {target!r} ("), result.reason
+    sip_result = await sip.probe("a..b", SipSpec("sip", timeout=1), probe_ctx())
+    assert sip_result.reason == (
+        "SIP OPTIONS: bad host 'a..b' (an empty label: two dots in a row)"
+    )
 
 
 @needs_root

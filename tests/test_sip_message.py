@@ -6,6 +6,7 @@ bytes it must return a message or raise SipParseError — never another exceptio
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -139,6 +140,24 @@ def test_refusals_say_why(data: bytes, words: str) -> None:
     assert len(str(info.value)) < 200  # quoted garbage is cut short
 
 
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x1b[31mHELLO\x07 \xe2\x80\xaeworld\x1b[0m\r\n\r\n",
+         "not a SIP message (it starts with '\ufffdHELLO\ufffd \ufffdworld\ufffd')"),
+        (b"SIP/2.0 200 OK\r\nl: \x1b[2J9\r\n\r\n", "bad Content-Length '\ufffd9'"),
+        (b"Kh\xc3\xb4ng \xff\xfe ph\xe1\xba\xa3i SIP\r\n\r\n",
+         "not a SIP message (it starts with 'Không \ufffd phải SIP')"),
+    ],
+)  # fmt: skip
+def test_quoted_garbage_is_clean_text(data: bytes, reason: str) -> None:
+    # Escapes and controls removed whole (no "[31m" left over), a mark where they were (a
+    # bare "9" would look like a fine length), UTF-8 shown as such.
+    with pytest.raises(SipParseError) as info:
+        parse(data)
+    assert str(info.value) == reason
+
+
 def test_missing_headers_are_none_not_errors() -> None:
     message = parse(b"SIP/2.0 200 OK\r\nCSeq: x y z\r\n\r\n")
     assert message.call_id is None and message.branch is None and message.cseq is None
@@ -161,13 +180,17 @@ def _parses_or_refuses(data: bytes) -> SipMessage | None:
     return message
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Bounded per input too: a parser that went quadratic on some input would show here.
+DEADLINE = dt.timedelta(milliseconds=500)
+
+
+@settings(max_examples=400, deadline=DEADLINE, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2048))
 def test_fuzz_any_bytes(data: bytes) -> None:
     _parses_or_refuses(data)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=DEADLINE)
 @given(st.data())
 def test_fuzz_mutated_responses(data: st.DataObject) -> None:
     raw = bytearray(RESPONSE)
@@ -190,7 +213,7 @@ _NAMES = {"via": "v", "call-id": "i", "from": "f", "to": "t", "cseq": None,
           "content-length": "l"}  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=DEADLINE)
 @given(st.data())
 def test_fuzz_header_spellings_keep_the_meaning(data: st.DataObject) -> None:
     """Compact or long names, any case, folded anywhere between words: same message."""

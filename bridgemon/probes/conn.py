@@ -26,6 +26,8 @@ import socket
 import ssl
 from dataclasses import dataclass
 
+from bridgemon.probes.device_text import device_text
+
 __all__ = [
     "CertInfo",
     "abort",
@@ -194,12 +196,13 @@ def cert_info(der: bytes | None) -> CertInfo | None:
             names += [
                 str(attr.value) for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
             ]
+        # The names are the device's words (and go into reasons): cleaned like any.
         return CertInfo(
             not_before=cert.not_valid_before_utc.timestamp(),
             not_after=cert.not_valid_after_utc.timestamp(),
-            subject=cert.subject.rfc4514_string(),
-            issuer=cert.issuer.rfc4514_string(),
-            names=tuple(names),
+            subject=device_text(cert.subject.rfc4514_string(), 200),
+            issuer=device_text(cert.issuer.rfc4514_string(), 200),
+            names=tuple(device_text(name, 100) for name in names),
         )
     except Exception:  # a malformed certificate from a device is data, not a crash
         return None

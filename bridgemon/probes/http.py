@@ -2,36 +2,44 @@
 
 Holds the probe and its small HTTP/1.1 client over asyncio streams: a request with
 ``Connection: close``, a bounded read of the status line and headers, then of the body
-(Content-Length, chunked or until close), stopping at ``spec.max_body_bytes``.
+(Content-Length, chunked or until close), stopping at ``spec.max_body_bytes`` read off
+the wire (chunk framing included). Parsing is in :mod:`bridgemon.probes.http_message`.
 
 What it measures (``details``), all in seconds from the probe's own clock:
 ``connect_seconds`` (TCP handshake), ``tls_seconds`` (TLS handshake),
 ``ttfb_seconds`` (request written → first byte of the response: the server's think time
 plus one round trip, without DNS, connect and TLS), ``total_seconds`` (whole check, DNS
 and redirects included, until the last body byte read); plus ``status``,
-``body_bytes`` (read, at most the cap), ``body_truncated``, and for HTTPS ``tls_verified``,
-``tls_version``, ``cert_not_after`` (unix seconds), ``cert_expires_in_seconds``,
-``cert_subject``, ``cert_issuer``; ``cert_expiring`` is True when a verified certificate
-expires within ``spec.cert_expiry_warn`` (the check still passes, with a reason saying
-so — readiness makes that "degraded"). With ``verify_tls`` off the certificate is
-reported but never judged: that setting means "this device's certificate is not ours to
-trust".
+``status_reason`` (cleaned), ``body_bytes`` (body read, framing not counted; kept up to
+date, so a timeout says how much came), ``body_truncated``, and for HTTPS
+``tls_verified``, ``tls_version``, ``cert_not_after`` (unix seconds),
+``cert_expires_in_seconds``, ``cert_subject``, ``cert_issuer``; ``cert_expiring`` is True
+when a verified certificate expires within ``spec.cert_expiry_warn`` (the check still
+passes, with a reason saying so — readiness makes that "degraded"). A body cut at the cap
+passes with a warning too (see :func:`_read_body` for why). With ``verify_tls`` off the
+certificate is reported but never judged: that setting means "this device's certificate
+is not ours to trust".
+
+One deadline, ``spec.timeout`` after the check got its socket slot, covers everything —
+lookups, connects, TLS, requests, heads, bodies, every redirect — so a device that
+trickles cannot stretch it; and the body reader yields to the loop after every read, so
+a device that floods cannot hold the loop (and with it that deadline) either.
 
 Must not: follow redirects unless ``spec.follow_redirects`` (and then at most
 ``MAX_REDIRECTS``), read more than the caps, wait past ``spec.timeout`` in total, keep a
-connection open after returning, raise for anything the network does, or touch state
-and metrics.
+connection open after returning, raise for anything the network does, put a device's
+bytes in a reason or detail without :func:`~bridgemon.probes.device_text.device_text`,
+or touch state and metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from bridgemon import __version__
 from bridgemon.probes import ProbeContext
@@ -47,21 +55,27 @@ from bridgemon.probes.conn import (
     tls_context,
     tls_failure,
 )
+from bridgemon.probes.device_text import device_text, latin1_text
+from bridgemon.probes.hosts import check_host
+from bridgemon.probes.http_message import (
+    MAX_HEAD_BYTES,
+    ChunkedDecoder,
+    HttpParseError,
+    Response,
+    body_length,
+    head_end,
+    is_chunked,
+    parse_head,
+)
 from bridgemon.probes.resolve import ResolveError, resolve
 from bridgemon.probes.result import ProbeResult
 from bridgemon.specs import HttpSpec
 
-MAX_HEAD_BYTES = 64 * 1024  # status line + headers; a device sending more is broken
 MAX_REDIRECTS = 5
 MAX_INTERIM = 5  # 1xx responses skipped before the real one (103 Early Hints, ...)
-MAX_CHUNK_LINE = 1024
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 READ_SIZE = 16 * 1024
-
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
-_STATUS_LINE = re.compile(r"HTTP/(\d)\.(\d) +(\d{3})(?: (.*))?")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class _Fail(Exception):
@@ -73,9 +87,9 @@ class Url:
     """A split http(s) URL: what to connect to and what to ask for."""
 
     scheme: str
-    host: str  # brackets stripped
+    host: str  # brackets stripped; a checked name (international names as typed) or IP
     port: int
-    target: str  # path and query, at least "/"
+    target: str  # path and query, at least "/"; ASCII (other characters percent-encoded)
 
     @property
     def text(self) -> str:
@@ -84,8 +98,9 @@ class Url:
 
     @property
     def host_header(self) -> str:
+        """The Host header: the name's ASCII (IDNA) form, as the request line is ASCII."""
         port = "" if DEFAULT_PORTS[self.scheme] == self.port else f":{self.port}"
-        return f"{host_for_uri(self.host)}{port}"
+        return f"{host_for_uri(check_host(self.host))}{port}"
 
     @property
     def label(self) -> str:
@@ -93,30 +108,61 @@ class Url:
         return f"{self.scheme.upper()} {self.port}"
 
 
+class UrlError(ValueError):
+    """A URL split_url refuses: ``why`` names the bad part; the message adds the URL."""
+
+    def __init__(self, url: str, why: str, sep: str = ": ") -> None:
+        super().__init__(f"{url!r}{sep}{why}")
+        self.url, self.why, self.sep = url, why, sep
+
+
 def split_url(url: str) -> Url:
-    """Parse an http(s) URL; ValueError with a clear message otherwise."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
+    """Parse an http(s) URL; UrlError (a ValueError) naming the bad part otherwise.
+
+    Also the parser of a device's ``Location:``, so it must refuse, never crash: only
+    ValueError leaves it, whatever the text (tests fuzz it).
+    """
+    text = url.strip()
+    control = next((i for i, c in enumerate(text) if c < " " or c == "\x7f"), None)
+    if control is not None:
+        # Said before urlsplit, which would silently drop tabs and line breaks.
+        _, _, after = text.partition("://")
+        netloc_end = len(text) - len(after) + min(
+            (i for i in (after.find(c) for c in "/?#") if i >= 0), default=len(after)
+        )
+        where = "path" if control >= netloc_end else "host"
+        raise UrlError(url, f"control characters in the {where}")
+    try:
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        host = parts.hostname  # lower-cased, brackets stripped
+    except ValueError as exc:  # "Invalid IPv6 URL", NFKC look-alikes of "/?#@:"
+        raise UrlError(url, f"bad host ({str(exc).lower()})") from None
     if scheme not in DEFAULT_PORTS:
-        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        raise UrlError(url, "is not an http:// or https:// URL", " ")
     if parts.username is not None or parts.password is not None:
-        raise ValueError(f"{url!r}: user names and passwords in the URL are not supported")
-    host = parts.hostname  # lower-cased, brackets stripped
+        raise UrlError(url, "user names and passwords in the URL are not supported")
     if not host:
-        raise ValueError(f"{url!r} has no host")
+        raise UrlError(url, "has no host", " ")
+    try:
+        check_host(host)
+    except ValueError as exc:
+        raise UrlError(url, str(exc)) from None
     try:
         port = parts.port
     except ValueError:
         port = 0
     if port == 0:
-        raise ValueError(f"{url!r}: bad port (a number 1-65535)")
+        raise UrlError(url, "bad port (a number 1-65535)")
     target = parts.path or "/"
     if not target.startswith("/"):
         target = "/" + target
     if parts.query:
         target += "?" + parts.query
-    if any(c in target for c in " \r\n"):
-        raise ValueError(f"{url!r}: spaces or line breaks in the path")
+    if " " in target:
+        raise UrlError(url, "spaces in the path")
+    # The request line is ASCII: other characters go percent-encoded (UTF-8), as browsers do.
+    target = "".join(c if c.isascii() else quote(c, safe="", errors="replace") for c in target)
     return Url(scheme, host, port or DEFAULT_PORTS[scheme], target)
 
 
@@ -139,14 +185,7 @@ class _State:
     details: dict[str, object] = field(default_factory=dict)
     cert: CertInfo | None = None  # of the latest hop's TLS handshake
     verified: bool = False  # ... and whether it was verified
-
-
-@dataclass(slots=True)
-class _Response:
-    status: int
-    reason: str
-    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
-    rest: bytes  # bytes read past the head: the start of the body
+    capped: str | None = None  # the body was cut at max_body_bytes: the warning saying so
 
 
 async def probe(target: str, spec: HttpSpec, ctx: ProbeContext) -> ProbeResult:
@@ -195,32 +234,49 @@ async def _run(url: Url, spec: HttpSpec, ctx: ProbeContext, state: _State) -> st
     redirects: list[str] = []
     while True:
         state.label = url.label
-        response = await _exchange(url, spec, ctx, state)
-        location = response.headers.get("location")
-        if not (spec.follow_redirects and response.status in REDIRECT_CODES and location):
+        response = await _exchange(url, spec, ctx, state, len(redirects) < MAX_REDIRECTS)
+        location = _location(response, spec)
+        if location is None:
             break
         if len(redirects) >= MAX_REDIRECTS:
-            raise _Fail(f"more than {MAX_REDIRECTS} redirects (last to {location})")
+            raise _Fail(f"more than {MAX_REDIRECTS} redirects (last to {_shown(location)})")
         try:
             url = split_url(urljoin(url.text, location))
-        except ValueError as exc:
-            raise _Fail(f"redirect to an unusable URL: {exc}") from None
+        except UrlError as exc:  # the device's text, cleaned: the URL part is quoted anew
+            shown = f"{_shown(exc.url)!r}{exc.sep}{device_text(exc.why, 200)}"
+            raise _Fail(f"redirect to an unusable URL: {shown}") from None
         redirects.append(url.text)
         state.details["redirects"] = list(redirects)
     details = state.details
     if response.status not in spec.expect_status:
         expected = " or ".join(str(code) for code in spec.expect_status)
         moved = ""
-        if response.status in REDIRECT_CODES and location:
-            moved = f" (redirect to {location[:200]})"
+        if response.status in REDIRECT_CODES and "location" in response.headers:
+            moved = f" (redirect to {latin1_text(response.headers['location'], 200)})"
         raise _Fail(f"status {response.status}{moved}, expected {expected}")
+    warnings = [state.capped] if state.capped else []
     if state.verified and state.cert is not None:
         left = state.cert.not_after - time.time()
         if left <= spec.cert_expiry_warn:
             details["cert_expiring"] = True
             date = state.cert.not_after_date
-            return f"{url.label}: certificate expires in {_span(left)} ({date})"
-    return None
+            warnings.insert(0, f"certificate expires in {_span(left)} ({date})")
+    return f"{url.label}: {'; '.join(warnings)}" if warnings else None
+
+
+def _location(response: Response, spec: HttpSpec) -> str | None:
+    """Where a redirect that is to be followed leads (as text), else None."""
+    raw = response.headers.get("location")
+    if not (spec.follow_redirects and response.status in REDIRECT_CODES and raw):
+        return None
+    # Header values are kept as ISO-8859-1; a Location with raw non-ASCII is UTF-8 in
+    # practice (browsers read it so). Undecodable bytes become U+FFFD, which no host
+    # check lets through.
+    return raw.encode("iso-8859-1", errors="replace").decode("utf-8", errors="replace")
+
+
+def _shown(location: str) -> str:
+    return device_text(location, 200)
 
 
 def _span(seconds: float) -> str:
@@ -232,8 +288,14 @@ def _span(seconds: float) -> str:
     return f"{hours} hour{'s' if hours != 1 else ''}"
 
 
-async def _exchange(url: Url, spec: HttpSpec, ctx: ProbeContext, state: _State) -> _Response:
-    """One connection: connect, TLS, request, response head and (capped) body."""
+async def _exchange(
+    url: Url, spec: HttpSpec, ctx: ProbeContext, state: _State, may_follow: bool
+) -> Response:
+    """One connection: connect, TLS, request, response head and (capped) body.
+
+    The body of a redirect that will be followed is not read: nothing in it matters, and
+    the connection closes anyway.
+    """
     details = state.details
     for key in _TLS_KEYS:  # a redirect may lead from https to http: no stale TLS facts
         details.pop(key, None)
@@ -271,11 +333,13 @@ async def _exchange(url: Url, spec: HttpSpec, ctx: ProbeContext, state: _State) 
         response = await _read_head(reader, state, sent)
         details["status"] = response.status
         details["status_reason"] = response.reason
+        if may_follow and _location(response, spec) is not None:
+            return response
         state.phase = "reading the body"
-        details["body_bytes"], details["body_truncated"] = await _read_body(
-            reader, response, spec
-        )
+        await _read_body(reader, response, spec, state)
         return response
+    except HttpParseError as exc:
+        raise _Fail(str(exc)) from None
     except (ConnectionResetError, BrokenPipeError):
         raise _Fail(f"connection reset by the server while {state.phase}") from None
     except ssl.SSLError as exc:
@@ -296,7 +360,8 @@ async def _tls(
     context = tls_context(spec.verify_tls, spec.ca_file)
     try:
         reader, writer = await asyncio.open_connection(
-            sock=sock, ssl=context, server_hostname=url.host, limit=MAX_HEAD_BYTES
+            sock=sock, ssl=context, server_hostname=check_host(url.host),
+            limit=MAX_HEAD_BYTES,
         )
     except ssl.SSLCertVerificationError as exc:
         details["tls_verified"] = False
@@ -345,16 +410,16 @@ def _request(url: Url, method: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
-async def _read_head(reader: asyncio.StreamReader, state: _State, sent: float) -> _Response:
+async def _read_head(reader: asyncio.StreamReader, state: _State, sent: float) -> Response:
     """Status line and headers (skipping 1xx); notes the time to the first byte."""
     buf = bytearray()
     first_byte: float | None = None
     interim = 0
     searched = 0
     while True:
-        end = _HEAD_END.search(buf, max(0, searched - 3))
+        end = head_end(buf, max(0, searched - 3))
         if end is not None:
-            response = _parse_head(bytes(buf[: end.start()]), bytes(buf[end.end() :]))
+            response = parse_head(bytes(buf[: end[0]]), bytes(buf[end[1] :]))
             if 100 <= response.status < 200 and response.status != 101 and interim < MAX_INTERIM:
                 interim += 1
                 buf = bytearray(response.rest)
@@ -376,109 +441,82 @@ async def _read_head(reader: asyncio.StreamReader, state: _State, sent: float) -
         buf += chunk
 
 
-def _parse_head(head: bytes, rest: bytes) -> _Response:
-    lines = head.decode("iso-8859-1").replace("\r\n", "\n").split("\n")
-    match = _STATUS_LINE.fullmatch(lines[0].rstrip())
-    if match is None:
-        shown = "".join(c if c.isprintable() else "." for c in lines[0][:40])
-        raise _Fail(f"not an HTTP response (it starts with {shown!r})")
-    headers: dict[str, str] = {}
-    last: str | None = None
-    for line in lines[1:]:
-        if line[:1] in (" ", "\t") and last is not None:  # obsolete line folding
-            headers[last] += " " + line.strip()
-            continue
-        name, sep, value = line.partition(":")
-        name = name.strip().lower()
-        if not sep or not _TOKEN.fullmatch(name):
-            raise _Fail(f"malformed response header {line[:60]!r}")
-        value = value.strip()
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        last = name
-    return _Response(int(match.group(3)), (match.group(4) or "").strip(), headers, rest)
-
-
 class _BodyReader:
     """The stream, with the bytes already read past the head served first."""
 
     def __init__(self, reader: asyncio.StreamReader, rest: bytes) -> None:
         self._reader = reader
-        self._rest = bytearray(rest)
+        self._rest = rest
 
     async def read(self, n: int) -> bytes:
         if self._rest:
-            out = bytes(self._rest[:n])
-            del self._rest[:n]
+            out, self._rest = self._rest[:n], self._rest[n:]
             return out
-        return await self._reader.read(n)
-
-    async def readline(self, cap: int) -> bytes:
-        """One CRLF-terminated line (for chunk sizes), at most ``cap`` bytes."""
-        line = bytearray()
-        while not line.endswith(b"\n"):
-            if len(line) > cap:
-                raise _Fail("malformed chunked body (chunk size line too long)")
-            byte = await self.read(1)
-            if not byte:
-                raise _Fail("connection closed in the middle of a chunked body")
-            line += byte
-        return bytes(line)
+        data = await self._reader.read(n)
+        # A read from a full buffer returns without yielding to the loop; a device that
+        # keeps it full would then hold the loop (and this check's deadline) for as long
+        # as it likes. Yield once per read: other checks run, and the timeout can fire.
+        await asyncio.sleep(0)
+        return data
 
 
 async def _read_body(
-    reader: asyncio.StreamReader, response: _Response, spec: HttpSpec
-) -> tuple[int, bool]:
-    """Read (and drop) the body, at most ``spec.max_body_bytes``: (bytes read, truncated)."""
+    reader: asyncio.StreamReader, response: Response, spec: HttpSpec, state: _State
+) -> None:
+    """Read (and drop) the body, at most ``spec.max_body_bytes`` off the wire.
+
+    Records ``body_bytes`` (body read, framing not counted) and ``body_truncated`` as it
+    goes, so a timeout still says how much came. When the cap cuts the body, the check
+    passes with a warning (``state.capped``): the expected status came in time, so the
+    web interface answers and the site is not "not ready"; but the answer was not seen to
+    its end — a page larger than the cap and a device streaming forever look the same
+    here — so it is not silently fine either: readiness shows it degraded, and the
+    reason names ``max_body_bytes``, to raise for a large page or to point the check at
+    a lighter one. ``max_body_bytes = 0`` reads no body and warns of nothing.
+    """
+    details = state.details
+    details["body_bytes"], details["body_truncated"] = 0, False
     status = response.status
     if spec.method.upper() == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return 0, False
+        return
     cap = max(0, spec.max_body_bytes)
     body = _BodyReader(reader, response.rest)
     headers = response.headers
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return await _read_chunked(body, cap)
-    if "content-length" in headers:
-        try:
-            length = int(headers["content-length"].split(",")[0].strip())
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            raise _Fail(f"bad Content-Length {headers['content-length'][:40]!r}") from None
-        got = 0
-        while got < min(length, cap):
-            chunk = await body.read(min(READ_SIZE, min(length, cap) - got))
-            if not chunk:
-                raise _Fail(f"connection closed after {got} of {length} body bytes")
-            got += len(chunk)
-        return got, length > cap
-    got = 0  # no length: the body runs until the server closes
-    while got < cap:
-        chunk = await body.read(min(READ_SIZE, cap - got))
-        if not chunk:
-            return got, False
-        got += len(chunk)
-    return got, True
-
-
-async def _read_chunked(body: _BodyReader, cap: int) -> tuple[int, bool]:
-    got = 0
+    chunked = ChunkedDecoder() if is_chunked(headers) else None
+    length = None if chunked else body_length(headers)
+    wire = 0  # bytes of the body read off the connection, chunk framing included
     while True:
-        line = (await body.readline(MAX_CHUNK_LINE)).split(b";", 1)[0].strip()
-        try:
-            size = int(line, 16)
-        except ValueError:
-            raise _Fail(f"malformed chunked body (chunk size {line[:20]!r})") from None
-        if size == 0:
-            return got, False  # trailers and the final CRLF are not worth waiting for
-        left = size
-        while left > 0:
-            if got >= cap:
-                return got, True
-            chunk = await body.read(min(READ_SIZE, left, cap - got))
-            if not chunk:
+        if chunked is not None and chunked.done:
+            return
+        if length is not None and wire >= length:
+            return
+        if wire >= cap:
+            break
+        want = min(READ_SIZE, cap - wire, READ_SIZE if length is None else length - wire)
+        data = await body.read(want)
+        if not data:
+            if chunked is not None:
                 raise _Fail("connection closed in the middle of a chunked body")
-            got += len(chunk)
-            left -= len(chunk)
-        if got >= cap:
-            return got, True
-        await body.readline(MAX_CHUNK_LINE)  # the CRLF after the chunk data
+            if length is not None:
+                raise _Fail(f"connection closed after {wire} of {length} body bytes")
+            return  # no length: the body ran until the server closed, as it should
+        wire += chunked.feed(data) if chunked is not None else len(data)
+        details["body_bytes"] = chunked.payload if chunked is not None else wire
+    details["body_truncated"] = True
+    if cap:
+        if length is not None:
+            state.capped = (f"response body of {length} bytes is longer than max_body_bytes "
+                            f"({_size(cap)}); not read further")  # fmt: skip
+        else:
+            state.capped = (
+                f"response body still coming after {_size(cap)} (max_body_bytes); "
+                "not read further"
+            )
+
+
+def _size(n: int) -> str:
+    """"64 KiB", "16 MiB", "1000 bytes"."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"

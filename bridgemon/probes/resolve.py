@@ -6,6 +6,8 @@ import asyncio
 import ipaddress
 import socket
 
+from bridgemon.probes.hosts import check_host
+
 
 class ResolveError(Exception):
     """The name could not be turned into an address; the message is the reason."""
@@ -32,6 +34,14 @@ async def resolve(host: str, timeout: float) -> str:
         raise ResolveError(f"DNS lookup of {host} failed: {exc.strerror}") from None
     except OSError as exc:
         raise ResolveError(f"DNS lookup of {host} failed: {exc}") from None
+    except ValueError as exc:
+        # Not a name at all: "a..b" fails the IDNA encoding (UnicodeError), a NUL is
+        # refused outright. Say what is wrong with it, not that "the codec failed".
+        try:
+            check_host(host)
+        except ValueError as bad:
+            raise ResolveError(str(bad)) from None
+        raise ResolveError(f"DNS lookup of {host!r} impossible: {exc}") from None
     for family in (socket.AF_INET, socket.AF_INET6):  # prefer IPv4, as ping does
         for info in infos:
             if info[0] == family:

@@ -9,7 +9,8 @@ UDP follows the non-INVITE client transaction (RFC 3261 §17.1.2): the request i
 retransmitted after T1 = 500 ms, the interval doubling up to T2 = 4 s (T2 straight away
 once a provisional response came), for as long as ``spec.timeout`` allows. The socket is
 connected, so an ICMP "port unreachable" is seen and reported at once. Over TCP and TLS
-the request goes once and messages are framed by Content-Length.
+the request goes once and messages are framed by Content-Length; a peer whose answer is
+still coming when the time is up is reported as such, with how much of it came.
 
 A response is ours when its top Via branch, its Call-ID and its CSeq method match the
 request's. Anything else — other responses, requests, garbage, oversized datagrams — is
@@ -19,10 +20,13 @@ counted and ignored; a stream that sends garbage ends the check (its framing is 
 ``rtt_seconds`` (first transmission → final response), ``requests_sent``, ``server``
 (Server or User-Agent header), ``provisional`` (first 1xx code seen), counts of
 ``unparseable`` and ``unmatched`` messages when there were any; for TLS ``tls_version``
-and, when the certificate could be read, ``cert_not_after`` and ``cert_subject``.
+and, when the certificate could be read, ``cert_not_after`` and ``cert_subject``. What
+the device wrote (reason phrase, Server) is cleaned by
+:func:`~bridgemon.probes.device_text.device_text` before it goes into details or reasons.
 
 Must not: wait past ``spec.timeout`` in total (DNS included), read unbounded (messages
-are capped at ``sip_message.MAX_MESSAGE_BYTES``, their number per check too), leave a
+are capped at ``sip_message.MAX_MESSAGE_BYTES``, their number per check too, and the
+bytes taken from a stream at ``MAX_STREAM_BYTES``), hold the event loop, leave a
 socket or reader registered after returning, raise for anything the network does, or
 touch state and metrics.
 """
@@ -49,6 +53,7 @@ from bridgemon.probes.conn import (
     tls_context,
     tls_failure,
 )
+from bridgemon.probes.device_text import device_text
 from bridgemon.probes.resolve import ResolveError, resolve
 from bridgemon.probes.result import ProbeResult
 from bridgemon.probes.sip_message import (
@@ -58,6 +63,7 @@ from bridgemon.probes.sip_message import (
     SipParseError,
     answers,
     build_options,
+    head_end,
     parse,
 )
 from bridgemon.specs import SipSpec
@@ -68,6 +74,10 @@ DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 MAX_INBOX = 64  # datagrams queued between two looks; a flood beyond is dropped
 MAX_READS_PER_WAKEUP = 32  # datagrams read per readiness callback, so a flood can't hog
 MAX_MESSAGES = 256  # messages looked at per check before giving up on the peer
+STREAM_READ = 4096  # bytes asked of a TCP/TLS stream at a time
+# Bytes taken from a TCP/TLS stream per check: room for the answer and a few messages of
+# the peer's own; keep-alive CRLFs count too, so an endless stream of them ends the check.
+MAX_STREAM_BYTES = 8 * MAX_MESSAGE_BYTES
 USER_AGENT = f"bridgemon/{__version__}"
 LABEL = "SIP OPTIONS"
 
@@ -91,6 +101,7 @@ class _Transaction:
     first_unparseable: str | None = None
     unmatched: int = 0
     seen: int = 0
+    stream: _Framer | None = None  # TCP/TLS: what of the next message has come
     details: dict[str, object] = field(default_factory=dict)
 
     def take(self, data: bytes | SipMessage | _Oversized) -> SipMessage | None:
@@ -171,11 +182,11 @@ async def probe(target: str, spec: SipSpec, ctx: ProbeContext) -> ProbeResult:
         details["unmatched"] = tx.unmatched
     if final is not None:
         details["status_code"] = final.status_code
-        details["reason_phrase"] = final.reason_phrase
+        details["reason_phrase"] = device_text(final.reason_phrase, 100)
         details["rtt_seconds"] = rtt
         server = final.header("server") or final.header("user-agent")
         if server:
-            details["server"] = server[:200]
+            details["server"] = device_text(server, 200)
         if spec.accept and final.status_code not in spec.accept:
             expected = " or ".join(str(code) for code in spec.accept)
             failure = f"answered {_status(final)}, expected {expected}"
@@ -197,7 +208,7 @@ def _uri(host: str, port: int, transport: str) -> str:
 
 
 def _status(message: SipMessage) -> str:
-    return f"{message.status_code} {message.reason_phrase}".strip()
+    return f"{message.status_code} {device_text(message.reason_phrase, 100)}".strip()
 
 
 def _timeout_reason(tx: _Transaction, timeout: float) -> str:
@@ -210,6 +221,9 @@ def _timeout_reason(tx: _Transaction, timeout: float) -> str:
         return f"timed out after {t} in the TLS handshake"
     if tx.provisional is not None:
         return f"only provisional {_status(tx.provisional)} in {t}, no final answer"
+    partial = tx.stream.progress() if tx.stream is not None else None
+    if partial is not None:  # a peer trickling its answer is not a peer that never spoke
+        return f"answer incomplete after {t}: {partial} received"
     times = "once" if tx.sent == 1 else f"{tx.sent} times"
     sent = f" (sent {times} over UDP)" if tx.transport == "udp" else ""
     if tx.unparseable:
@@ -383,11 +397,9 @@ async def _over_stream(
         tx.sent = 1
         tx.first_sent = time.monotonic()
         tx.phase = "waiting for the answer"
+        tx.stream = _Framer(reader, name)
         while True:
-            message = await _read_message(reader, name)
-            if message is None:
-                continue  # a keep-alive CRLF
-            final = tx.take(message)
+            final = tx.take(await tx.stream.next())
             if final is not None:
                 return final, time.monotonic() - tx.first_sent
     except (ConnectionResetError, BrokenPipeError):
@@ -402,34 +414,76 @@ async def _over_stream(
         abort(sock, writer)
 
 
-async def _read_message(reader: asyncio.StreamReader, name: str) -> SipMessage | None:
-    """One Content-Length-framed message from the stream; None for a keep-alive."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial.strip():
-            raise _Fail(
-                f"the server closed the {name} connection in the middle of a message"
-            ) from None
-        raise _Fail(f"the server closed the {name} connection without an answer") from None
-    except asyncio.LimitOverrunError:
-        raise _Fail(f"message headers over {MAX_MESSAGE_BYTES} bytes on {name}") from None
-    if not head.strip(b"\r\n"):
-        return None
-    try:
-        message = parse(head)
-    except SipParseError as exc:
-        # On a stream, garbage means the framing is lost: nothing after it can be trusted.
-        raise _Fail(f"not a SIP answer on {name}: {exc}") from None
-    length = message.content_length or 0
-    if length:
-        if length + len(head) > MAX_MESSAGE_BYTES:
-            raise _Fail(f"message of {length + len(head)} bytes on {name}, "
-                        f"over the {MAX_MESSAGE_BYTES} accepted")  # fmt: skip
+class _Framer:
+    """SIP messages out of a TCP/TLS stream, framed by Content-Length (RFC 3261 §18.3).
+
+    Keeps what has come of the next message, so that a timeout can say how far a
+    trickling peer got. Bounded: a message over MAX_MESSAGE_BYTES ends the check.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, name: str) -> None:
+        self._reader = reader
+        self._name = name
+        self._buf = bytearray()
+        self._searched = 0  # the head's end is not before this offset
+        self._head: tuple[int, int] | None = None  # (head bytes, body length) once known
+        self._total = 0  # bytes read from the stream so far
+
+    def progress(self) -> str | None:
+        """What has come of the message being received, in words; None if nothing."""
+        if self._head is not None:
+            head, length = self._head
+            return f"headers and {len(self._buf) - head} of {length} body bytes"
+        size = len(self._buf.lstrip(b"\r\n"))
+        if not size:
+            return None
+        return f"{size} byte{'s' if size != 1 else ''} of headers"
+
+    async def next(self) -> SipMessage:
+        """The next message, keep-alives (RFC 5626 CRLFs between messages) skipped."""
+        buf = self._buf
+        while True:
+            if buf and buf[0] in b"\r\n":
+                del buf[: len(buf) - len(buf.lstrip(b"\r\n"))]
+                self._searched = 0
+            bounds = head_end(buf, max(0, self._searched - 3))
+            if bounds is not None:
+                break
+            self._searched = len(buf)
+            if len(buf) > MAX_MESSAGE_BYTES:
+                raise _Fail(f"message headers over {MAX_MESSAGE_BYTES} bytes on {self._name}")
+            await self._more()
         try:
-            await reader.readexactly(length)  # the body: read to keep the framing, unused
-        except asyncio.IncompleteReadError:
-            raise _Fail(
-                f"the server closed the {name} connection in the middle of a message"
-            ) from None
-    return message
+            message = parse(bytes(buf[: bounds[1]]))
+        except SipParseError as exc:
+            # On a stream, garbage means the framing is lost: nothing after it can be trusted.
+            raise _Fail(f"not a SIP answer on {self._name}: {exc}") from None
+        length = message.content_length or 0
+        total = bounds[1] + length
+        if total > MAX_MESSAGE_BYTES:
+            raise _Fail(f"message of {total} bytes on {self._name}, "
+                        f"over the {MAX_MESSAGE_BYTES} accepted")  # fmt: skip
+        self._head = (bounds[1], length)
+        while len(buf) < total:  # the body: read to keep the framing, unused
+            await self._more()
+        del buf[:total]
+        self._searched = 0
+        self._head = None
+        return message
+
+    async def _more(self) -> None:
+        if self._total >= MAX_STREAM_BYTES:
+            raise _Fail(f"over {MAX_STREAM_BYTES // 1024} KiB received on {self._name} "
+                        "and none of it an answer")  # fmt: skip
+        data = await self._reader.read(STREAM_READ)
+        # A read from a full buffer does not yield to the loop: yield here, so that a
+        # flooding peer cannot hold the loop (nor this check's deadline).
+        await asyncio.sleep(0)
+        self._total += len(data)
+        if not data:
+            if self._buf.strip(b"\r\n"):
+                raise _Fail(
+                    f"the server closed the {self._name} connection in the middle of a message"
+                )
+            raise _Fail(f"the server closed the {self._name} connection without an answer")
+        self._buf += data

@@ -19,6 +19,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from bridgemon.probes.device_text import device_text
+
 MAX_MESSAGE_BYTES = 32 * 1024  # a datagram or stream message larger than this is refused
 MAX_HEADERS = 256
 
@@ -229,9 +231,8 @@ def _headers(lines: list[str]) -> list[tuple[str, str]]:
 
 
 def _show(text: str, limit: int = 40) -> str:
-    """A short, printable quotation of untrusted text for a reason."""
-    shown = "".join(c if c.isprintable() else "." for c in text[:limit])
-    return repr(shown + ("…" if len(text) > limit else ""))
+    """A short, clean quotation of untrusted text for a reason."""
+    return repr(device_text(text, limit, marked=True))
 
 
 # --------------------------------------------------------------------------- building

@@ -15,6 +15,16 @@ Raw TCP: ``silent`` accepts and never speaks; ``reset`` accepts and resets (RST)
 then body bytes forever; ``garbage`` sends bytes that are neither HTTP nor SIP, framed
 by a blank line; ``sip_split`` answers a SIP request over TCP with a 200 OK written in
 three pieces, after a keep-alive CRLF (framing by Content-Length across reads).
+
+Hostile devices (issue 9): ``chunk_zeros`` sends a chunked 200 whose chunk-size lines are
+a thousand zeros and a 1, forever; ``chunk_ones`` sends 1-byte chunks forever;
+``chunk_negative`` a chunk size of -1; ``chunk_trickle`` one valid chunk every 50 ms,
+forever; ``sip_trickle`` answers a SIP request over TCP with a 200 OK one byte every
+100 ms; ``sip_flood`` answers it with keep-alive CRLFs, as fast as it can, forever.
+HTTP routes ``/slow-redirect`` (a 302 to itself after 300 ms), ``/redirect-bad-host``
+(Location: http://a..b/), ``/hostile-text`` (a 500 whose reason phrase mixes UTF-8
+Vietnamese, ANSI escapes and control bytes) and ``/redirect-hostile`` (a 302 whose
+Location carries the same).
 """
 
 from __future__ import annotations
@@ -60,6 +70,17 @@ def _response(status: int, body: bytes, extra: str = "", reason: str = "X") -> b
     ).encode() + body
 
 
+# "Lỗi máy chủ" in UTF-8, with a red ANSI colour, a bell, a NUL, a stray latin-1 byte and
+# a right-to-left override around it: what a hostile or broken device may put in a reason.
+HOSTILE_TEXT = (b"\x1b[31mL\xe1\xbb\x97i\x07 m\xc3\xa1y\x00 \xe2\x80\xaech\xe1\xbb\xa7"
+                b"\x1b[0m \xff\tend")
+
+
+def _status_bytes(status: int, reason: bytes) -> bytes:
+    return (f"HTTP/1.1 {status} ".encode() + reason
+            + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
 async def http_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         method, path, headers = await _read_request(reader)
@@ -92,6 +113,16 @@ async def http_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         elif m := re.fullmatch(r"/delay/(\d+)", path):
             await asyncio.sleep(int(m.group(1)) / 1000)
             writer.write(_response(200, b"late", "", "OK"))
+        elif path == "/slow-redirect":  # 300 ms per hop, forever
+            await asyncio.sleep(0.3)
+            writer.write(_response(302, b"", "Location: /slow-redirect\r\n", "Found"))
+        elif path == "/redirect-bad-host":
+            writer.write(_response(302, b"", "Location: http://a..b/\r\n", "Found"))
+        elif path == "/hostile-text":
+            writer.write(_status_bytes(500, HOSTILE_TEXT))
+        elif path == "/redirect-hostile":
+            writer.write(b"HTTP/1.1 302 Found\r\nLocation: /" + HOSTILE_TEXT.replace(b" ", b"")
+                         + b"\r\nContent-Length: 0\r\n\r\n")
         elif path == "/interim":
             writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x.css>\r\n\r\n")
             writer.write(_response(200, b"after the hints", "", "OK"))
@@ -169,6 +200,62 @@ async def sip_split(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
     writer.close()
 
 
+async def _chunked_forever(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, piece: bytes, pause: float = 0.0
+) -> None:
+    with contextlib.suppress(Exception):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while True:  # until the client goes away (drain then raises)
+            writer.write(piece)
+            await writer.drain()
+            if pause:
+                await asyncio.sleep(pause)
+    writer.close()
+
+
+async def chunk_zeros(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _chunked_forever(reader, writer, (b"0" * 1000 + b"1\r\nx\r\n") * 16)
+
+
+async def chunk_ones(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _chunked_forever(reader, writer, b"1\r\nx\r\n" * 2000)
+
+
+async def chunk_negative(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _chunked_forever(reader, writer, b"-1\r\nx\r\n")
+
+
+async def chunk_trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _chunked_forever(reader, writer, b"4\r\nbeat\r\n", pause=0.05)
+
+
+async def sip_trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A SIP-over-TCP peer whose (valid) answer comes one byte every 100 ms."""
+    with contextlib.suppress(Exception):
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        copied = ("via:", "from:", "to:", "call-id:", "cseq:")
+        keep = [ln for ln in lines[1:] if ln.lower().startswith(copied)]
+        answer = "\r\n".join(["SIP/2.0 200 OK", *keep, "Content-Length: 0", "", ""]).encode()
+        for byte in answer:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        await reader.read()
+    writer.close()
+
+
+async def sip_flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A SIP-over-TCP peer that answers with keep-alive CRLFs, as fast as it can, forever."""
+    with contextlib.suppress(Exception):
+        await reader.readuntil(b"\r\n\r\n")
+        while True:
+            writer.write(b"\r\n" * 8192)
+            await writer.drain()
+    writer.close()
+
+
 async def main(certs: Path) -> None:
     ports: dict[str, object] = {}
     servers = []
@@ -187,7 +274,11 @@ async def main(certs: Path) -> None:
     ports["tls"] = tls
     for name, handler in (("silent", silent), ("reset", reset), ("trickle", trickle),
                           ("endless", endless), ("garbage", garbage),
-                          ("sip_split", sip_split)):  # fmt: skip
+                          ("sip_split", sip_split), ("chunk_zeros", chunk_zeros),
+                          ("chunk_ones", chunk_ones), ("chunk_negative", chunk_negative),
+                          ("chunk_trickle", chunk_trickle),
+                          ("sip_trickle", sip_trickle),
+                          ("sip_flood", sip_flood)):  # fmt: skip
         ports[name] = await serve(name, handler)
     print(json.dumps(ports), flush=True)
     await asyncio.Event().wait()
