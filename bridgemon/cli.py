@@ -1,4 +1,5 @@
-"""Command line: ``bridgemon run | check-config | sites | lab``.
+"""Command line: ``bridgemon run | check-config | sites | test | probe | history | report |
+lab``.
 
 Exit codes: 0 success, 1 the thing checked is not fine, 2 usage or configuration error.
 """
@@ -11,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from bridgemon import __version__
 from bridgemon.config import Config, ConfigError, config_path, load_config, parse_listen
@@ -19,21 +21,39 @@ from bridgemon.inventory import SelectorError
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LOG_LEVEL = "info"
+# Options every command takes, before or after the command's name (`bridgemon -c F run` and
+# `bridgemon run -c F` alike). Where they stand decides the attribute they land in, so one
+# given in both places is seen and refused rather than silently overriding the other.
+GLOBAL_OPTIONS = (("config", "config_after"), ("log_level", "log_level_after"))
+
+
+def _global_options(*, after_command: bool) -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    suffix = "_after" if after_command else ""
+    options.add_argument(
+        "-c", "--config", metavar="PATH", dest="config" + suffix,
+        help="inventory file (default: $BRIDGEMON_CONFIG, else ./config/sites.toml)",
+    )
+    options.add_argument(
+        "--log-level", choices=LOG_LEVELS, dest="log_level" + suffix,
+        help=f"log verbosity (default: {DEFAULT_LOG_LEVEL})",
+    )
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bridgemon",
         description="Readiness monitor for videoconference bridge sites (điểm cầu).",
+        parents=[_global_options(after_command=False)],
     )
     parser.add_argument("--version", action="version", version=f"bridgemon {__version__}")
-    parser.add_argument(
-        "-c", "--config", metavar="PATH",
-        help="inventory file (default: $BRIDGEMON_CONFIG, else ./config/sites.toml)",
+    commands = _Commands(
+        parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
+        _global_options(after_command=True),
     )
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
-        help="log verbosity (default: info)",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser("run", help="probe every site on schedule and serve /metrics")
     run.add_argument(
@@ -93,9 +113,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "lab", help="network emulator for demos and tests (root): up, set, clear, status, down",
-        add_help=False,
+        add_help=False, global_options=False,
     )
     return parser
+
+
+class _Commands:
+    """The subparsers, each also taking the global options after the command's name."""
+
+    def __init__(
+        self, action: argparse._SubParsersAction[argparse.ArgumentParser],
+        options: argparse.ArgumentParser,
+    ) -> None:
+        self._action = action
+        self._options = options
+
+    def add_parser(self, name: str, *, global_options: bool = True,
+                   **kwargs: Any) -> argparse.ArgumentParser:
+        parents = [self._options] if global_options else []
+        return self._action.add_parser(name, parents=parents, **kwargs)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse, then merge each global option given before or after the command into one
+    attribute (``args.config``, ``args.log_level``); given in both places with different
+    values is a usage error (exit 2) naming both."""
+    args = parser.parse_args(argv)
+    for name, after in GLOBAL_OPTIONS:
+        before_value, after_value = getattr(args, name, None), getattr(args, after, None)
+        if hasattr(args, after):
+            delattr(args, after)
+        if before_value is not None and after_value is not None and before_value != after_value:
+            flag = "--" + name.replace("_", "-")
+            parser.error(f"{flag} given twice, {before_value!r} before the command and "
+                         f"{after_value!r} after it; give it once")
+        setattr(args, name, after_value if after_value is not None else before_value)
+    if args.log_level is None:
+        args.log_level = DEFAULT_LOG_LEVEL
+    return args
 
 
 def _load(args: argparse.Namespace) -> Config | None:
@@ -125,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return lab_main(argv[index + 1 :])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -142,15 +197,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bridgemon.cli_probe import cmd_probe
 
         return cmd_probe(args)
-    if args.command in ("test", "history", "report"):
-        from bridgemon import cli_testrun
+    if args.command == "test":
+        from bridgemon.cli_testrun import cmd_test
 
         config = _load(args)
         if config is None:
             return EXIT_USAGE
-        command = {"test": cli_testrun.cmd_test, "history": cli_testrun.cmd_history,
-                   "report": cli_testrun.cmd_report}[args.command]
-        return command(args, config)
+        return cmd_test(args, config)
+    if args.command in ("history", "report"):
+        # They only read stored runs: a state directory is all they need, even while the
+        # inventory does not load.
+        from bridgemon import cli_testrun
+
+        state_dir = cli_testrun.stored_runs_dir(config_path(args.config))
+        command = cli_testrun.cmd_history if args.command == "history" \
+            else cli_testrun.cmd_report
+        return command(args, state_dir)
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
 
@@ -190,17 +252,22 @@ def cmd_sites(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     from rich.console import Console
+    from rich.text import Text
     from rich.tree import Tree
 
+    # Names, addresses and the path are data: Text, never markup, so a "[/]" or "[bold]"
+    # in a site's name is printed as written instead of crashing or styling the tree.
     level_names = {level.id: level.name for level in inventory.levels}
-    root = Tree(f"[bold]{config.path}[/] — {len(inventory)} sites")
+    root = Tree(Text.assemble((str(config.path), "bold"), f" — {len(inventory)} sites"))
     nodes: dict[str, Tree] = {}
     for site, _depth in inventory.walk():
         if chosen is not None and site.id not in chosen:
             continue
         parent = nodes.get(site.parent or "", root)
-        label = (f"[bold]{site.name}[/] [dim]({site.id}, {level_names[site.level]})[/] "
-                 f"[cyan]{site.address}[/]")
+        label = Text.assemble(
+            (site.name, "bold"), " ", (f"({site.id}, {level_names[site.level]})", "dim"), " ",
+            (site.address, "cyan"),
+        )
         nodes[site.id] = parent.add(label)
     Console(soft_wrap=True).print(root)
     return EXIT_OK

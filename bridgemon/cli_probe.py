@@ -75,10 +75,13 @@ def _adjust(spec: CheckSpec | IcmpSpec, args: argparse.Namespace) -> CheckSpec |
 def _print_table(url: str, view: dict[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    # The URL and every value (a device's reason phrase, a certificate's name) are data:
+    # Text, never markup, so "[/]" in a SIP reason prints as written instead of crashing.
     ok = bool(view["ok"])
-    table = Table(title=f"{url} — {'[green]ĐẠT (pass)' if ok else '[red]KHÔNG ĐẠT (fail)'}",
-                  show_header=False)
+    verdict = ("ĐẠT (pass)", "green") if ok else ("KHÔNG ĐẠT (fail)", "red")
+    table = Table(title=Text.assemble(url, " — ", verdict), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     for key, value in view.items():
@@ -86,5 +89,5 @@ def _print_table(url: str, view: dict[str, object]) -> None:
             continue
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
-        table.add_row(key, str(value))
-    Console().print(table)
+        table.add_row(Text(key), Text(str(value)))
+    Console(highlight=False).print(table)

@@ -10,27 +10,94 @@ import argparse
 import asyncio
 import json
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
-from bridgemon.config import Config
-from bridgemon.history import History
+from bridgemon.config import Config, ConfigError, load_config, parse_config
+from bridgemon.history import DEFAULT_FILE, History
 from bridgemon.inventory import SelectorError
 from bridgemon.readiness import STATE_VI, State
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
-def history_path(config: Config) -> Path:
-    return config.monitor.state_dir / "bridgemon.db"
+def history_path(state_dir: Path) -> Path:
+    return state_dir / DEFAULT_FILE
 
 
-def open_history(config: Config) -> History:
+def open_history(state_dir: Path) -> History:
     """The store, with runs of processes that died (SIGKILL, power cut) marked incomplete."""
-    history = History(history_path(config))
+    history = History(history_path(state_dir))
     for run_id in history.mark_incomplete():
         print(f"test run {run_id} was interrupted; marked incomplete", file=sys.stderr)
     return history
+
+
+def stored_runs_dir(path: Path) -> Path:
+    """The state directory ``history`` and ``report`` read, from the config at ``path``.
+
+    They only re-read stored runs, so an inventory that does not load (a typo being fixed,
+    a file moved) must not lock the technician out of last week's reports: the state
+    directory is then taken from the file's ``[monitor] state_dir`` alone, or the default,
+    and a warning says which.
+    """
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        state_dir, source = fallback_state_dir(path)
+        count = len(exc.issues)
+        first = exc.issues[0] if exc.issues else exc
+        print(f"warning: {path} is not loaded ({count} error{'s' if count != 1 else ''}, "
+              f"`bridgemon check-config` lists them; the first: {first})\n"
+              f"warning: stored runs are read from {history_path(state_dir).absolute()} "
+              f"({source})", file=sys.stderr)
+        return state_dir
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return config.monitor.state_dir
+
+
+# A document holding nothing but one site: valid whatever the rest of the file says.
+_BARE_INVENTORY = (
+    '[[sites]]\nid = "0"\nname = "-"\nlevel = "province"\naddress = "127.0.0.1"\n'
+)
+
+
+def _toml_string(value: str) -> str:
+    """``value`` as a TOML basic string."""
+    escaped = "".join(
+        f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F
+        else "\\" + char if char in '"\\' else char
+        for char in value
+    )
+    return f'"{escaped}"'
+
+
+def fallback_state_dir(path: Path) -> tuple[Path, str]:
+    """(state directory, where it came from) for a config file that does not load.
+
+    Only ``[monitor] state_dir`` is read from the file. It is resolved by the loader itself,
+    from a document holding that setting alone, so a relative path, ``$STATE_DIRECTORY``
+    and the default mean exactly what they mean for a valid config: ``test`` and ``report``
+    never disagree about where the history lives.
+    """
+    value: object = None
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        monitor = raw.get("monitor")
+        if isinstance(monitor, dict):
+            value = monitor.get("state_dir")
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        pass  # tomllib.TOMLDecodeError is a ValueError
+    if isinstance(value, str):
+        try:
+            document = f"[monitor]\nstate_dir = {_toml_string(value)}\n{_BARE_INVENTORY}"
+            state_dir = parse_config(document, path).monitor.state_dir
+            return state_dir, "the [monitor] state_dir of that file"
+        except ConfigError:
+            pass  # the setting itself is bad: the default, as for a file without it
+    return parse_config(_BARE_INVENTORY, path).monitor.state_dir, "the default state directory"
 
 
 def _write(text: str, output: str | None) -> None:
@@ -69,7 +136,7 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
     except SelectorError as exc:
         print(f"bridgemon: --select: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    history = None if args.no_history else open_history(config)
+    history = None if args.no_history else open_history(config.monitor.state_dir)
     progress = _Progress(len(plan.sites))
 
     def on_start(header: dict[str, Any]) -> None:
@@ -105,46 +172,79 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
         return 130
     if history is not None:
         history.finish(plan.run_id, report["finished_at"], report["summary"])
+        # The state directory follows the config file, not the shell's directory: say
+        # where the run went and how to see it again.
+        print(f"test run {plan.run_id} stored in "
+              f"{history_path(config.monitor.state_dir).absolute()}; "
+              f"again: bridgemon report {plan.run_id}", file=sys.stderr)
     _write(render(report, args.format), args.output)
     return EXIT_OK if all_ready(report, strict=args.strict) else EXIT_FAIL
 
 
-def cmd_history(args: argparse.Namespace, config: Config) -> int:
-    path = history_path(config)
+def cmd_history(args: argparse.Namespace, state_dir: Path) -> int:
+    path = history_path(state_dir)
     if not path.exists():
-        print(f"no test runs stored yet ({path})", file=sys.stderr)
+        print(f"no test runs stored yet ({path.absolute()})", file=sys.stderr)
         return EXIT_OK
-    runs = open_history(config).list(limit=args.limit, event=args.event)
+    runs = open_history(state_dir).list(limit=args.limit, event=args.event)
     if args.format == "json":
         print(json.dumps(runs, ensure_ascii=False, indent=2))
         return EXIT_OK
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"Lịch sử kiểm tra — {path}")
-    for column in ("run", "bắt đầu", "sự kiện", "chọn", "người chạy", "trạng thái", "sẵn sàng",
-                   "chưa sẵn sàng"):
-        table.add_column(column)
+    from bridgemon.report.common import STATUS_VI, when
+
+    table = Table(title="Lịch sử kiểm tra", box=box.SIMPLE_HEAD)
+    # `bridgemon report` takes the id: it is never cut, whatever the terminal's width.
+    table.add_column("run", no_wrap=True, min_width=max([3, *(len(r["run_id"]) for r in runs)]))
+    # Then what tells the runs apart at a glance; the free text last, folded if it must.
+    table.add_column("bắt đầu", overflow="fold")
+    table.add_column("trạng thái", overflow="fold")
+    table.add_column("sẵn sàng", justify="right", overflow="fold")
+    table.add_column("chưa", justify="right", overflow="fold")
+    for column in ("sự kiện", "chọn", "người chạy"):
+        table.add_column(column, overflow="fold")
     for run in runs:
         summary = run.get("summary") or {}
         not_ok = sum(summary.get(k, 0) for k in ("not_ready", "parent_down", "unknown"))
-        table.add_row(
-            run["run_id"], run["started_at"], run.get("event") or "",
-            run.get("selector") or "", run.get("operator") or "", run["status"],
+        # Every cell is data (an event id, a selector, a user name): Text, never markup.
+        table.add_row(*(Text(str(cell)) for cell in (
+            run["run_id"], when(run["started_at"], seconds=False),
+            STATUS_VI.get(run["status"], run["status"]),
             f"{summary.get('ready', 0) + summary.get('degraded', 0)}/{summary.get('total', 0)}",
-            str(not_ok),
-        )
-    Console().print(table)
+            not_ok, run.get("event") or "", run.get("selector") or "",
+            run.get("operator") or "",
+        )))
+    console = Console(highlight=False)
+    console.print(table)
+    console.print(Text(f"Lưu tại (stored in): {path.absolute()}"), soft_wrap=True)
     return EXIT_OK
 
 
-def cmd_report(args: argparse.Namespace, config: Config) -> int:
+def cmd_report(args: argparse.Namespace, state_dir: Path) -> int:
     from bridgemon.report import render
 
-    path = history_path(config)
-    report = open_history(config).get(args.run_id) if path.exists() else None
+    path = history_path(state_dir)
+    if not path.exists():
+        print(f"bridgemon: no test run {args.run_id!r}: no test runs stored in "
+              f"{path.absolute()}", file=sys.stderr)
+        return EXIT_USAGE
+    with open_history(state_dir) as history:
+        report = history.get(args.run_id)
+        if report is None:
+            # As git takes a commit: any unique beginning of the id will do.
+            matches = history.ids_starting_with(args.run_id, limit=6)
+            if len(matches) > 1:
+                shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
+                print(f"bridgemon: run id {args.run_id!r} is ambiguous: {shown}",
+                      file=sys.stderr)
+                return EXIT_USAGE
+            report = history.get(matches[0]) if matches else None
     if report is None:
-        print(f"bridgemon: no test run {args.run_id!r} in {path}", file=sys.stderr)
+        print(f"bridgemon: no test run {args.run_id!r} in {path.absolute()}", file=sys.stderr)
         return EXIT_USAGE
     _write(render(report, args.format), args.output)
     return EXIT_OK

@@ -412,6 +412,21 @@ class History:
             ]
         return report
 
+    def ids_starting_with(self, prefix: str, limit: int = 10) -> builtins.list[str]:
+        """Run ids that begin with ``prefix``, newest first, at most ``limit`` (so a caller
+        can tell a unique prefix from an ambiguous one with ``limit=2``)."""
+        if not prefix:
+            return []
+        with self._lock:
+            rows = self._conn.execute(
+                # substr, not LIKE or GLOB: a prefix is compared as written, '%' and '*'
+                # included.
+                "SELECT run_id FROM runs WHERE substr(run_id, 1, ?) = ?"
+                " ORDER BY run_id DESC LIMIT ?",
+                (len(prefix), prefix, limit),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
     def list(
         self, limit: int | None = 50, event: str | None = None, before: str | None = None
     ) -> builtins.list[dict[str, Any]]:

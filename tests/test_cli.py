@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -165,3 +169,115 @@ def test_probe_passes_fails_and_refuses_bad_urls() -> None:
         result = run("probe", bad)
         assert result.returncode == 2 and result.stderr.startswith("bridgemon probe:")
     assert run("probe", "tcp://127.0.0.1:1", "--count", "3").returncode == 2
+
+
+# --- data is printed as written, never as rich markup --------------------------------------
+
+MARKUP_SITES = [
+    {"id": "49", "name": "UBND [/] tỉnh", "level": "province", "address": "127.0.0.1"},
+    {"id": "502", "name": "[bold]Tam Kỳ[/bold] :thumbs_up: [link=x]", "level": "district",
+     "parent": "49", "address": "127.0.0.2"},
+]
+
+
+def test_sites_prints_markup_in_names_as_written(tmp_path: Path) -> None:
+    (tmp_path / "[bold]").mkdir()
+    path = write_inventory(tmp_path / "[bold]" / "sites.toml", MARKUP_SITES, port=free_port())
+    result = run("sites", "-c", str(path), env={"COLUMNS": "300"})
+    assert result.returncode == 0, result.stderr
+    assert "UBND [/] tỉnh (49," in result.stdout
+    assert "[bold]Tam Kỳ[/bold] :thumbs_up: [link=x] (502," in result.stdout
+    assert f"{path} — 2 sites" in result.stdout
+
+
+@contextlib.contextmanager
+def http_answering(status_line: bytes) -> Iterator[int]:
+    """A loopback HTTP server answering every request with ``status_line``; its port."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.settimeout(5)
+                    conn.recv(65536)
+                    conn.sendall(status_line + b"\r\nContent-Length: 2\r\n"
+                                 b"Connection: close\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        server.close()
+        thread.join(timeout=10)
+
+
+def test_probe_prints_what_the_device_says_as_written() -> None:
+    phrase = "Not [/]Found [bold]here[/bold] :warning:"  # ASCII: HTTP's is ISO-8859-1
+    with http_answering(f"HTTP/1.1 200 {phrase}".encode()) as port:
+        result = run("probe", f"http://127.0.0.1:{port}/", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert phrase in result.stdout
+    assert f"http://127.0.0.1:{port}/ — ĐẠT (pass)" in result.stdout
+
+
+# --- global options before or after the command -----------------------------------------
+
+
+def test_global_options_are_taken_after_the_command_too(tmp_path: Path) -> None:
+    danang = "examples/danang-2025.toml"
+    for argv in (["check-config", "-c", danang], ["-c", danang, "check-config"],
+                 ["check-config", "--config", danang, "--log-level", "debug"],
+                 ["-c", danang, "check-config", "-c", danang]):  # the same twice is fine
+        result = run(*argv)
+        assert result.returncode == 0, (argv, result.stderr)
+        assert "95 sites" in result.stdout, argv
+    # `run -c FILE`: the file is the one read (and refused: it does not exist)
+    missing = tmp_path / "nowhere.toml"
+    result = run("run", "-c", str(missing), "--log-level", "error")
+    assert result.returncode == 2 and f"{missing}:0: no such file" in result.stderr
+    # an option not given after the command does not reset the one given before it, nor
+    # the environment's default
+    result = run("check-config", "--log-level", "warning",
+                 env={"BRIDGEMON_CONFIG": danang})
+    assert result.returncode == 0 and "95 sites" in result.stdout
+
+
+def test_a_global_option_given_twice_differently_is_refused() -> None:
+    result = run("-c", "config/sites.toml", "sites", "-c", "examples/danang-2025.toml")
+    assert result.returncode == 2
+    assert "--config given twice" in result.stderr
+    assert "'config/sites.toml'" in result.stderr and "'examples/danang-2025.toml'" in result.stderr
+    result = run("--log-level", "debug", "check-config", "--log-level", "error")
+    assert result.returncode == 2 and "--log-level given twice" in result.stderr
+
+
+# --- .ci/run -------------------------------------------------------------------------------
+
+
+def test_ci_run_refuses_to_stop_a_servers_services(tmp_path: Path) -> None:
+    """On a machine where prometheus already runs, .ci/run stops before touching anything.
+
+    Stand-ins for systemctl (every service active) and apt-get (records that it ran and
+    fails, so nothing after it could run even if the guard were missing)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ran = tmp_path / "apt-get-ran"
+    (bin_dir / "systemctl").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "apt-get").write_text(f"#!/bin/sh\ntouch {ran}\nexit 1\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {key: value for key, value in os.environ.items() if key != "CI"}
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    result = subprocess.run(["bash", str(REPO / ".ci" / "run")], capture_output=True,
+                            text=True, timeout=60, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "prometheus is running here" in result.stderr and "CI machines" in result.stderr
+    assert not ran.exists()
+    # with CI set, the guard stands aside (and the stand-in apt-get stops the script)
+    result = subprocess.run(["bash", str(REPO / ".ci" / "run")], capture_output=True,
+                            text=True, timeout=60, env={**env, "CI": "1"}, cwd=tmp_path)
+    assert result.returncode != 0 and ran.exists()

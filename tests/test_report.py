@@ -60,7 +60,7 @@ def test_render_every_format_and_refuse_others() -> None:
 
 
 def test_every_format_renders_bare_and_empty_reports() -> None:
-    """Only DESIGN.md's minimal keys, or no sites at all: still a report, never a crash."""
+    """Only the schema's required keys, or no sites at all: still a report, never a crash."""
     bare = {"run_id": "20261127T101500-0000", "started_at": None, "finished_at": None,
             "event": None, "summary": {"total": 1, "ready": 1},
             "sites": [{"id": "1", "name": "A", "level": "commune", "parent": None,
@@ -240,6 +240,32 @@ def test_table_problems_only_and_incomplete_run() -> None:
     text = render_table(incomplete_report())
     assert "CHÚ Ý: lần kiểm tra bị gián đoạn" in text
     assert "Tổng số 4 điểm cầu" in text  # counted from the sites there are
+
+
+MARKUP = ["[/]", "[bold]", "[/bold]", "[link=x]", ":warning:", "[red]"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from(MARKUP) | st.text(alphabet="[]/=:ab ", max_size=6),
+                   min_size=1, max_size=5).map("".join),
+)
+def test_table_prints_markup_in_the_data_as_written(parts: str) -> None:
+    """Names, reasons, the event, the operator and the selector are data: a "[/]" or a
+    "[bold]" in them is printed as written (rich markup would crash or style it)."""
+    report = sample_report()
+    report.update(event_title=f"Hội nghị {parts}", operator=f"kỹ thuật {parts}",
+                  selector=f"under:502 {parts}")
+    site = report["sites"][0]
+    # the name column is 22 wide and folds: a name that fits it
+    site.update(name="UBND [/] [bold]x", reasons_vi=[f"lý do {parts}"], parent_name=parts)
+    out = io.StringIO()
+    console = Console(file=out, width=400, force_terminal=True, color_system="standard")
+    print_table(report, console)
+    plain = ANSI.sub("", out.getvalue())
+    for text in (f"Hội nghị {parts}", f"Người kiểm tra: kỹ thuật {parts}",
+                 f"Phạm vi: under:502 {parts}", "UBND [/] [bold]x", f"lý do {parts}"):
+        assert text.rstrip() in plain, text
 
 
 def test_table_at_80_columns_stays_within_80() -> None:

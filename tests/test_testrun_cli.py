@@ -47,6 +47,10 @@ def test_a_district_tested_stored_and_rendered_again(tmp_path: Path) -> None:
     assert set(icmp["rtt_ms"]) == {"min", "avg", "max", "p95"}
     # without a terminal, progress is one plain line per site on stderr
     assert "[11/11]" in result.stderr and "Sẵn sàng" in result.stderr
+    # and the last says where the run is stored and how to see it again
+    assert result.stderr.splitlines()[-1] == (
+        f"test run {report['run_id']} stored in {tmp_path / 'bridgemon.db'}; "
+        f"again: bridgemon report {report['run_id']}")
 
     listed = json.loads(bridgemon("history", "--format", "json", state=tmp_path).stdout)
     assert [run["run_id"] for run in listed] == [report["run_id"]]
