@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -393,3 +395,50 @@ async def test_errors_quoting_our_echoes_pass_the_kernel_filter_others_do_not(
         forger.close()
     assert burst.received == 0
     assert burst.error is not None and "host unreachable" in burst.error
+
+
+async def test_what_queued_before_the_filter_is_discarded_unread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between socket() and the filter's attaching, another pinger's packets queue up: they
+    are dropped unread, not counted as strays nor left to fill the buffer."""
+    import socket
+    import threading
+
+    from bridgemon.probes import icmp_filter
+
+    foreign = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    sending = threading.Event()
+    done = threading.Event()
+
+    def other_pinger() -> None:  # echo requests with an identifier that is not ours
+        seq = 0
+        while not done.is_set():
+            seq = (seq + 1) & 0xFFFF
+            foreign.sendto(_icmp(8, 0, struct.pack("!HH", 0xBEEF, seq) + b"x" * 16),
+                           ("127.0.0.1", 0))
+            sending.set()
+            time.sleep(0.001)
+
+    attach = icmp_filter.attach
+
+    def slow_attach(*args: Any, **kwargs: Any) -> None:
+        time.sleep(0.05)  # widen the window a busy machine opens anyway
+        attach(*args, **kwargs)
+
+    monkeypatch.setattr(icmp_filter, "attach", slow_attach)
+    thread = threading.Thread(target=other_pinger)
+    thread.start()
+    try:
+        assert sending.wait(5)
+        engine = Pinger("raw")
+        try:
+            burst = await engine.burst("127.0.0.1", count=1, timeout=1.0)
+            assert burst.received == 1
+            assert engine.stray_replies == 0
+        finally:
+            engine.close()
+    finally:
+        done.set()
+        thread.join(5)
+        foreign.close()

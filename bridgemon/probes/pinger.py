@@ -115,6 +115,11 @@ class _Burst:
     future: asyncio.Future[EchoBurst]
 
 
+# More than a receive buffer of small packets holds; packets that arrive after the filter
+# is attached are filtered, so the queue this drains can only shrink.
+_PRE_FILTER_DISCARD_LIMIT = 100_000
+
+
 class _FamilySocket:
     """One ICMP socket for one address family, in raw or datagram mode."""
 
@@ -178,6 +183,21 @@ class _FamilySocket:
         else:
             allowed_mask = (1 << 0) | (1 << 3) | (1 << 11)
             self.sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", ~allowed_mask & 0xFFFFFFFF))
+        self._discard_queued()
+
+    def _discard_queued(self) -> None:
+        """Drop what the socket queued before its filters were attached.
+
+        A raw socket receives every ICMP packet from its creation on; until the filters are
+        in place, another pinger's echoes and replies queue up too. None of them can be
+        ours (nothing has been sent yet), so they go without being parsed or counted.
+        Bounded: a flood cannot keep this loop going.
+        """
+        for _ in range(_PRE_FILTER_DISCARD_LIMIT):
+            try:
+                self.sock.recv(1)
+            except (BlockingIOError, InterruptedError):
+                return
 
     def parse(self, packet: bytes) -> Reply | None:
         if self.ipv6:
