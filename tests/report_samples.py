@@ -2,7 +2,7 @@
 
 Built from the shipped Quảng Nam inventory's real names (UBND tỉnh Quảng Nam, Thành phố
 Tam Kỳ, Phường Tân Thạnh, Xã Ch'ơm, ...), in the shape testrun.py produces (the JSON
-contract in DESIGN.md): a mix of ready, degraded, not ready, parent down and unknown
+contract in docs/testrun.schema.json): a mix of ready, degraded, not ready, parent down and unknown
 sites, with ICMP figures, service checks and technician contacts. Deterministic.
 """
 
