@@ -178,7 +178,11 @@ class TestRuns:
         nothing either way."""
         now = now or datetime.now(ZONE)
         for event in config.events:
-            check_event(event, now)
+            try:
+                check_event(event, now)
+            except EventRejected as exc:
+                raise EventRejected(exc.field, f"event {event.id!r}: {exc.field}: {exc}") \
+                    from None
         api: dict[str, Event] = {}
         taken = {event.id for event in config.events}
         for event_id, raw in (self._saved if saved is None else saved).items():

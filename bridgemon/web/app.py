@@ -150,6 +150,9 @@ async def handle_health(request: web.Request) -> web.Response:
         "echoes_sent": monitor.pinger.echoes_sent if monitor.pinger else 0,
         "echoes_received": monitor.pinger.echoes_received if monitor.pinger else 0,
         "loop_lag_seconds": round(monitor.loop_lag.worst(), 6),
+        "http_connections": monitor.listener.connections if monitor.listener else 0,
+        # turned away because max_connections were open: a client leaking connections
+        "http_connections_refused": monitor.listener.refused[0] if monitor.listener else 0,
         # events.json files set aside at start because they held events that cannot be used
         "events_quarantined": list(monitor.testruns.quarantined) if monitor.testruns else [],
     }
