@@ -355,3 +355,18 @@ async def test_idle_connections_are_bounded_and_closed(start: Starter) -> None:
     assert _fds() <= before + 2
     status, _ = await aget(url(monitor, "/healthz"))
     assert status == 200
+
+    # Headers trickling in a byte at a time do not keep a connection either.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port(monitor))
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    began = asyncio.get_running_loop().time()
+    try:
+        while not reader.at_eof() and asyncio.get_running_loop().time() - began < idle + 3:
+            writer.write(b"x")
+            try:
+                await asyncio.wait_for(reader.read(1024), 0.3)
+            except TimeoutError:
+                pass
+        assert reader.at_eof(), "a connection sending its headers slowly was kept"
+    finally:
+        writer.close()
