@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import html
 import json
@@ -363,10 +364,25 @@ async def test_idle_connections_are_bounded_and_closed(start: Starter) -> None:
     try:
         while not reader.at_eof() and asyncio.get_running_loop().time() - began < idle + 3:
             writer.write(b"x")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reader.read(1024), 0.3)
-            except TimeoutError:
-                pass
         assert reader.at_eof(), "a connection sending its headers slowly was kept"
     finally:
         writer.close()
+
+
+async def test_a_handler_that_fails_anyway_answers_json_without_its_traceback(
+    start: Starter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The last line, reached only through a bug: one is injected into the snapshot."""
+    monitor = await start()
+
+    def broken() -> None:
+        raise RuntimeError("injected: snapshot failed /secret/path")
+
+    monkeypatch.setattr(monitor, "snapshot", broken)
+    status, headers, raw = await raw_http(monitor, "GET", "/api/v1/sites")
+    assert status == 500 and headers["content-type"].startswith("application/json")
+    assert "error" in json.loads(raw) and b"secret" not in raw and b"Traceback" not in raw
+    assert any("injected" in (record.exc_text or "") + str(record.exc_info)
+               for record in caplog.records)
