@@ -1,21 +1,21 @@
 """The running monitor: wires configuration, pinger, state, scheduler and web together.
 
 Owns the one mutable thing the others share (the current Config) and swaps it whole on
-reload: a configuration that fails validation is logged with its PATH:LINE errors and the
-old one keeps running.
+reload, all or nothing: the new state windows, board, event plan are built aside first and
+swapped in only when every part of them succeeded. A configuration the loader refuses, or
+that fails in any other way, is logged and the old one keeps running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import signal
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
-
-from aiohttp import web
 
 from bridgemon.board import Board
 from bridgemon.config import Config, ConfigError, load_config
@@ -28,6 +28,7 @@ from bridgemon.scheduler import RoundScheduler
 from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
 from bridgemon.state import SiteRound, StateStore
 from bridgemon.testruns import TestRuns
+from bridgemon.web.serving import HttpLimits, Listener
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,22 @@ class ReloadOutcome:
     ok: bool
     errors: tuple[str, ...]
     sites: int
+    stage: str = ""  # where a rejected reload failed: "load" (the file) or "apply"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 class Monitor:
     """Everything ``bridgemon run`` does, startable and stoppable from tests."""
 
-    def __init__(self, config: Config, *, listen: tuple[str, int] | None = None) -> None:
+    def __init__(self, config: Config, *, listen: tuple[str, int] | None = None,
+                 http: HttpLimits | None = None) -> None:
         self.config = config
+        self.http = http or HttpLimits()
         self.listen = listen or config.monitor.listen
         self.started_at = time.time()
         self.state = StateStore(window=config.monitor.window)
@@ -57,8 +67,9 @@ class Monitor:
         self.pinger: Pinger | None = None
         self.scheduler: RoundScheduler | None = None
         self.testruns: TestRuns | None = None
-        self._runner: web.AppRunner | None = None
+        self.listener: Listener | None = None
         self.bound: tuple[str, int] | None = None
+        self._reloads: set[asyncio.Task[ReloadOutcome]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -83,13 +94,8 @@ class Monitor:
             self.config.inventory, max_concurrency=monitor.max_concurrency, spread=monitor.spread
         )
         self.testruns = TestRuns(self.config, ctx, self.scheduler)
-        self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        host, port = self.listen
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
-        bound = self._runner.addresses[0] if self._runner.addresses else (host, port)
-        self.bound = (str(bound[0]), int(bound[1]))
+        self.listener = Listener(make_app(self), self.http)
+        self.bound = await self.listener.start(*self.listen)
         self.scheduler.start()
         await self.testruns.start()
         # Everything built so far (inventory, modules) lives as long as the process: keep
@@ -109,8 +115,10 @@ class Monitor:
             await self.scheduler.shutdown()
         if self.testruns is not None:
             await self.testruns.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for task in list(self._reloads):
+            task.cancel()
+        if self.listener is not None:
+            await self.listener.close()
         if self.pinger is not None:
             self.pinger.close()
 
@@ -119,7 +127,7 @@ class Monitor:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         await self.start()
         try:
             await self._stopping.wait()
@@ -131,41 +139,94 @@ class Monitor:
 
     # -- reload --------------------------------------------------------------------------
 
+    def _reload_soon(self) -> None:
+        """SIGHUP: reload in a task kept (and its outcome read) by us."""
+        task = asyncio.ensure_future(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reload_done)
+
+    def _reload_done(self, task: asyncio.Task[ReloadOutcome]) -> None:
+        self._reloads.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:  # reload() rejects every failure itself; this is the backstop
+            log.error("reload rejected: %s", _one_line(error), exc_info=error)
+
     async def reload(self) -> ReloadOutcome:
+        """Load the file again and switch to it whole, or keep the running configuration:
+        whatever fails (the loader's checks, an exception of any kind while loading or while
+        building the new state) rejects the reload; nothing is half-applied."""
         async with self._reload_lock:
             now = time.time()
             path = self.config.path
             try:
                 new = await asyncio.to_thread(load_config, path)
             except ConfigError as exc:
-                errors = tuple(str(issue) for issue in exc.issues)
-                for line in errors:
-                    log.error("reload rejected: %s", line)
-                kept = len(self.config.inventory)
-                log.error("keeping the running configuration (%d sites)", kept)
-                self._reload = ReloadFigures(False, now, self._reload.last_success, errors)
-                return ReloadOutcome(False, errors, len(self.config.inventory))
-            self.apply(new)
+                return self._rejected(now, "load", f"{len(exc.issues)} problem(s) in {path}",
+                                      tuple(str(issue) for issue in exc.issues))
+            except Exception as exc:  # a loader crash is a rejected file, not a dead task
+                log.debug("loading %s failed", path, exc_info=exc)
+                return self._rejected(now, "load", f"{path}: cannot load it",
+                                      (f"{path}: {_one_line(exc)}",))
+            try:
+                self.apply(new)
+            except Exception as exc:
+                log.debug("applying %s failed", path, exc_info=exc)
+                return self._rejected(now, "apply", f"{path}: cannot apply it",
+                                      (f"{path}: {_one_line(exc)}",))
             self._reload = ReloadFigures(True, now, now, ())
             log.info("reloaded %s: %d sites", path, len(new.inventory))
             for warning in new.warnings:
                 log.warning("%s", warning)
             return ReloadOutcome(True, (), len(new.inventory))
 
+    def _rejected(self, now: float, stage: str, summary: str,
+                  errors: tuple[str, ...]) -> ReloadOutcome:
+        kept = len(self.config.inventory)
+        first = errors[0] if len(errors) == 1 else summary
+        log.error("reload rejected: %s; keeping the running configuration (%d sites)",
+                  first, kept)
+        if len(errors) > 1:
+            for line in errors:
+                log.error("  %s", line)
+        self._reload = ReloadFigures(False, now, self._reload.last_success, errors)
+        return ReloadOutcome(False, errors, kept, stage)
+
     def apply(self, config: Config) -> None:
-        if config.monitor.listen != self.config.monitor.listen:
+        """Switch to ``config``, all or nothing. Everything new (state windows, the judged
+        board, the event plan) is built aside first; then the swap, which only the
+        scheduler's jobs can fail, and they are put back as they were if they do."""
+        monitor = config.monitor
+        now = time.time()
+        state = StateStore(
+            window=self.state.window,
+            # Copies: sync may resize a kept window, which the old store must not see.
+            sites={k: dataclasses.replace(v) for k, v in self.state.sites.items()},
+            version=self.state.version,
+        )
+        state.sync(config.inventory, monitor.window)
+        board = Board()
+        board.sync(config.inventory, state.sites, now)
+        events = self.testruns.prepare(config) if self.testruns is not None else None
+        # Nothing has changed so far. No await from here on: no round lands in between.
+        if monitor.listen != self.config.monitor.listen:
             log.warning("listen address changes take effect on restart only")
-        self.config = config
-        self.state.sync(config.inventory, config.monitor.window)
-        self.board.sync(config.inventory, self.state.sites, time.time())
-        if self.scheduler is not None:
-            self.scheduler.apply(
-                config.inventory,
-                max_concurrency=config.monitor.max_concurrency,
-                spread=config.monitor.spread,
-            )
-        if self.testruns is not None:
-            self.testruns.apply(config)
+        if monitor.state_dir != self.config.monitor.state_dir:
+            log.warning("state_dir changes take effect on restart only")
+        old = (self.config, self.state, self.board)
+        self.config, self.state, self.board = config, state, board
+        try:
+            if self.scheduler is not None:
+                self.scheduler.apply(config.inventory, max_concurrency=monitor.max_concurrency,
+                                     spread=monitor.spread)
+            if self.testruns is not None and events is not None:
+                self.testruns.commit(events)
+        except BaseException:
+            self.config, self.state, self.board = old
+            if self.scheduler is not None:
+                previous = old[0].monitor
+                self.scheduler.apply(old[0].inventory, max_concurrency=previous.max_concurrency,
+                                     spread=previous.spread)
+            raise
 
     # -- reading -------------------------------------------------------------------------
 

@@ -239,3 +239,30 @@ pretests = ["24h", "2h"]
                     encoding="utf-8")
     assert not (await monitor.reload()).ok  # a bad reload keeps the plan
     assert len(monitor.scheduler.planned("pretest:")) == 2
+
+
+async def test_an_event_added_inside_its_first_offset_is_tested_at_once(start: Starter) -> None:
+    monitor = await start()
+    soon = {"id": "hop-gap", "title": "Họp gấp", "participants": "502",
+            "start": (datetime.now(ZONE) + timedelta(minutes=10)).isoformat(),
+            "pretests": ["1h", "30m"]}
+    later = {**soon, "id": "hop-sau", "start": (datetime.now(ZONE) + timedelta(days=2))
+             .isoformat()}
+    for event in (soon, later):
+        status, body = await post(monitor, "/api/v1/events", event)
+        assert status == 201, body
+
+    async def runs(event_id: str) -> list[dict[str, Any]]:
+        raw = (await aget(url(monitor, f"/api/v1/test-runs?event={event_id}")))[1]
+        return list(json.loads(raw)["test_runs"])
+
+    async def tested() -> bool:
+        found = await runs("hop-gap")
+        return len(found) == 1 and found[0]["status"] == "complete"
+
+    await await_for(tested, 15, "the pre-test of the event added 10 minutes before it")
+    assert (await runs("hop-gap"))[0]["trigger"] == "schedule"
+    assert await runs("hop-sau") == []  # its pre-tests are ahead: planned, not run
+    assert monitor.scheduler is not None
+    assert [job for job, _ in monitor.scheduler.planned("pretest:hop-sau")] == [
+        "pretest:hop-sau:3600", "pretest:hop-sau:1800"]

@@ -3,7 +3,13 @@
 Handlers only read snapshots of the monitor, whose sites were judged and rendered when
 their rounds completed: no handler judges, formats thousands of samples or hands Python
 work to a thread (a thread holding the GIL stalls the engine's loop as surely as a slow
-handler). The one mutating endpoint, ``POST /-/reload``, answers only to loopback clients.
+handler).
+
+Bad input gets a 4xx JSON answer naming the field, from every handler; bodies are bounded
+in size and in time. ``POST /-/reload`` answers only to loopback clients (and wants the API
+token when one is configured); no state-changing request is taken from a browser page of
+another site (see security.py). A handler that fails anyway answers a 500 JSON without
+its traceback, which goes to the log: that is the last line, not the way bad input is met.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import logging
 import time
 import zlib
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -23,16 +31,53 @@ from bridgemon import metrics
 from bridgemon.events import event_json
 from bridgemon.inventory import SelectorError
 from bridgemon.readiness import State
+from bridgemon.web.security import add_security_headers, cross_site, html_policy
 
 if TYPE_CHECKING:
     from bridgemon.daemon import Monitor
     from bridgemon.testruns import TestRuns
 
+log = logging.getLogger(__name__)
+
 MONITOR: web.AppKey[Monitor] = web.AppKey("monitor")
+
+# The largest request body: an event or a test-run request is a few hundred bytes.
+MAX_BODY = 64 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals (404, 405, 413, ...) in JSON like ours; and, last line, any
+    exception a handler let through as a logged 500 JSON that does not show it."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        headers = {k: v for k, v in exc.headers.items()
+                   if k.lower() not in ("content-type", "content-length")}
+        return web.json_response({"error": exc.text or exc.reason}, status=exc.status,
+                                 headers=headers, dumps=_dumps)
+    except Exception:
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        return _error(500, "internal error; the daemon's log has the details")
+
+
+@web.middleware
+async def _same_site_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        reason = cross_site(request)
+        if reason is not None:
+            return _error(403, f"refused: {reason}", "Origin")
+    return await handler(request)
 
 
 def make_app(monitor: Monitor) -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY,
+                          middlewares=[_json_errors, _same_site_only])
+    app.on_response_prepare.append(add_security_headers)
     app[MONITOR] = monitor
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/healthz", handle_health)
@@ -105,6 +150,11 @@ async def handle_health(request: web.Request) -> web.Response:
         "echoes_sent": monitor.pinger.echoes_sent if monitor.pinger else 0,
         "echoes_received": monitor.pinger.echoes_received if monitor.pinger else 0,
         "loop_lag_seconds": round(monitor.loop_lag.worst(), 6),
+        "http_connections": monitor.listener.connections if monitor.listener else 0,
+        # turned away because max_connections were open: a client leaking connections
+        "http_connections_refused": monitor.listener.refused[0] if monitor.listener else 0,
+        # events.json files set aside at start because they held events that cannot be used
+        "events_quarantined": list(monitor.testruns.quarantined) if monitor.testruns else [],
     }
     return web.json_response(body, status=200 if not problems else 503)
 
@@ -194,11 +244,23 @@ def _is_loopback(remote: str | None) -> bool:
 
 
 async def handle_reload(request: web.Request) -> web.Response:
+    """Loopback only; with an API token configured, the token too (any local user or page
+    could otherwise make the daemon re-read its file). 400 when the file is refused, 500
+    when it loaded but could not be applied; either way the old configuration runs on."""
     if not _is_loopback(request.remote):
-        return web.json_response({"error": "reload is allowed from loopback only"}, status=403)
+        return _error(403, "reload is allowed from loopback only")
+    refused = _authorised(request, required=False)
+    if refused is not None:
+        return refused
     outcome = await request.app[MONITOR].reload()
-    body = {"ok": outcome.ok, "errors": list(outcome.errors), "sites": outcome.sites}
-    return web.json_response(body, status=200 if outcome.ok else 400, dumps=_dumps)
+    body: dict[str, object] = {"ok": outcome.ok, "errors": list(outcome.errors),
+                               "sites": outcome.sites}
+    if not outcome.ok:
+        body["error"] = (f"reload rejected ({outcome.stage}); the running configuration "
+                         "is kept")
+        body["stage"] = outcome.stage
+    status = 200 if outcome.ok else 400 if outcome.stage == "load" else 500
+    return web.json_response(body, status=status, dumps=_dumps)
 
 
 async def handle_index(request: web.Request) -> web.Response:
@@ -214,7 +276,8 @@ async def handle_index(request: web.Request) -> web.Response:
         page=_int_param(request, "page", 1, 1, 1_000_000) or 1,
     )
     html = render_status(request.app[MONITOR].snapshot(), query)
-    return web.Response(text=html, content_type="text/html", charset="utf-8")
+    return web.Response(text=html, content_type="text/html", charset="utf-8",
+                        headers={"Content-Security-Policy": html_policy(html)})
 
 
 def _dumps(value: object) -> str:
@@ -231,16 +294,20 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
     return web.json_response(body, status=status, dumps=_dumps)
 
 
-def _authorised(request: web.Request) -> web.Response | None:
-    """None when the bearer token is right; else the response that refuses the request."""
+def _authorised(request: web.Request, *, required: bool = True) -> web.Response | None:
+    """None when the bearer token is right (or, not ``required``, when none is configured);
+    else the response that refuses the request."""
     token = request.app[MONITOR].config.api_token
     if not token:
+        if not required:
+            return None
         return _error(403, "the mutating API is off until a token is configured "
                            "([api] token in the inventory, or $BRIDGEMON_API_TOKEN)")
     given = request.headers.get("Authorization", "")
     scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
-                                                             token.encode()):
+    # Header bytes that are not UTF-8 reach us as surrogates: compare the bytes sent.
+    sent = value.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent, token.encode("utf-8")):
         response = _error(401, "a valid 'Authorization: Bearer TOKEN' header is required")
         response.headers["WWW-Authenticate"] = 'Bearer realm="bridgemon"'
         return response
@@ -253,8 +320,15 @@ async def _mutation_body(request: web.Request) -> dict[str, object] | web.Respon
     if refused is not None:
         return refused
     try:
-        body = await request.json(loads=json.loads)
-    except (ValueError, UnicodeDecodeError):
+        async with asyncio.timeout(request.app[MONITOR].http.body_timeout):
+            raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"the body must be at most {MAX_BODY} bytes", "body")
+    except TimeoutError:
+        return _error(408, "the body did not arrive in time", "body")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, a 5,000-digit int, too deep
         return _error(400, "the body must be a JSON object", "body")
     if not isinstance(body, dict):
         return _error(400, "the body must be a JSON object", "body")
@@ -263,8 +337,11 @@ async def _mutation_body(request: web.Request) -> dict[str, object] | web.Respon
 
 def _testruns(request: web.Request) -> TestRuns:
     testruns = request.app[MONITOR].testruns
-    if testruns is None:
-        raise web.HTTPServiceUnavailable(text="starting up")
+    if testruns is None or not testruns.started:
+        raise web.HTTPServiceUnavailable(
+            text=_dumps({"error": "starting up, try again shortly"}),
+            content_type="application/json",
+        )
     return testruns
 
 
@@ -293,6 +370,9 @@ async def handle_add_event(request: web.Request) -> web.Response:
         event = _testruns(request).add_event(body)
     except EventRejected as exc:
         return _error(400, str(exc), exc.field)
+    except OSError as exc:
+        log.error("cannot save an event added through the API: %s", exc)
+        return _error(500, "the event could not be saved; the daemon's log says why")
     return web.json_response(event_json(event), status=201, dumps=_dumps)
 
 
@@ -311,15 +391,19 @@ async def handle_start_test_run(request: web.Request) -> web.Response:
     if (select is None) == (event_id is None):
         return _error(400, "give exactly one of 'select' (a selector) or 'event' (an id)",
                       "select")
-    if select is not None and not isinstance(select, str):
-        return _error(400, "select must be a string such as 'under:502'", "select")
+    if select is not None and (not isinstance(select, str) or not select.strip(" ,")):
+        # An empty selector would mean every site: a run that big is asked for with "*".
+        return _error(400, "select must be a non-empty selector such as 'under:502' "
+                           "(or '*' for every site)", "select")
+    if event_id is not None and not isinstance(event_id, str):
+        return _error(400, "event must be an event id (a string)", "event")
     if count is not None and (isinstance(count, bool) or not isinstance(count, int)
                               or not 1 <= count <= 1000):
         return _error(400, "count must be an integer from 1 to 1000", "count")
     testruns = _testruns(request)
     event = None
     if event_id is not None:
-        event = testruns.event(str(event_id))
+        event = testruns.event(event_id)
         if event is None:
             return _error(400, f"unknown event {event_id!r}", "event")
     try:
@@ -360,4 +444,6 @@ async def handle_test_run(request: web.Request) -> web.Response:
     from bridgemon.report import render
 
     text = await asyncio.to_thread(render, report, fmt)
-    return web.Response(text=text, content_type=_FORMATS[fmt], charset="utf-8")
+    headers = {"Content-Security-Policy": html_policy(text)} if fmt == "html" else {}
+    return web.Response(text=text, content_type=_FORMATS[fmt], charset="utf-8",
+                        headers=headers)

@@ -35,6 +35,7 @@ def _vn(number: float | None, digits: int = 1) -> str:
 
 PAGE_SIZE = 100  # rows of the full list per page
 PROBLEMS_SHOWN = 200  # sites that need work listed first; the rest are counted
+MAX_DEPTH = 9  # deeper sites in the full list are indented as much as this one
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,4 +153,5 @@ def render_status(snap: Snapshot, query: PageQuery | None = None) -> str:
         states=[(state.value, STATE_VI[state]) for state in State],
         events=events,
         version=__version__,
+        max_depth=MAX_DEPTH,
     )

@@ -1,0 +1,124 @@
+"""The listening socket of the web app, with bounds: how long an idle connection may stay
+and how many connections may be open at once.
+
+aiohttp's runner keeps an idle keep-alive connection (or one that never sends a request)
+for an hour by default and accepts as many connections as the process has descriptors:
+500 idle sockets held 500 descriptors for as long as their clients liked. Here an idle
+connection is closed after ``keepalive_timeout`` and, past ``max_connections`` open ones, a
+new connection gets a short 503 and is closed at once, so the descriptors the web app can
+take are bounded whatever clients do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    # Prometheus keeps its connection between scrapes (every 15-60 s) but reconnects
+    # without harm; a browser tab refreshes the status page every 30 s.
+    keepalive_timeout: float = 15.0
+    max_connections: int = 256
+    backlog: int = 128
+    body_timeout: float = 10.0  # to receive a request body once the headers are in
+
+
+_FULL_BODY = b'{"error": "too many connections, try again shortly"}'
+_FULL = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Content-Type: application/json; charset=utf-8\r\n"
+    b"Content-Length: %d\r\n"
+    b"Connection: close\r\n"
+    b"Retry-After: 5\r\n"
+    b"Server: bridgemon\r\n"
+    b"X-Content-Type-Options: nosniff\r\n"
+    b"\r\n" % len(_FULL_BODY)
+) + _FULL_BODY
+
+
+class _Gate(asyncio.Protocol):
+    """Admits a new connection to aiohttp's handler, or refuses it when the server is full.
+
+    Counted at ``connection_made``, which the loop calls one connection at a time: counting
+    when the protocol is created would miss a burst of accepts whose handlers are not
+    registered yet."""
+
+    def __init__(self, server: web.Server, limit: int, refused: list[int]) -> None:
+        self._server = server
+        self._limit = limit
+        self._refused = refused
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if len(self._server.connections) >= self._limit:
+            self._refused[0] += 1
+            transport.write(_FULL)
+            transport.close()
+            return
+        handler = self._server()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+
+
+_RESPONSE_SERVER = "bridgemon"
+
+
+def _hide_server_version() -> None:
+    """aiohttp answers ``Server: Python/3.x aiohttp/3.y`` even on its own 400s for malformed
+    requests, which no hook of ours sees; its response module reads this name when it sends
+    headers, so setting it here covers every response."""
+    from aiohttp import web_response
+
+    web_response.SERVER_SOFTWARE = _RESPONSE_SERVER  # type: ignore[attr-defined]
+
+
+class Listener:
+    """The app served on one address with ``HttpLimits``; ``close`` ends every connection."""
+
+    def __init__(self, app: web.Application, limits: HttpLimits) -> None:
+        self.limits = limits
+        self.refused = [0]  # connections turned away because the server was full
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=limits.keepalive_timeout)
+        self._server: asyncio.Server | None = None
+        self.bound: tuple[str, int] | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        _hide_server_version()
+        await self._runner.setup()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        limit = self.limits.max_connections
+        self._server = await loop.create_server(
+            lambda: _Gate(server, limit, self.refused), host, port,
+            reuse_address=True, backlog=self.limits.backlog,
+        )
+        sockets = self._server.sockets
+        name = sockets[0].getsockname() if sockets else (host, port)
+        self.bound = (str(name[0]), int(name[1]))
+        return self.bound
+
+    @property
+    def connections(self) -> int:
+        server = self._runner.server
+        return len(server.connections) if server is not None else 0
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await self._runner.cleanup()
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            except TimeoutError:
+                log.warning("web connections still open 5 s after shutdown")
+            self._server = None
+
