@@ -269,4 +269,5 @@ class Monitor:
             latest_runs=dict(self.testruns.latest) if self.testruns else {},
             event_window=self.config.monitor.event_window,
             loop_lag=self.loop_lag.worst(),
+            events_quarantined=len(self.testruns.quarantined) if self.testruns else 0,
         )

@@ -109,6 +109,12 @@ def _self_metrics(snap: Snapshot) -> Iterator[Metric]:
         "When the running configuration was loaded (Unix time)",
         value=reload.last_success,
     )
+    yield GaugeMetricFamily(
+        "bridgemon_events_files_quarantined",
+        "Saved events files set aside at start because events in them could not be planned "
+        "(their conferences are missing from the plan; /healthz names the files)",
+        value=snap.events_quarantined,
+    )
     sites = GaugeMetricFamily(
         "bridgemon_config_sites", "Sites in the running inventory, per level", labels=["level"]
     )

@@ -71,6 +71,7 @@ class Snapshot:
     latest_runs: dict[str, dict[str, Any]] | None = None  # event id -> latest test-run report
     event_window: float = 7 * 86400.0
     loop_lag: float = 0.0  # worst event-loop lag in the last window, seconds
+    events_quarantined: int = 0  # saved events files set aside at start
 
     def verdict(self, site_id: str) -> Verdict | None:
         view = self.sites.get(site_id)

@@ -273,6 +273,8 @@ async def test_a_bad_events_file_is_set_aside_and_the_daemon_starts(
     assert any("nam-mot" in p for p in quarantine["problems"])
     assert any("trieu-nam" in p for p in quarantine["problems"])
     assert any(str(moved[0]) in record.getMessage() for record in caplog.records)
+    samples = await ascrape(url(monitor, "/metrics"))
+    assert value(samples, "bridgemon_events_files_quarantined") == 1
     status, body = await apost(url(monitor, "/-/reload"))
     assert status == 200 and body["ok"]
 
