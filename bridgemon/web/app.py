@@ -97,7 +97,7 @@ def make_app(monitor: Monitor) -> web.Application:
 _GZIP_MIN = 64 * 1024
 
 
-async def handle_metrics(request: web.Request) -> web.Response:
+async def handle_metrics(request: web.Request) -> web.StreamResponse:
     snapshot = request.app[MONITOR].snapshot()
     # Joining prepared site lines, one family at a time with the loop free in between
     # (see metrics.render_parts); nothing is formatted here.
@@ -111,9 +111,21 @@ async def handle_metrics(request: web.Request) -> web.Response:
         # level 1: Prometheus text shrinks ~9x even so, in a third of level 6's time.
         body = await asyncio.to_thread(_gzip, parts)
         headers["Content-Encoding"] = "gzip"
-    else:
-        body = b"".join(parts)
-    return web.Response(body=body, headers=headers)
+        return web.Response(body=body, headers=headers)
+    return await _send_pieces(request, parts, headers)
+
+
+async def _send_pieces(request: web.Request, pieces: list[bytes],
+                       headers: dict[str, str]) -> web.StreamResponse:
+    """A large body sent piece by piece, the loop free between pieces: never one join or
+    one socket write of megabytes (plain /metrics is 14 MB at 12,000 sites)."""
+    response = web.StreamResponse(headers=headers)
+    response.content_length = sum(map(len, pieces))
+    await response.prepare(request)
+    for piece in pieces:
+        await response.write(piece)
+    await response.write_eof()
+    return response
 
 
 def _gzip(parts: list[bytes]) -> bytes:
@@ -187,7 +199,7 @@ def _bad_request(message: str, field: str) -> web.HTTPBadRequest:
     )
 
 
-async def handle_sites(request: web.Request) -> web.Response:
+async def handle_sites(request: web.Request) -> web.StreamResponse:
     """Sites, filtered before anything is built: ``select``, ``verdict``, then
     ``offset``/``limit``. Each site's JSON was prepared when it was judged; this joins."""
     snap = request.app[MONITOR].snapshot()
@@ -220,8 +232,11 @@ async def handle_sites(request: web.Request) -> web.Response:
         await asyncio.sleep(0)
     head = _dumps({"generated_at": snap.taken_at, "summary": {"total": matched, **counts},
                    "matched": matched, "offset": offset, "limit": limit})
-    body = b"".join((head[:-1].encode(), b', "sites": [', b", ".join(rows), b"]}"))
-    return web.Response(body=body, content_type="application/json")
+    pieces = [head[:-1].encode() + b', "sites": [']
+    for start in range(0, len(rows), _SLICE):
+        pieces.append((b", " if start else b"") + b", ".join(rows[start:start + _SLICE]))
+    pieces.append(b"]}")
+    return await _send_pieces(request, pieces, {"Content-Type": "application/json"})
 
 
 _SLICE = 2000
@@ -266,7 +281,8 @@ async def handle_reload(request: web.Request) -> web.Response:
 async def handle_index(request: web.Request) -> web.Response:
     """The status page: summary and the sites that need work first, then one page of the
     full list (``page``), optionally filtered (``q`` a name or code, ``verdict``). Bounded
-    in rows, so it renders on the loop in milliseconds at any inventory size."""
+    in rows; rendered in a worker thread from the immutable snapshot, so the loop never
+    waits for the count over every site and the template (tens of ms at 12,000 sites)."""
     from bridgemon.web.status_page import PageQuery, render_status
 
     wanted = _verdict_param(request)
@@ -275,7 +291,7 @@ async def handle_index(request: web.Request) -> web.Response:
         verdict=wanted,
         page=_int_param(request, "page", 1, 1, 1_000_000) or 1,
     )
-    html = render_status(request.app[MONITOR].snapshot(), query)
+    html = await asyncio.to_thread(render_status, request.app[MONITOR].snapshot(), query)
     return web.Response(text=html, content_type="text/html", charset="utf-8",
                         headers={"Content-Security-Policy": html_policy(html)})
 
