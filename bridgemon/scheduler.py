@@ -65,11 +65,13 @@ class RoundScheduler:
         self._ctx = ctx
         self._limit = asyncio.Semaphore(max_concurrency)
         self._spread = spread
-        self._inventory: Inventory | None = None
         self.stats: dict[float, RoundStats] = {}
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
         self._rounds: set[asyncio.Task[None]] = set()
+        # interval -> its sites in inventory order and the longest probe among them, planned
+        # at apply(): a round's first step at 12,000 sites then takes no scan of them all.
+        self._plans: dict[float, tuple[tuple[Site, ...], float]] = {}
 
     @staticmethod
     def _job_id(interval: float) -> str:
@@ -77,13 +79,17 @@ class RoundScheduler:
 
     def apply(self, inventory: Inventory, *, max_concurrency: int, spread: float) -> None:
         """Plan rounds for this inventory; intervals that stay keep their rhythm."""
-        self._inventory = inventory
         self._spread = spread
         if max_concurrency != self._limit._value:  # only safe to swap between rounds
             self._limit = asyncio.Semaphore(max_concurrency)
-        counts: dict[float, int] = {}
+        members: dict[float, list[Site]] = {}
         for site in inventory.sites.values():
-            counts[site.interval] = counts.get(site.interval, 0) + 1
+            members.setdefault(site.interval, []).append(site)
+        self._plans = {
+            interval: (tuple(sites), max(site.longest_probe for site in sites))
+            for interval, sites in members.items()
+        }
+        counts = {interval: len(sites) for interval, sites in members.items()}
         for interval in list(self.stats):
             if interval not in counts:
                 job = self._scheduler.get_job(self._job_id(interval))
@@ -164,18 +170,17 @@ class RoundScheduler:
             self._rounds.discard(task)
 
     async def run_round(self, interval: float) -> None:
-        inventory = self._inventory
         stats = self.stats.get(interval)
-        if inventory is None or stats is None:
+        plan = self._plans.get(interval)
+        if stats is None or plan is None:
             return
-        sites = [site for site in inventory.sites.values() if site.interval == interval]
+        sites, longest = plan
         loop = asyncio.get_running_loop()
         begun = loop.time()
         stats.running = True
         stats.last_started = time.time()
         # Start every site within the spread, and early enough that its burst ends before
         # the next round is due.
-        longest = max((site.longest_probe for site in sites), default=0.0)
         tick = self._ctx.pinger.tick
         window = max(0.0, min(interval * self._spread, interval - longest - 2 * tick))
         step = window / max(len(sites), 1)
