@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,11 +30,17 @@ from pydantic import (
     field_validator,
 )
 
-from bridgemon.config_checks import CheckModel, resolve_checks
-from bridgemon.config_source import SourceMap
+from bridgemon.config_checks import HOSTNAME, CheckModel, is_host, resolve_checks
+from bridgemon.config_source import (
+    SourceMap,
+    deepest_nesting,
+    line_count,
+    longest_number,
+    toml_key,
+)
 from bridgemon.durations import format_duration, parse_duration
 from bridgemon.events import Event, EventModel, build_event
-from bridgemon.inventory import Contact, Inventory, Level, Site
+from bridgemon.inventory import Contact, Inventory, Level, Site, parent_cycles
 from bridgemon.specs import CheckSpec, IcmpSpec, Thresholds
 
 DEFAULT_CONFIG = Path("config/sites.toml")
@@ -41,12 +48,9 @@ DEFAULT_LEVELS = ("province", "district", "commune")
 DEFAULT_LISTEN = "127.0.0.1:9470"
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_LABEL = re.compile(r"^[a-z_][a-z0-9_]*$")
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-    r"(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
-)
+# fullmatch, never match with "$": "$" also matches before a final newline.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_LABEL = re.compile(r"[a-z_][a-z0-9_]*")
 RESERVED_LABELS = frozenset(
     {"site", "name", "level", "parent", "address", "contact", "phone", "profile", "instance", "job"}
 )
@@ -88,8 +92,7 @@ class MonitorModel(_Strict):
     icmp_mode: Literal["auto", "raw", "dgram"] = "auto"
     resolve_timeout: Duration = Field(default=2.0, gt=0, le=60)
     check_sockets: int = Field(default=512, ge=1, le=65536)
-    # systemd's StateDirectory= sets $STATE_DIRECTORY; else ./state
-    state_dir: str = Field(default_factory=lambda: os.environ.get("STATE_DIRECTORY") or "state")
+    state_dir: str | None = Field(default=None, min_length=1)  # see _state_dir
     event_window: Duration = Field(default=7 * 86400.0, gt=0)
 
     @field_validator("listen")
@@ -144,7 +147,7 @@ class SiteModel(_Strict):
     @classmethod
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not _LABEL.match(key):
+            if not _LABEL.fullmatch(key):
                 raise ValueError(f"label name {key!r} must match [a-z_][a-z0-9_]*")
             if key in RESERVED_LABELS or key.startswith("__"):
                 raise ValueError(f"label name {key!r} is reserved by bridgemon")
@@ -185,7 +188,7 @@ class ConfigModel(_Strict):
 
 
 def _check_id(value: str) -> str:
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise ValueError(
             f"bad id {value!r}: use letters, digits, '.', '_' or '-' (at most 64, no spaces)"
         )
@@ -198,7 +201,7 @@ def check_address(value: str) -> str:
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
-        if not _HOSTNAME.match(text) or text.replace(".", "").isdigit():
+        if not HOSTNAME.fullmatch(text) or text.replace(".", "").isdigit():
             raise ValueError(
                 f"bad address {value!r}: give an IPv4/IPv6 address or a host name"
             ) from None
@@ -215,6 +218,8 @@ def parse_listen(value: str) -> tuple[str, int]:
     host = host.strip("[]")
     if not host:
         raise ValueError(f"listen must name a host (e.g. {DEFAULT_LISTEN!r}), got {value!r}")
+    if not is_host(host):  # else the daemon dies binding it (UnicodeError, not OSError)
+        raise ValueError(f"listen must name an IP address or a host name, got {value!r}")
     return host, int(port)
 
 
@@ -227,7 +232,16 @@ class ConfigIssue:
 
     def __str__(self) -> str:
         where = f"{self.field}: " if self.field else ""
-        return f"{self.path}:{self.line}: {where}{self.message}"
+        return _one_line(f"{self.path}:{self.line}: {where}{self.message}")
+
+
+def _one_line(text: str) -> str:
+    """Messages quote user values with repr(); this is the guarantee behind that: no
+    character that any reader (str.splitlines, a terminal, a log) takes for a line break
+    or a control code gets out raw, so one issue is always exactly one line."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 class ConfigError(Exception):
@@ -248,7 +262,7 @@ class MonitorSettings:
     icmp_mode: Literal["auto", "raw", "dgram"]
     resolve_timeout: float
     check_sockets: int
-    state_dir: Path
+    state_dir: Path  # absolute
     event_window: float
 
 
@@ -292,21 +306,14 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def parse_config(text: str, path: Path) -> Config:
     name = str(path)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        line = int(match.group(1)) if match else max(len(text.splitlines()), 1)
-        message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
-        raise ConfigError([ConfigIssue(name, line, "", f"TOML syntax: {message}")]) from None
-
+    raw = _parse_toml(text, name)
     source = SourceMap(text)
     issues: list[ConfigIssue] = []
 
     def issue(loc: tuple[str | int, ...], message: str) -> None:
         issues.append(ConfigIssue(name, source.line_of(loc), _dotted(loc), message))
 
-    model, all_site_ids = _validate_shapes(raw, issue)
+    model, all_site_ids = _validate_shapes(raw, issue, path.absolute().parent)
 
     warnings: list[ConfigIssue] = []
     inventory = _build_inventory(model, all_site_ids, issue, warnings, source, name)
@@ -318,7 +325,8 @@ def parse_config(text: str, path: Path) -> Config:
                 issue(("events", i, "id"), f"duplicate event id {event_model.id!r}")
                 continue
             seen_events.add(event_model.id)
-            event = build_event(event_model, inventory, issue, ("events", i))
+            event = build_event(event_model, inventory, issue, ("events", i),
+                                broken=all_site_ids - inventory.sites.keys())
             if event is not None:
                 events.append(event)
     if issues:
@@ -336,7 +344,7 @@ def parse_config(text: str, path: Path) -> Config:
             icmp_mode=monitor.icmp_mode,
             resolve_timeout=monitor.resolve_timeout,
             check_sockets=monitor.check_sockets,
-            state_dir=Path(monitor.state_dir),
+            state_dir=_state_dir(monitor.state_dir, path),
             event_window=monitor.event_window,
         ),
         inventory=inventory,
@@ -348,11 +356,48 @@ def parse_config(text: str, path: Path) -> Config:
     )
 
 
+def _parse_toml(text: str, name: str) -> dict[str, Any]:
+    """tomllib's document, or its complaint as PATH:LINE. Besides TOMLDecodeError it can
+    raise RecursionError (arrays nested a thousand deep) and ValueError (an integer past
+    Python's 4300-digit conversion limit); neither says where, so the line is found here."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        line = int(match.group(1)) if match else line_count(text)
+        message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        issue = ConfigIssue(name, line, "", f"TOML syntax: {message}")
+    except RecursionError:
+        depth, line = deepest_nesting(text)
+        issue = ConfigIssue(name, line, "", f"TOML nested too deeply ({depth} levels of "
+                                            "arrays or inline tables)")
+    except ValueError:
+        digits, line = longest_number(text)
+        issue = ConfigIssue(name, line, "", f"a number of {digits} digits is too long "
+                                            f"(at most {sys.get_int_max_str_digits()})")
+    raise ConfigError([issue])
+
+
+def _state_dir(written: str | None, path: Path) -> Path:
+    """[monitor] state_dir, else $STATE_DIRECTORY (systemd's StateDirectory=), else
+    ``state`` — a relative one next to the config file, never in whatever directory the
+    command happens to be started from: ``bridgemon test`` from a shell and the daemon
+    must share one history."""
+    chosen = written or os.environ.get("STATE_DIRECTORY")
+    if chosen is None:
+        return path.absolute().parent / "state"
+    if written is None:  # from the environment: relative to where we were started
+        return Path(chosen).absolute()
+    return path.absolute().parent / chosen
+
+
 def _validate_shapes(
-    raw: dict[str, Any], issue: Any
+    raw: dict[str, Any], issue: Any, base: Path
 ) -> tuple[ConfigModel, set[str]]:
     """Validate section by section and site by site, so one bad site does not hide the
-    relation errors of all the others. Returns the valid parts and every written site id."""
+    relation errors of all the others. Returns the valid parts and every written site id.
+    ``base`` (the config file's directory) is where relative file names (ca_file) start."""
+    context = {"base": base, "loaded": {}}
 
     def report(exc: ValidationError, prefix: tuple[str | int, ...]) -> None:
         for error in exc.errors(include_url=False):
@@ -363,7 +408,9 @@ def _validate_shapes(
     sections: dict[str, Any] = {}
     for key, value in rest.items():
         try:
-            sections[key] = getattr(ConfigModel.model_validate({key: value}), key, None)
+            sections[key] = getattr(
+                ConfigModel.model_validate({key: value}, context=context), key, None
+            )
         except ValidationError as exc:
             report(exc, ())
     model = ConfigModel.model_validate({k: v for k, v in sections.items() if v is not None})
@@ -376,7 +423,7 @@ def _validate_shapes(
         if isinstance(site_raw, dict) and isinstance(site_raw.get("id"), str):
             written_ids.add(site_raw["id"])
         try:
-            sites.append(SiteModel.model_validate(site_raw))
+            sites.append(SiteModel.model_validate(site_raw, context=context))
         except ValidationError as exc:
             report(exc, ("sites", i))
             sites.append(None)  # type: ignore[arg-type]  # keeps indexes aligned with lines
@@ -386,10 +433,8 @@ def _validate_shapes(
 def _dotted(loc: Iterable[str | int]) -> str:
     out = ""
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
+        key = toml_key(part)
+        out += f".{key}" if out and not isinstance(part, int) else key
     return out
 
 
@@ -423,12 +468,13 @@ def _build_inventory(
         if level.parents is None:
             parents = (model.levels[i - 1].id,) if i > 0 else ()
         else:
-            parents = tuple(level.parents)
-            for parent in parents:
+            for parent in level.parents:
                 if parent not in level_index:
                     issue(("levels", i, "parents"), f"unknown level {parent!r}")
                 elif parent == level.id:
                     issue(("levels", i, "parents"), "a level cannot be its own parent level")
+            # only known ids go on: the sites' messages print them
+            parents = tuple(parent for parent in level.parents if parent in level_index)
         if level.profile != "default" and level.profile not in model.profiles:
             issue(("levels", i, "profile"), f"unknown profile {level.profile!r}")
         levels.append(
@@ -544,7 +590,8 @@ def _build_inventory(
                     issue(("sites", i, "parent"), f"unknown parent site {site.parent!r}")
             else:
                 parent_level = model.sites[first_seen[site.parent]].level
-                if parent_level not in site_level.parents:
+                # (an unknown parent_level is that site's own error, reported there)
+                if parent_level in levels_by_id and parent_level not in site_level.parents:
                     issue(
                         ("sites", i, "parent"),
                         f"parent {site.parent!r} is a {parent_level} site; a {site_level.id} "
@@ -583,20 +630,26 @@ def _build_inventory(
             line=source.line_of(("sites", i)),
         )
 
-    # Cycles (possible when levels allow each other as parents).
-    reported: set[str] = set()
-    for start in sites:
-        seen: list[str] = []
-        node: str | None = start
-        while node is not None and node in sites and node not in seen:
-            seen.append(node)
-            node = sites[node].parent
-        if node is not None and node in seen and node not in reported:
-            cycle = seen[seen.index(node) :]
-            if len(cycle) == 1:
-                continue  # a site that is its own parent: already reported above
-            reported.update(cycle)
-            i = first_seen[node]
-            issue(("sites", i, "parent"), "parent cycle: " + " -> ".join([*cycle, node]))
-
+    # Cycles (possible when levels allow each other as parents). Their sites, and every
+    # site below them, stay out of the Inventory, which could not be built with them.
+    in_cycles: set[str] = set()
+    for cycle in parent_cycles({site_id: site.parent for site_id, site in sites.items()}):
+        in_cycles.update(cycle)
+        if len(cycle) > 1:  # a site that is its own parent: already reported above
+            issue(("sites", first_seen[cycle[0]], "parent"),
+                  "parent cycle: " + " -> ".join([*cycle, cycle[0]]))
+    if in_cycles:
+        sites = {site_id: site for site_id, site in sites.items()
+                 if not _leads_to(site_id, in_cycles, sites)}
     return Inventory(levels=tuple(levels), sites=sites)
+
+
+def _leads_to(site_id: str, targets: set[str], sites: dict[str, Site]) -> bool:
+    """Whether ``site_id`` or a site above it is in ``targets`` (a set that holds every
+    cycle, so the walk up ends)."""
+    node: str | None = site_id
+    while node is not None and node in sites:
+        if node in targets:
+            return True
+        node = sites[node].parent
+    return False

@@ -16,22 +16,38 @@ type = "https"
 verify_tls = false        # codecs often have self-signed certificates
 required = false          # failing makes the site degraded, not not_ready
 ```
+
+``url``, ``path`` and ``ca_file`` are checked here, at load, not when the first probe
+runs: a URL must be http(s)://HOST[:PORT][/PATH] with the scheme of its check, a path must
+start with "/", neither may hold spaces or control characters, and a ca_file (relative to
+the config file) must be a readable file that OpenSSL loads as PEM CA certificates.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
+import ssl
+import stat
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from bridgemon.durations import parse_duration
 from bridgemon.specs import CheckSpec, HttpSpec, SipSpec, TcpSpec
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 CheckType = Literal["tcp", "h323", "http", "https", "sip", "sips"]
-CHECK_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+CHECK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+# A DNS host name (fullmatch): what a site address or a URL's host may be besides an IP.
+HOSTNAME = re.compile(
+    r"(?=.{1,253}\Z)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    r"(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
 
 # Which keys mean something for which type: anything else is a mistake worth naming.
 _COMMON = {"type", "enabled", "port", "timeout", "required"}
@@ -69,6 +85,96 @@ class CheckModel(BaseModel):
     cert_expiry_warn: Duration | None = Field(default=None, ge=0)
     ca_file: str | None = None  # a PEM bundle to trust instead of the system's (an internal CA)
 
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"path {value!r} must start with '/'")
+        _no_blanks("path", value)
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        check_url(value)
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: str, info: ValidationInfo) -> str:
+        context = info.context if isinstance(info.context, dict) else {}
+        base = context.get("base") or Path.cwd()
+        loaded: dict[Path, str | None] = context.setdefault("loaded", {})
+        path = Path(base, value)  # an absolute value stays itself
+        if path not in loaded:
+            loaded[path] = _ca_problem(path)
+        problem = loaded[path]
+        if problem is not None:
+            raise ValueError(f"ca_file {value!r}: {problem}")
+        return str(path)
+
+
+def _no_blanks(what: str, value: str) -> None:
+    if any(char.isspace() or not char.isprintable() for char in value):
+        raise ValueError(f"{what} {value!r} has spaces or control characters: percent-encode "
+                         "them (a space is %20)")
+
+
+def check_url(value: str) -> str:
+    """The scheme of an http(s) URL the HTTP probe can request; ValueError saying why not."""
+    _no_blanks("url", value)
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:  # a bad port or IPv6 literal
+        raise ValueError(f"url {value!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"url {value!r} must start with http:// or https://")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"url {value!r}: user names and passwords are not supported")
+    host = parts.hostname or ""
+    if not is_host(host):
+        raise ValueError(f"url {value!r} needs a host: an IP address or a DNS name (an "
+                         "international name in its ASCII xn-- form)")
+    if port == 0:
+        raise ValueError(f"url {value!r}: bad port (a number 1-65535)")
+    return scheme
+
+
+def is_host(text: str) -> bool:
+    """An IP literal or a DNS host name (ASCII; an IDN is written in its xn-- form)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return HOSTNAME.fullmatch(text) is not None
+    return True
+
+
+def _ca_problem(path: Path) -> str | None:
+    """Why ``path`` is no CA bundle the TLS checks can load, or None if it is one."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; only a regular file is
+        # then read (a device such as /dev/zero would never end)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        return f"no such file ({path})"
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    try:
+        mode = os.fstat(descriptor).st_mode
+    finally:
+        os.close(descriptor)
+    if stat.S_ISDIR(mode):
+        return f"{path} is a directory, not a PEM file"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file"
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return f"{path} holds no PEM CA certificate OpenSSL can load ({exc})"
+    return None
+
 
 Issue = Callable[[tuple[str | int, ...], str], None]
 
@@ -90,7 +196,7 @@ def resolve_checks(
     for layer_loc, checks in layers:
         for name, check in checks.items():
             check_loc = (*layer_loc, "checks", name)
-            if not CHECK_NAME.match(name):
+            if not CHECK_NAME.fullmatch(name):
                 issue(check_loc, f"check name {name!r} must match [a-z][a-z0-9_-]*")
                 ok = False
                 continue
@@ -117,6 +223,11 @@ def resolve_checks(
             continue
         if kind == "tcp" and "port" not in values:
             issue(where[name], "a tcp check needs a port")
+            ok = False
+            continue
+        if "url" in values and check_url(values["url"]) != kind:
+            issue((*where[name], "url"), f"url {values['url']!r} does not match the type of "
+                                         f"the check ({kind}): the scheme decides the probe")
             ok = False
             continue
         spec = _build(name, kind, values)

@@ -8,12 +8,22 @@ import re
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
+# No setting of bridgemon means anything beyond a year (intervals are at most a day,
+# pre-tests come days before an event, certificate warnings weeks before expiry), so a
+# longer duration is a typo ("30000d" for "30s"). The bound also keeps every instant
+# computed from a duration (start - pre-test offset, event end, the event window) well
+# inside what datetime can hold.
+MAX_DURATION = 366 * 86400.0
+
 
 def parse_duration(value: object) -> float:
     """Seconds from a number (seconds) or a string such as "200ms", "1m30s"; ValueError if bad."""
     if isinstance(value, bool):
         raise ValueError("a duration, not a boolean: write e.g. \"30s\" or \"200ms\"")
-    if isinstance(value, int | float):
+    if isinstance(value, int) and not 0 <= value <= MAX_DURATION:
+        # float(10**400) raises OverflowError; the checks below only need the side it is out on
+        seconds = -1.0 if value < 0 else 2 * MAX_DURATION
+    elif isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip().lower()
@@ -37,8 +47,20 @@ def parse_duration(value: object) -> float:
     else:
         raise ValueError(f"a duration must be a string like \"30s\" or a number, not {value!r}")
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"bad duration {value!r}: must be a finite, non-negative time")
+        raise ValueError(f"bad duration {_short(value)}: must be a finite, non-negative time")
+    if seconds > MAX_DURATION:
+        raise ValueError(
+            f"bad duration {_short(value)}: at most {format_duration(MAX_DURATION)} (a year)"
+        )
     return seconds
+
+
+def _short(value: object) -> str:
+    """The value as the message shows it: quoted, and a runaway number cut short."""
+    if isinstance(value, int) and value.bit_length() > 64:  # repr() refuses > 4300 digits
+        return f"(a number of about {int(value.bit_length() * math.log10(2)) + 1} digits)"
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}… ({len(text)} characters)"
 
 
 def format_duration(seconds: float) -> str:

@@ -1,12 +1,13 @@
 """The site tree: levels, sites, parents and children, and selectors over them.
 
 Built only by bridgemon.config from a validated file; immutable afterwards, so a reload
-builds a new Inventory and swaps it whole.
+builds a new Inventory and swaps it whole. An Inventory is a forest by construction: one
+whose parents run in a cycle cannot be built, so every walk down from a site ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -14,7 +15,42 @@ from bridgemon.specs import CheckSpec, IcmpSpec, Thresholds
 
 
 class SelectorError(ValueError):
-    """A selector names something the inventory does not have."""
+    """A selector names something the inventory does not have (``site``: the site id)."""
+
+    def __init__(self, message: str, site: str | None = None) -> None:
+        super().__init__(message)
+        self.site = site
+
+
+class ParentCycleError(ValueError):
+    """Sites whose parents lead back to themselves: not a tree."""
+
+    def __init__(self, cycles: list[tuple[str, ...]]) -> None:
+        self.cycles = cycles
+        super().__init__("; ".join(
+            "parent cycle: " + " -> ".join(repr(site_id) for site_id in (*cycle, cycle[0]))
+            for cycle in cycles
+        ))
+
+
+def parent_cycles(parents: Mapping[str, str | None]) -> list[tuple[str, ...]]:
+    """Every cycle of ``site id -> parent id`` (a site that is its own parent is a cycle of
+    one), each once, starting at the site where a walk up from the sites, taken in mapping
+    order, first enters it."""
+    cycles: list[tuple[str, ...]] = []
+    done: set[str] = set()  # sites whose way up is known to end (or to join a known cycle)
+    for start in parents:
+        path: list[str] = []
+        on_path: set[str] = set()
+        node: str | None = start
+        while node is not None and node in parents and node not in done and node not in on_path:
+            path.append(node)
+            on_path.add(node)
+            node = parents[node]
+        if node is not None and node in on_path:
+            cycles.append(tuple(path[path.index(node) :]))
+        done.update(path)
+    return cycles
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +102,9 @@ class Inventory:
     roots: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
+        cycles = parent_cycles({site_id: site.parent for site_id, site in self.sites.items()})
+        if cycles:
+            raise ParentCycleError(cycles)
         children: dict[str, list[str]] = {site_id: [] for site_id in self.sites}
         roots: list[str] = []
         for site in self.sites.values():
@@ -152,11 +191,11 @@ class Inventory:
             elif term.startswith("under:"):
                 site_id = term.removeprefix("under:")
                 if site_id not in self.sites:
-                    raise SelectorError(f"unknown site {site_id!r} in {term!r}")
+                    raise SelectorError(f"unknown site {site_id!r} in {term!r}", site_id)
                 wanted.add(site_id)
                 wanted.update(self.descendants(site_id))
             elif term in self.sites:
                 wanted.add(term)
             else:
-                raise SelectorError(f"unknown site id {term!r}")
+                raise SelectorError(f"unknown site id {term!r}", term)
         return [self.sites[site_id] for site_id in self.order if site_id in wanted]

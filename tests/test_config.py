@@ -927,3 +927,201 @@ def test_config_error_sorts_issues_by_line() -> None:
     )
     assert [issue.line for issue in error.issues] == [2, 9]
     assert str(error) == "a.toml:2: y: early\na.toml:9: x: late"
+
+
+# --------------------------------------------------------------------------- cycles, no loops
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("tree", "message"),
+    [
+        (
+            site("49", "UBND tỉnh Quảng Nam", "province", "127.49.0.1")
+            + site("cum-bac", "Cụm phía Bắc", "cluster", "127.49.1.1", parent="cum-bac"),
+            "a site cannot be its own parent",
+        ),
+        (
+            site("49", "UBND tỉnh Quảng Nam", "province", "127.49.0.1")
+            + site("cum-bac", "Cụm phía Bắc", "cluster", "127.49.1.1", parent="tram-a")
+            + site("tram-a", "Trạm Điện Bàn", "hub", "127.49.1.2", parent="cum-bac")
+            + site("tram-b", "Trạm Hội An", "hub", "127.49.1.3", parent="cum-bac"),
+            "parent cycle: cum-bac -> tram-a -> cum-bac",
+        ),
+    ],
+)
+def test_a_parent_cycle_with_an_under_selector_is_an_error_not_a_loop(
+    tmp_path: Path, tree: str, message: str
+) -> None:
+    # Before: the cycle was reported but its sites still built, and resolving
+    # "under:cum-bac" walked the cycle forever (~12 MB/s). The cycle's own error is
+    # the only one: the event is not told that its site is unknown.
+    text = CYCLIC_LEVELS + tree + (
+        '\n[[events]]\nid = "hn"\ntitle = "Họp"\nstart = 2026-12-15T08:00:00\n'
+        'participants = "under:cum-bac"\n'
+    )
+    path, lines = errors(tmp_path, text)
+    line = line_of(text, 'parent = "')
+    assert lines == [f"{path}:{line}: sites[1].parent: {message}"]
+
+
+# --------------------------------------------------------------------------- honest lines
+
+
+@pytest.mark.parametrize("breaker", ["\x85", "\u2028", "\u2029"])
+def test_line_numbers_count_only_newlines(tmp_path: Path, breaker: str) -> None:
+    # TOML allows these inside strings and comments; str.splitlines breaks at them too,
+    # which used to push every later line number past the truth (and past the file's end).
+    text = TREE.replace('name = "UBND tỉnh Quảng Nam"',
+                        f'name = "UBND tỉnh{breaker * 3}Quảng Nam" # {breaker * 3}')
+    text = text.replace('address = "127.49.7.10"', 'address = "127.49.7.999"')
+    path, lines = errors(tmp_path, text)
+    line = text[: text.index("127.49.7.999")].count("\n") + 1
+    assert lines == [
+        f"{path}:{line}: sites[4].address: bad address '127.49.7.999': "
+        "give an IPv4/IPv6 address or a host name"
+    ]
+
+
+def test_syntax_error_at_the_end_names_the_last_line_counted_as_toml_does(
+    tmp_path: Path,
+) -> None:
+    text = 'title = "a\u2028b\u2028c\u2028d"\n[[sites]]\nid = "49'  # unterminated, at the end
+    path, lines = errors(tmp_path, text)
+    assert lines == [f"{path}:3: TOML syntax: Unterminated string"]
+
+
+def test_a_user_value_cannot_forge_an_error_line(tmp_path: Path) -> None:
+    # The level of site 49 used to be copied unquoted into site 516's message ("parent '49'
+    # is a province\n/etc/...: ..."); now that message waits for 49's own error to be fixed.
+    forged = "province\\n/etc/bridgemon/sites.toml:1: sites[9].id: giả mạo"
+    text = TREE.replace('level = "province"', f'level = "{forged}"', 1)
+    text = text.replace('address = "127.49.16.10"',  # a key with a newline, in a field
+                        'address = "127.49.16.10"\nlabels = { "x\\ny:2: z" = 1 }')
+    path, lines = errors(tmp_path, text)
+    labels = line_of(text, "labels =")
+    assert lines == [
+        f"{path}:4: sites[0].level: unknown level 'province\\n/etc/bridgemon/sites.toml:1: "
+        "sites[9].id: giả mạo' (levels: 'province', 'district', 'commune')",
+        f'{path}:{labels}: sites[2].labels."x\\ny:2: z": Input should be a valid string',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("a\nb", "a\\nb"),
+        ("a\rb\x0bc\x0cd", "a\\rb\\x0bc\\x0cd"),
+        ("a\x1cb\x1dc\x1ed\x85e", "a\\x1cb\\x1dc\\x1ed\\x85e"),
+        ("a\u2028b\u2029c", "a\\u2028b\\u2029c"),
+        ("Xã Trà Leng", "Xã Trà Leng"),
+    ],
+)
+def test_an_issue_is_always_one_line(message: str, shown: str) -> None:
+    text = str(ConfigIssue("a.toml", 3, "sites[0].name", message))
+    assert text == f"a.toml:3: sites[0].name: {shown}"
+    assert text.splitlines() == [text]
+
+
+@pytest.mark.parametrize("value", ["49\\n", "hub-1.a_b\\n"])
+def test_ids_may_not_end_in_a_newline(tmp_path: Path, value: str) -> None:
+    # "$" matches before a final newline: the id pattern let "49\n" through.
+    text = TREE.replace('id = "20500"', f'id = "{value}"')
+    path, lines = errors(tmp_path, text)
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{path}:{line_of(text, value)}: sites[4].id: bad id ")
+
+
+# --------------------------------------------------------------------------- what tomllib throws
+
+
+def test_nesting_a_thousand_deep_is_an_error_with_a_line(tmp_path: Path) -> None:
+    text = TREE + "\n[monitor]\nwindow = 5\nnote = " + "[" * 1000 + "]" * 1000 + "\n"
+    path, lines = errors(tmp_path, text)
+    assert lines == [f"{path}:{line_of(text, 'note =')}: TOML nested too deeply "
+                     "(1000 levels of arrays or inline tables)"]
+
+
+def test_inline_tables_a_thousand_deep_too(tmp_path: Path) -> None:
+    text = "x = 1\ncontact = " + "{ a = " * 1000 + "1" + " }" * 1000 + "\n" + TREE
+    path, lines = errors(tmp_path, text)
+    assert lines == [f"{path}:2: TOML nested too deeply "
+                     "(1000 levels of arrays or inline tables)"]
+
+
+def test_an_integer_of_5000_digits_is_an_error_with_a_line(tmp_path: Path) -> None:
+    text = TREE + '\n[monitor]\nname = "' + "7" * 6000 + '"\nwindow = ' + "9" * 5000 + "\n"
+    path, lines = errors(tmp_path, text)
+    assert lines == [f"{path}:{line_of(text, 'window =')}: a number of 5000 digits is too "
+                     "long (at most 4300)"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "field", "message"),
+    [
+        ("[monitor]\ninterval = 1" + "0" * 400, "monitor.interval", "at most 366d (a year)"),
+        ('[monitor]\nevent_window = "99999999999d"', "monitor.event_window", "at most 366d"),
+        ("[profiles.xa.thresholds]\nrtt_bad = 1e400", "profiles.xa.thresholds.rtt_bad",
+         "finite"),
+        ('[profiles.xa.checks.web]\ntype = "https"\ncert_expiry_warn = "400d"',
+         "profiles.xa.checks.web.cert_expiry_warn", "at most 366d"),
+    ],
+)
+def test_huge_durations_are_errors(tmp_path: Path, toml: str, field: str, message: str) -> None:
+    path, lines = errors(tmp_path, toml + "\n" + TREE)
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{path}:{toml.count(chr(10)) + 1}: {field}: bad duration ")
+    assert message in lines[0]
+
+
+@pytest.mark.parametrize("listen", ["x" * 70 + ".vn:9470", "a..b:9470", "a b:9470",
+                                    "ḿcu.example:9470"])
+def test_listen_must_be_something_the_daemon_can_bind(tmp_path: Path, listen: str) -> None:
+    # All passed check-config. Then `run` died with a UnicodeError traceback binding the
+    # first two (an empty or 64+ character label: idna refuses it before DNS is asked), and
+    # could not bind the others ("cannot start").
+    path, lines = errors(tmp_path, f'[monitor]\nlisten = "{listen}"\n' + TREE)
+    assert len(lines) == 1 and lines[0].startswith(f"{path}:2: monitor.listen: listen must ")
+
+
+@pytest.mark.parametrize("listen", ["localhost:9470", "[::1]:9470", "0.0.0.0:80",
+                                    "bridgemon.ubnd.quangnam.gov.vn:9470"])
+def test_listen_hosts_that_bind(tmp_path: Path, listen: str) -> None:
+    load(tmp_path, f'[monitor]\nlisten = "{listen}"\n' + TREE)
+
+
+# --------------------------------------------------------------------------- the state directory
+
+
+def test_the_state_directory_is_next_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = tmp_path / "etc" / "sites.toml"
+    config.write_text(TREE, encoding="utf-8")
+    assert load_config(config).monitor.state_dir == tmp_path / "etc" / "state"
+    # a relative path given to -c too: resolved now, not at whatever cwd comes later
+    assert load_config(Path("../etc/sites.toml")).monitor.state_dir.resolve() == (
+        tmp_path / "etc" / "state")
+    config.write_text('[monitor]\nstate_dir = "lich-su"\n' + TREE, encoding="utf-8")
+    assert load_config(config).monitor.state_dir == tmp_path / "etc" / "lich-su"
+    config.write_text(f'[monitor]\nstate_dir = "{tmp_path / "var"}"\n' + TREE,
+                      encoding="utf-8")
+    assert load_config(config).monitor.state_dir == tmp_path / "var"
+
+
+def test_state_directory_from_systemd_wins_over_the_default_not_over_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "var-lib"))
+    path = write(tmp_path, TREE)
+    assert load_config(path).monitor.state_dir == tmp_path / "var-lib"
+    path.write_text('[monitor]\nstate_dir = "lich-su"\n' + TREE, encoding="utf-8")
+    assert load_config(path).monitor.state_dir == tmp_path / "lich-su"
+    monkeypatch.setenv("STATE_DIRECTORY", "relative")
+    monkeypatch.chdir(tmp_path)
+    path.write_text(TREE, encoding="utf-8")
+    assert load_config(path).monitor.state_dir == tmp_path / "relative"

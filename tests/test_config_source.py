@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import tomllib
 
-from bridgemon.config_source import SourceMap
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridgemon.config_source import (
+    SourceMap,
+    deepest_nesting,
+    line_count,
+    longest_number,
+    toml_key,
+    toml_lines,
+)
 
 
 def test_top_level_keys_and_table_headers() -> None:
@@ -289,3 +300,75 @@ def test_nothing_matches_gives_line_one() -> None:
     source = SourceMap("\n\n[monitor]\n")
     assert source.line_of(("sites", 0, "id")) == 1
     assert source.line_of(()) == 1
+
+
+# --------------------------------------------------------------------------- lines as TOML counts
+
+
+@pytest.mark.parametrize("breaker", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028",
+                                     "\u2029"])
+def test_only_newline_ends_a_line(breaker: str) -> None:
+    # str.splitlines() breaks at all of these; TOML does not.
+    text = f'a = "x{breaker}y"\n# {breaker}{breaker}\nb = 1\n'
+    assert toml_lines(text) == [f'a = "x{breaker}y"', f"# {breaker}{breaker}", "b = 1"]
+    assert line_count(text) == 3
+    assert SourceMap(text).line_of(("b",)) == 3
+
+
+def test_line_count_with_and_without_a_final_newline() -> None:
+    assert line_count("a = 1\r\nb = 2\r\n") == 2
+    assert line_count("a = 1\nb = 2") == 2
+    assert line_count("") == line_count("\n") == 1
+    assert toml_lines("a = 1\r\n") == ["a = 1"]
+
+
+@given(st.text(alphabet=st.sampled_from('ab=1"\n\r\x85\u2028\x0c\t ['), max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_every_recorded_line_exists(text: str) -> None:
+    source = SourceMap(text)
+    assert all(1 <= line <= line_count(text) for line in source.lines.values())
+
+
+# --------------------------------------------------------------------------- keys in messages
+
+
+@pytest.mark.parametrize(
+    ("part", "shown"),
+    [
+        ("rtt_good", "rtt_good"),
+        ("unit-type", "unit-type"),
+        (3, "[3]"),
+        ("loại", '"loại"'),
+        ("a b", '"a b"'),
+        ("x\ny:1: z", '"x\\ny:1: z"'),
+        ('say "hi"\\', '"say \\"hi\\"\\\\"'),
+        ("\x85\u2028\x00", '"\\u0085\\u2028\\u0000"'),
+    ],
+)
+def test_keys_are_shown_as_toml_writes_them(part: str | int, shown: str) -> None:
+    assert toml_key(part) == shown
+    if isinstance(part, str) and shown.startswith('"'):
+        assert tomllib.loads(f"{shown} = 1") == {part: 1}  # it round-trips
+
+
+# --------------------------------------------------------------------------- where tomllib gave up
+
+
+def test_deepest_nesting_skips_strings_and_comments() -> None:
+    text = (
+        'a = "[[[[[[["  # [[[[[[[[[[\n'
+        "b = '{{{{{{{{'\n"
+        'c = """\n[[[[[[[[[[\n"""\n'
+        "d = '''\n{{{{{{{{{{{{\n'''\n"
+        "[table]\n"
+        "e = [[1, {f = [2]}], 3]\n"
+        "g = [\n  [\n    [[[]]],\n  ],\n]\n"
+    )
+    tomllib.loads(text)  # (valid TOML)
+    assert deepest_nesting(text) == (5, 13)
+
+
+def test_longest_number_skips_strings_and_counts_digits_only() -> None:
+    text = 'a = "' + "1" * 80 + '"\n# ' + "2" * 90 + "\nb = 1_000_000\nc = 12345678\n"
+    assert longest_number(text) == (8, 4)
+    assert longest_number("x = 1\n") == (1, 1)

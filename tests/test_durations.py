@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridgemon.durations import format_duration, parse_duration
+from bridgemon.durations import MAX_DURATION, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -125,3 +125,41 @@ def test_whole_seconds_round_trip(seconds: int) -> None:
 @given(st.integers(min_value=0, max_value=999))
 def test_whole_milliseconds_round_trip(millis: int) -> None:
     assert parse_duration(format_duration(millis / 1000)) == pytest.approx(millis / 1000)
+
+
+# --------------------------------------------------------------------------- bounded to a year
+
+
+def test_the_longest_duration_is_a_year() -> None:
+    assert MAX_DURATION == 366 * 86400
+    assert parse_duration("366d") == parse_duration(366 * 86400) == MAX_DURATION
+    assert parse_duration("365d 23h 59m 59s 999ms") < MAX_DURATION
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["367d", "366d1ms", "99999999999d", "9" * 400 + "s", 366 * 86400 + 1, 1e300,
+     pytest.param(10**400, id="10**400"), pytest.param(10**5000, id="10**5000")],
+)
+def test_longer_than_a_year_is_rejected(value: object) -> None:
+    # 10**400 used to escape as OverflowError (int too large to convert to float), and
+    # "99999999999d" was accepted, then overflowed timedelta in the running daemon.
+    with pytest.raises(ValueError, match=r"at most 366d \(a year\)|finite") as info:
+        parse_duration(value)
+    assert len(str(info.value)) < 120  # a 5000-digit number is not printed whole
+
+
+@pytest.mark.parametrize("value", [pytest.param(-(10**400), id="-10**400"), -1, "-86400"])
+def test_huge_negative_numbers_are_negative(value: object) -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        parse_duration(value)
+
+
+@given(st.one_of(st.integers(), st.floats(allow_nan=True), st.text(max_size=30)))
+@settings(max_examples=300, deadline=None)
+def test_any_value_is_a_bounded_duration_or_a_value_error(value: object) -> None:
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        return
+    assert 0 <= seconds <= MAX_DURATION

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.triggers.date import DateTrigger
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from bridgemon.config import ConfigError, parse_config
+from bridgemon.events import Event, EventModel, build_event, event_json
 from bridgemon.pretests import missed, upcoming
 from tests.helpers import inventory_toml
 
@@ -126,3 +130,141 @@ def test_nothing_is_missed_once_the_event_has_started() -> None:
     events = _event(datetime(2026, 12, 15, 8, 0))
     assert missed(events, datetime(2026, 12, 15, 8, 1, tzinfo=ZONE), {}) == []
     assert upcoming(events, datetime(2026, 12, 15, 8, 1, tzinfo=ZONE)) == []
+
+
+# --------------------------------------------------------------------------- times that exist
+
+
+def _everything_run_computes(event: Event) -> None:
+    """What the daemon derives from an event's times: the API's JSON, the pre-test plan
+    and its APScheduler date jobs, the metrics' window test and the status page's clock."""
+    event_json(event)
+    for now in (event.start - timedelta(days=400), event.start, event.end):
+        upcoming((event,), now)
+        missed((event,), now, {event.id: event.start})
+    for _, when in event.pretest_times():
+        DateTrigger(run_date=when).get_next_fire_time(None, when)
+        when.astimezone(UTC).timestamp()
+    for instant in (event.start, event.end):
+        instant.timestamp()
+        instant.astimezone(ZONE).strftime("%H:%M %d/%m/%Y")
+
+
+@pytest.mark.parametrize(
+    ("start", "timezone"),
+    [
+        ("2000-01-01T00:00:00+14:00", "Pacific/Kiritimati"),
+        ("2000-01-01T00:00:00", "Pacific/Kiritimati"),
+        ("2099-12-31T23:59:59-12:00", "Etc/GMT+12"),
+        ("2099-12-31T23:59:59", "Etc/GMT+12"),
+    ],
+)
+def test_the_extreme_accepted_events_compute_every_time(start: str, timezone: str) -> None:
+    (event,) = load(f'''
+[[events]]
+id = "bien"
+title = "Họp ở biên"
+start = {start}
+timezone = "{timezone}"
+duration = "7d"
+participants = "49"
+pretests = ["366d", "1d", "1ms"]
+''').events
+    assert [offset for offset, _ in event.pretest_times()] == [366 * 86400.0, 86400.0, 0.001]
+    _everything_run_computes(event)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ("start = 9999-12-31T23:00:00", "start", "the year 9999 is out of range"),
+        ("start = 0001-01-01T00:00:00+14:00", "start", "the year 1 is out of range"),
+        ("start = 0001-01-01T00:00:00", "start", "the year 1 is out of range"),
+        ('start = "1999-12-31T23:59:59"', "start", "the year 1999 is out of range"),
+        ("start = 2100-01-01T00:00:00", "start", "the year 2100 is out of range"),
+        ('start = 2026-12-15T08:00:00\npretests = ["99999999999d"]', "pretests[0]",
+         "at most 366d"),
+        ("start = 2026-12-15T08:00:00\npretests = [1" + "0" * 400 + "]", "pretests[0]",
+         "at most 366d"),
+        ('start = 2026-12-15T08:00:00\nduration = "8d"', "duration", "less than or equal"),
+    ],
+)
+def test_times_that_would_overflow_are_refused_at_load(
+    body: str, field: str, message: str
+) -> None:
+    # Each of these either crashed the loader (OverflowError) or passed check-config and
+    # then killed `run` when it planned the pre-tests.
+    text = f'\n[[events]]\nid = "x"\ntitle = "Họp"\nparticipants = "49"\n{body}\n'
+    with pytest.raises(ConfigError) as caught:
+        load(text)
+    (issue,) = caught.value.issues
+    assert issue.field == f"events[0].{field}" and message in issue.message
+    assert issue.path == "ev.toml" and issue.line > 0
+
+
+_ZONES = ["Asia/Ho_Chi_Minh", "Pacific/Kiritimati", "Etc/GMT+12", "UTC"]
+_DURATIONS = st.one_of(
+    st.integers(min_value=0, max_value=10**30),
+    st.sampled_from(['"366d"', '"367d"', '"99999999999d"', '"7d"', '"1ms"', "1e400", "0.5"]),
+)
+
+
+@given(
+    start=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59)),
+    offset=st.one_of(st.none(), st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59)),
+    timezone=st.sampled_from(_ZONES),
+    duration=_DURATIONS,
+    pretests=st.lists(_DURATIONS, max_size=3),
+)
+@example(start=datetime(1, 1, 1), offset=14 * 60, timezone="UTC", duration='"1ms"', pretests=[])
+@example(start=datetime(9999, 12, 31, 23, 59), offset=-12 * 60, timezone="UTC",
+         duration='"7d"', pretests=[])
+@example(start=datetime(2026, 12, 15, 8), offset=None, timezone="UTC", duration='"1h"',
+         pretests=['"99999999999d"'])
+@settings(max_examples=150, deadline=None)
+def test_an_event_is_refused_at_load_or_computes_every_time(
+    start: datetime, offset: int | None, timezone: str, duration: str | int,
+    pretests: list[str | int],
+) -> None:
+    written = start.replace(microsecond=0).isoformat()
+    if offset is not None:
+        sign, minutes = ("+" if offset >= 0 else "-"), abs(offset)
+        written += f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    text = (f'\n[[events]]\nid = "x"\ntitle = "Họp"\nparticipants = "49"\nstart = {written}\n'
+            f'timezone = "{timezone}"\nduration = {duration}\n'
+            f"pretests = [{', '.join(str(p) for p in pretests)}]\n")
+    try:
+        config = load(text)
+    except ConfigError as caught:
+        assert all(issue.path == "ev.toml" and issue.line > 0 for issue in caught.issues)
+        return
+    for event in config.events:
+        _everything_run_computes(event)
+
+
+def test_an_event_naming_a_site_with_its_own_error_is_not_told_it_is_unknown() -> None:
+    text = inventory_toml(SITES, port=9, extra='''
+[[events]]
+id = "hn"
+title = "Họp"
+start = 2026-12-15T08:00:00
+participants = "under:502"
+''').replace('"127.0.0.2"', '"127.0.0.999"')
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, Path("ev.toml"))
+    assert [issue.field for issue in caught.value.issues] == ["sites[1].address"]
+
+
+def test_build_event_reports_times_it_cannot_compute_instead_of_raising() -> None:
+    # The API and the loader validate first; this is the net under them: a model that
+    # skipped validation (9999-12-31T23:00 plus 2 h) is reported, not an OverflowError.
+    inventory = load("").inventory
+    model = EventModel.model_construct(
+        id="x", title="Họp", start=datetime(9999, 12, 31, 23, 0), timezone="UTC",
+        duration=7200.0, participants="49", pretests=[1800.0], count=None,
+    )
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    assert build_event(model, inventory, lambda loc, msg: problems.append((loc, msg)),
+                       ("events", 0)) is None
+    ((loc, message),) = problems
+    assert loc == ("events", 0, "start") and "cannot be computed" in message

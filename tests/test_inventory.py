@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bridgemon.inventory import Inventory, Level, SelectorError, Site
@@ -179,3 +181,57 @@ def test_probe_key_changes_with_measurement_settings() -> None:
     moved = make_site("502", "Thành phố Tam Kỳ", "district", "49", 3)
     assert renamed.probe_key() == site.probe_key()
     assert moved.probe_key() != site.probe_key()
+
+
+# --------------------------------------------------------------------------- no cycles
+
+
+def _tree(rows: list[tuple[str, str | None]]) -> dict[str, Site]:
+    return {
+        site_id: make_site(site_id, f"Điểm cầu {site_id}", "district", parent, n)
+        for n, (site_id, parent) in enumerate(rows, start=1)
+    }
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([("49", None), ("cum", "cum")], "parent cycle: 'cum' -> 'cum'"),
+        ([("49", None), ("a", "b"), ("b", "a"), ("c", "a")], "parent cycle: 'a' -> 'b' -> 'a'"),
+        ([("x", "y"), ("y", "z"), ("z", "x")], "parent cycle: 'x' -> 'y' -> 'z' -> 'x'"),
+    ],
+)
+def test_an_inventory_with_a_parent_cycle_cannot_be_built(
+    rows: list[tuple[str, str | None]], message: str
+) -> None:
+    # Built anyway, ``under:X`` over it walked the cycle forever, growing ~12 MB/s.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Inventory(levels=LEVELS, sites=_tree(rows))
+
+
+def test_parent_cycles_names_each_cycle_once() -> None:
+    from bridgemon.inventory import parent_cycles
+
+    parents: dict[str, str | None] = {
+        "tail": "a", "a": "b", "b": "a", "self": "self", "49": None, "orphan": "gone",
+        "p": "q", "q": "r", "r": "p", "below": "r",
+    }
+    assert parent_cycles(parents) == [("a", "b"), ("self",), ("p", "q", "r")]
+    assert parent_cycles({"49": None, "502": "49", "20335": "502"}) == []
+
+
+def test_a_forest_with_missing_parents_is_still_fine() -> None:
+    # A parent outside the inventory (a subset of a bigger one) makes a root, not an error.
+    inventory = Inventory(levels=LEVELS, sites=_tree([("502", "49"), ("20335", "502")]))
+    assert inventory.roots == ("502",)
+    assert inventory.descendants("502") == ["20335"]
+
+
+def test_selector_errors_name_the_missing_site() -> None:
+    with pytest.raises(SelectorError) as under:
+        quang_nam().select("under:517")
+    with pytest.raises(SelectorError) as plain:
+        quang_nam().select("502,999")
+    with pytest.raises(SelectorError) as level:
+        quang_nam().select("level:village")
+    assert (under.value.site, plain.value.site, level.value.site) == ("517", "999", None)
