@@ -4,6 +4,7 @@ behaviour (everything answered, nothing overran), never timing figures."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -16,9 +17,12 @@ from tests.helpers import get_json, scrape, value, wait_for_sync
 pytestmark = needs_root
 
 
-def _run(args: list[str]) -> subprocess.Popen[str]:
+def _run(args: list[str], state: Path | None = None) -> subprocess.Popen[str]:
+    """bridgemon ARGS from the repository; STATE, if given, holds its history (else the
+    state directory is next to the config file)."""
+    env = {**os.environ, "STATE_DIRECTORY": str(state)} if state is not None else None
     return subprocess.Popen(
-        [sys.executable, "-m", "bridgemon", *args], cwd=REPO,
+        [sys.executable, "-m", "bridgemon", *args], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -34,10 +38,10 @@ def _run_national(tmp_path: Path, sites: int, *, interval: str,
     return _run(["-c", str(config), "run"]), f"http://127.0.0.1:{port}"
 
 
-def test_shipped_inventory_is_all_ready_within_a_minute() -> None:
+def test_shipped_inventory_is_all_ready_within_a_minute(tmp_path: Path) -> None:
     port = free_port()
     started = time.monotonic()
-    process = _run(["run", "--listen", f"127.0.0.1:{port}"])
+    process = _run(["run", "--listen", f"127.0.0.1:{port}"], state=tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_sync(lambda: get_json(url + "/api/v1/sites")["summary"]["ready"] == 260, 60,
