@@ -23,9 +23,10 @@ from collections.abc import Mapping
 
 from bridgemon import metrics
 from bridgemon.inventory import Inventory, Site
-from bridgemon.readiness import STALE_AFTER_INTERVALS, State, Verdict, judge_own, judge_under
+from bridgemon.readiness import STALE_AFTER_INTERVALS, Verdict, judge_own, judge_under
 from bridgemon.snapshot import SiteView
 from bridgemon.state import SiteHistory
+from bridgemon.verdicts import State
 from bridgemon.views import encode_facts, site_row
 
 # A stale verdict names how long the site has been silent; refresh that figure this often.

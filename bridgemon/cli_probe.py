@@ -12,6 +12,7 @@ import dataclasses
 import json
 import sys
 
+from bridgemon import exits
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.dispatch import run_check
 from bridgemon.probes.pinger import Pinger, PingerUnavailable
@@ -20,8 +21,6 @@ from bridgemon.probes.target import parse_probe_url
 from bridgemon.specs import CheckSpec, HttpSpec, IcmpSpec, SipSpec
 from bridgemon.views import check_json
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
 
 def cmd_probe(args: argparse.Namespace) -> int:
     try:
@@ -29,7 +28,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         spec = _adjust(spec, args)
     except ValueError as exc:
         print(f"bridgemon probe: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
 
     async def main() -> ProbeResult:
         pinger = Pinger()
@@ -44,13 +43,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
         result = asyncio.run(main())
     except PingerUnavailable as exc:
         print(f"bridgemon probe: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     view = check_json(result)
     if args.format == "json":
         print(json.dumps(view, ensure_ascii=False, indent=2))
     else:
         _print_table(args.url, view)
-    return EXIT_OK if result.ok else EXIT_FAIL
+    return exits.OK if result.ok else exits.FAIL
 
 
 def _adjust(spec: CheckSpec | IcmpSpec, args: argparse.Namespace) -> CheckSpec | IcmpSpec:

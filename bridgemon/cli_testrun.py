@@ -14,12 +14,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from bridgemon import exits
 from bridgemon.config import Config, ConfigError, load_config, parse_config
 from bridgemon.history import DEFAULT_FILE, History
 from bridgemon.inventory import SelectorError
-from bridgemon.readiness import STATE_VI, State
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from bridgemon.verdicts import CAN_JOIN, STATES, WORDS_VI, State
 
 
 def history_path(state_dir: Path) -> Path:
@@ -121,10 +120,10 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
         if event is None:
             known = ", ".join(e.id for e in config.events) or "none configured"
             print(f"bridgemon: unknown event {args.event!r} (events: {known})", file=sys.stderr)
-            return EXIT_USAGE
+            return exits.USAGE
     if args.count is not None and not 1 <= args.count <= 1000:
         print("bridgemon: --count must be between 1 and 1000", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     settings = config.test
     try:
         plan = plan_test(
@@ -135,7 +134,7 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
         )
     except SelectorError as exc:
         print(f"bridgemon: --select: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     history = None if args.no_history else open_history(config.monitor.state_dir)
     progress = _Progress(len(plan.sites))
 
@@ -164,12 +163,12 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
             report = asyncio.run(main())
     except PingerUnavailable as exc:
         print(f"bridgemon: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     except KeyboardInterrupt:
         if history is not None:
             history.abort(plan.run_id)
         print("bridgemon: interrupted; the run is kept as incomplete", file=sys.stderr)
-        return 130
+        return exits.INTERRUPTED
     if history is not None:
         history.finish(plan.run_id, report["finished_at"], report["summary"])
         # The state directory follows the config file, not the shell's directory: say
@@ -178,18 +177,18 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
               f"{history_path(config.monitor.state_dir).absolute()}; "
               f"again: bridgemon report {plan.run_id}", file=sys.stderr)
     _write(render(report, args.format), args.output)
-    return EXIT_OK if all_ready(report, strict=args.strict) else EXIT_FAIL
+    return exits.OK if all_ready(report, strict=args.strict) else exits.FAIL
 
 
 def cmd_history(args: argparse.Namespace, state_dir: Path) -> int:
     path = history_path(state_dir)
     if not path.exists():
         print(f"no test runs stored yet ({path.absolute()})", file=sys.stderr)
-        return EXIT_OK
+        return exits.OK
     runs = open_history(state_dir).list(limit=args.limit, event=args.event)
     if args.format == "json":
         print(json.dumps(runs, ensure_ascii=False, indent=2))
-        return EXIT_OK
+        return exits.OK
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -209,19 +208,20 @@ def cmd_history(args: argparse.Namespace, state_dir: Path) -> int:
         table.add_column(column, overflow="fold")
     for run in runs:
         summary = run.get("summary") or {}
-        not_ok = sum(summary.get(k, 0) for k in ("not_ready", "parent_down", "unknown"))
+        can_join = sum(summary.get(state, 0) for state in CAN_JOIN)
+        not_ok = sum(summary.get(state, 0) for state in STATES if state not in CAN_JOIN)
         # Every cell is data (an event id, a selector, a user name): Text, never markup.
         table.add_row(*(Text(str(cell)) for cell in (
             run["run_id"], when(run["started_at"], seconds=False),
             STATUS_VI.get(run["status"], run["status"]),
-            f"{summary.get('ready', 0) + summary.get('degraded', 0)}/{summary.get('total', 0)}",
+            f"{can_join}/{summary.get('total', 0)}",
             not_ok, run.get("event") or "", run.get("selector") or "",
             run.get("operator") or "",
         )))
     console = Console(highlight=False)
     console.print(table)
     console.print(Text(f"Lưu tại (stored in): {path.absolute()}"), soft_wrap=True)
-    return EXIT_OK
+    return exits.OK
 
 
 def cmd_report(args: argparse.Namespace, state_dir: Path) -> int:
@@ -231,7 +231,7 @@ def cmd_report(args: argparse.Namespace, state_dir: Path) -> int:
     if not path.exists():
         print(f"bridgemon: no test run {args.run_id!r}: no test runs stored in "
               f"{path.absolute()}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     with open_history(state_dir) as history:
         report = history.get(args.run_id)
         if report is None:
@@ -241,13 +241,13 @@ def cmd_report(args: argparse.Namespace, state_dir: Path) -> int:
                 shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
                 print(f"bridgemon: run id {args.run_id!r} is ambiguous: {shown}",
                       file=sys.stderr)
-                return EXIT_USAGE
+                return exits.USAGE
             report = history.get(matches[0]) if matches else None
     if report is None:
         print(f"bridgemon: no test run {args.run_id!r} in {path.absolute()}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     _write(render(report, args.format), args.output)
-    return EXIT_OK
+    return exits.OK
 
 
 class _Progress:
@@ -294,7 +294,7 @@ class _Progress:
         self.done += 1
         state = State(site["verdict"])
         self.counts[state] += 1
-        ready = self.counts[State.READY] + self.counts[State.DEGRADED]
+        ready = sum(self.counts[state] for state in CAN_JOIN)
         not_ready = self.done - ready
         if self._bar is not None:
             self._bar.update(self._task, advance=1,
@@ -302,4 +302,4 @@ class _Progress:
         else:
             reason = f" — {site['reasons'][0]}" if site["reasons"] else ""
             print(f"[{self.done}/{self.total}] {site['name']} ({site['id']}): "
-                  f"{STATE_VI[state]}{reason}", file=sys.stderr, flush=True)
+                  f"{WORDS_VI[state]}{reason}", file=sys.stderr, flush=True)

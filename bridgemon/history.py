@@ -45,11 +45,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bridgemon import verdicts
+
 log = logging.getLogger(__name__)
 
 DEFAULT_FILE = "bridgemon.db"
 BUSY_TIMEOUT_S = 10.0
-VERDICTS = ("ready", "degraded", "not_ready", "parent_down", "unknown")
 STATUSES = ("running", "complete", "incomplete")
 
 
@@ -162,13 +163,6 @@ def _owner_alive(pid: int | None, start: str | None, boot: str | None) -> bool:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _count(verdicts: Mapping[str, int]) -> dict[str, int]:
-    counts = dict.fromkeys(VERDICTS, 0)
-    for verdict, n in verdicts.items():
-        counts[verdict if verdict in counts else "unknown"] += n
-    return {"total": sum(counts.values()), **counts}
 
 
 class History:
@@ -375,7 +369,7 @@ class History:
             "SELECT verdict, COUNT(*) FROM run_sites WHERE run_id = ? GROUP BY verdict",
             (run_id,),
         ).fetchall()
-        return _count({str(verdict): int(n) for verdict, n in rows})
+        return verdicts.add_up((str(verdict), int(n)) for verdict, n in rows)
 
     # --- reading ---------------------------------------------------------------------
 

@@ -24,8 +24,9 @@ from bridgemon.durations import format_duration
 from bridgemon.events import Event
 from bridgemon.inventory import Inventory, Site
 from bridgemon.probes.result import ProbeResult
-from bridgemon.readiness import STATES, Verdict
+from bridgemon.readiness import Verdict
 from bridgemon.snapshot import Snapshot
+from bridgemon.verdicts import STATES, can_join
 
 INFO_LABELS = ("site", "name", "level", "parent", "address", "profile", "contact", "phone")
 
@@ -408,7 +409,7 @@ def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
         run_time.add_metric([event.id], datetime.fromisoformat(finished).timestamp())
         for site in report["sites"]:
             if site["id"] in snap.inventory.sites:
-                ok = site["verdict"] in ("ready", "degraded")
+                ok = can_join(site["verdict"])
                 site_ready.add_metric([event.id, site["id"]], 1 if ok else 0)
         for verdict, number in report["summary"].items():
             if verdict != "total":

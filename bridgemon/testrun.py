@@ -23,16 +23,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from bridgemon import verdicts
 from bridgemon.events import ZONE, Event
 from bridgemon.inventory import Inventory, Site
 from bridgemon.probes import ProbeContext
-from bridgemon.readiness import State, Verdict, judge_own, judge_under
+from bridgemon.readiness import Verdict, judge_own, judge_under
 from bridgemon.scheduler import probe_site
 from bridgemon.specs import IcmpSpec
 from bridgemon.state import SiteRound
 from bridgemon.views import check_json
-
-SUMMARY_KEYS = ("ready", "degraded", "not_ready", "parent_down", "unknown")
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class TestPlan:
             "operator": self.operator,
             "count": self.count,
             "spacing_ms": round(self.spacing * 1000, 3),
-            "summary": {"total": len(self.sites), **dict.fromkeys(SUMMARY_KEYS, 0)},
+            "summary": {**verdicts.count(()), "total": len(self.sites)},
         }
 
 
@@ -163,7 +162,7 @@ async def run_test(
         on_start(header)
     selected = {site.id for site in plan.sites}
     planned = {site.id: site for site in (*plan.context, *plan.sites)}
-    verdicts: dict[str, Verdict] = {}
+    judged: dict[str, Verdict] = {}
     own: dict[str, tuple[Verdict, SiteRound]] = {}
     reports: dict[str, dict[str, Any]] = {}
     limit = asyncio.Semaphore(plan.concurrency)
@@ -172,16 +171,16 @@ async def run_test(
         """Judge a probed site once its parent (if probed) is judged; then its children."""
         site = planned[site_id]
         parent_id = site.parent if site.parent in planned else None
-        if parent_id is not None and parent_id not in verdicts:
+        if parent_id is not None and parent_id not in judged:
             return  # the parent will settle us when it is judged
-        verdict = judge_under(own[site_id][0], verdicts.get(parent_id or ""), inventory)
-        verdicts[site_id] = verdict
+        verdict = judge_under(own[site_id][0], judged.get(parent_id or ""), inventory)
+        judged[site_id] = verdict
         if site_id in selected:
             reports[site_id] = site_report(site, inventory, verdict, own[site_id][1])
             if on_site is not None:
                 on_site(reports[site_id])
         for child in inventory.children.get(site_id, ()):
-            if child in own and child not in verdicts:
+            if child in own and child not in judged:
                 settle(child)
 
     async def probe(site: Site) -> None:
@@ -207,9 +206,7 @@ async def run_test(
         for task in tasks:
             task.cancel()
     sites = [reports[site.id] for site in plan.sites]
-    summary = {"total": len(sites), **dict.fromkeys(SUMMARY_KEYS, 0)}
-    for report in sites:
-        summary[report["verdict"]] += 1
+    summary = verdicts.count(report["verdict"] for report in sites)
     return {
         **header,
         "finished_at": iso(time.time()),
@@ -221,5 +218,5 @@ async def run_test(
 
 def all_ready(report: dict[str, Any], *, strict: bool = False) -> bool:
     """True when every site can join: ready (or degraded, unless strict)."""
-    allowed = {State.READY.value} if strict else {State.READY.value, State.DEGRADED.value}
+    allowed = {verdicts.State.READY} if strict else verdicts.CAN_JOIN
     return all(site["verdict"] in allowed for site in report["sites"])

@@ -11,7 +11,8 @@ import orjson
 
 from bridgemon.inventory import Site
 from bridgemon.probes.result import ProbeResult, RttStats
-from bridgemon.readiness import PathQuality, State, Verdict
+from bridgemon.readiness import PathQuality, Verdict
+from bridgemon.verdicts import State
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -121,10 +122,3 @@ def encode(value: object) -> bytes:
     """Compact UTF-8 JSON. orjson, because rows are encoded for every site every round:
     1.4 µs for a site's state where the standard library took 25 (measured here)."""
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
-
-
-def summary_json(verdicts: list[Verdict]) -> dict[str, int]:
-    counts = {state.value: 0 for state in State}
-    for verdict in verdicts:
-        counts[verdict.state.value] += 1
-    return {"total": len(verdicts), **counts}

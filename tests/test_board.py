@@ -6,8 +6,9 @@ import json
 
 from bridgemon.board import Board
 from bridgemon.inventory import Inventory, Level, Site
-from bridgemon.readiness import State, judge_all
+from bridgemon.readiness import judge_all
 from bridgemon.state import StateStore
+from bridgemon.verdicts import State
 from bridgemon.views import site_json
 from tests.test_state import icmp_round, make_site
 

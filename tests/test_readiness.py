@@ -12,8 +12,6 @@ from bridgemon.inventory import Inventory, Level, Site
 from bridgemon.probes.result import EchoBurst, ProbeResult
 from bridgemon.readiness import (
     STALE_AFTER_INTERVALS,
-    STATE_VI,
-    State,
     Verdict,
     judge_all,
     judge_own,
@@ -22,6 +20,8 @@ from bridgemon.readiness import (
 )
 from bridgemon.specs import IcmpSpec, Thresholds
 from bridgemon.state import SiteRound
+from bridgemon.verdicts import WORDS_VI as STATE_VI
+from bridgemon.verdicts import State
 
 NOW = 10_000.0
 LOST = None

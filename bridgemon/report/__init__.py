@@ -17,15 +17,8 @@ from bridgemon.report.csvout import render_csv
 from bridgemon.report.html import render_html
 from bridgemon.report.table import print_table, render_table
 
+# What an HTTP response or a file of each format is: bridgemon.media_types.REPORTS.
 FORMATS: tuple[str, ...] = ("table", "json", "csv", "html")
-# What an HTTP response or a file of each format is.
-MEDIA_TYPES = {
-    "table": "text/plain; charset=utf-8",
-    "json": "application/json",
-    "csv": "text/csv; charset=utf-8",
-    "html": "text/html; charset=utf-8",
-}
-EXTENSIONS = {"table": "txt", "json": "json", "csv": "csv", "html": "html"}
 
 
 def render_json(report: Mapping[str, Any]) -> str:
@@ -46,9 +39,7 @@ def render(report: Mapping[str, Any], fmt: str) -> str:
 
 
 __all__ = [
-    "EXTENSIONS",
     "FORMATS",
-    "MEDIA_TYPES",
     "print_table",
     "render",
     "render_csv",

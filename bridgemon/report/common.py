@@ -1,45 +1,25 @@
-"""What every report format shares: verdict order and names, number and time formatting.
+"""What every report format shares: number and time formatting, the order of sites.
 
 Everything here reads the test-run report dict (the JSON contract, docs/testrun.schema.json) and
 nothing else: no inventory, no live state, no clock. A run stored years ago must render
 exactly as it did the day it ran, so no output may depend on the machine's locale, time
-zone or configuration. The Vietnamese verdict names are the only thing taken from the
-code base (readiness.STATE_VI) so the dashboard, the API and the reports say the same words.
+zone or configuration. The verdicts' names, orders and words are ``bridgemon.verdicts``'s,
+so the dashboard, the API and the reports say the same words.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from bridgemon.readiness import STATE_VI
+from bridgemon import verdicts
 
-# Worst first: the order in which the technicians must act (and the tables list sites).
-VERDICTS: tuple[str, ...] = ("not_ready", "parent_down", "unknown", "degraded", "ready")
-# The order counts are read out in (a summary line, the HTML boxes): good news first.
-SUMMARY_ORDER: tuple[str, ...] = ("ready", "degraded", "not_ready", "parent_down", "unknown")
-VERDICT_RANK = {verdict: rank for rank, verdict in enumerate(VERDICTS)}
-VERDICT_VI: dict[str, str] = {str(state): name for state, name in STATE_VI.items()}
-VERDICT_EN: dict[str, str] = {
-    "ready": "ready", "degraded": "degraded", "not_ready": "not ready",
-    "parent_down": "parent down", "unknown": "unknown",
-}
 TRIGGER_VI = {"cli": "dòng lệnh", "schedule": "tự động theo lịch", "api": "qua API"}
 STATUS_VI = {"complete": "hoàn tất", "running": "đang chạy", "incomplete": "bị gián đoạn"}
 DASH = "—"
-
-
-def verdict_vi(verdict: str) -> str:
-    """A verdict's Vietnamese name; a verdict this version does not know is shown as is."""
-    return VERDICT_VI.get(verdict, verdict)
-
-
-def verdict_rank(verdict: str) -> int:
-    # Unknown future verdicts sort with "unknown": visible, but after the certain failures.
-    return VERDICT_RANK.get(verdict, VERDICT_RANK["unknown"])
 
 
 def summary_of(report: Mapping[str, Any]) -> dict[str, int]:
@@ -47,18 +27,9 @@ def summary_of(report: Mapping[str, Any]) -> dict[str, int]:
     (a run still going, or one cut short, has only the sites finished so far)."""
     stored = report.get("summary")
     if isinstance(stored, Mapping) and "total" in stored:
-        return {"total": int(stored["total"]), **{v: int(stored.get(v, 0)) for v in VERDICTS}}
-    return count_verdicts(site.get("verdict", "unknown") for site in report.get("sites", ()))
-
-
-def count_verdicts(verdicts: Iterable[str]) -> dict[str, int]:
-    counts = dict.fromkeys(VERDICTS, 0)
-    total = 0
-    for verdict in verdicts:
-        total += 1
-        key = verdict if verdict in counts else "unknown"
-        counts[key] += 1
-    return {"total": total, **counts}
+        return {"total": int(stored["total"]),
+                **{v: int(stored.get(v, 0)) for v in verdicts.NAMES}}
+    return verdicts.count(site.get("verdict", "unknown") for site in report.get("sites", ()))
 
 
 def icmp_of(site: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -195,7 +166,7 @@ def duration_between(start: str | None, end: str | None) -> float | None:
 
 def by_severity(sites: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Worst verdict first; within a verdict, the order of the report (inventory order)."""
-    return sorted(sites, key=lambda site: verdict_rank(site.get("verdict", "unknown")))
+    return sorted(sites, key=lambda site: verdicts.rank(site.get("verdict", "unknown")))
 
 
 def grouped(
@@ -215,6 +186,6 @@ def grouped(
             names[parent] = site.get("parent_name") or parent or ""
     ordered = sorted(
         groups.items(),
-        key=lambda item: min(verdict_rank(s.get("verdict", "unknown")) for s in item[1]),
+        key=lambda item: min(verdicts.rank(s.get("verdict", "unknown")) for s in item[1]),
     )
     return [(parent, names[parent], by_severity(members)) for parent, members in ordered]

@@ -14,7 +14,8 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from bridgemon.report.common import failing_checks, path_figures, verdict_vi
+from bridgemon import verdicts
+from bridgemon.report.common import failing_checks, path_figures
 
 BOM = "\ufeff"
 # (header, how to get the value). The header is what a person reads in row 1.
@@ -95,7 +96,7 @@ def _row(report: Mapping[str, Any], site: Mapping[str, Any], index: int, decimal
         _text(site.get("parent")),
         _text(site.get("parent_name")),
         _text(site.get("address")),
-        _text(verdict_vi(verdict)),
+        _text(verdicts.words_vi(verdict)),
         _text(verdict),
         count(fig["sent"]),
         count(fig["received"]),

@@ -20,10 +20,10 @@ from typing import Any
 
 import jinja2
 
+from bridgemon import verdicts
 from bridgemon.report.common import (
     DASH,
     STATUS_VI,
-    SUMMARY_ORDER,
     TRIGGER_VI,
     by_severity,
     date_words,
@@ -33,7 +33,6 @@ from bridgemon.report.common import (
     pct,
     problems,
     summary_of,
-    verdict_vi,
     when,
 )
 
@@ -82,8 +81,8 @@ def context(report: Mapping[str, Any], organization: str | None = None) -> dict[
         "status_vi": STATUS_VI.get(status, status),
         "total": num(counts["total"], 0),
         "counts": [
-            {"verdict": v, "label": verdict_vi(v), "count": num(counts.get(v, 0), 0)}
-            for v in SUMMARY_ORDER
+            {"verdict": v, "label": verdicts.words_vi(v), "count": num(counts.get(v, 0), 0)}
+            for v in verdicts.NAMES
         ],
         "rows": [_row(index, site) for index, site in
                  enumerate(by_severity(report.get("sites") or []), start=1)],
@@ -103,7 +102,7 @@ def _row(index: int, site: Mapping[str, Any]) -> dict[str, Any]:
         "address": site.get("address"),
         "parent": site.get("parent_name") or site.get("parent") or DASH,
         "verdict": verdict,
-        "verdict_vi": verdict_vi(verdict),
+        "verdict_vi": verdicts.words_vi(verdict),
         "rtt": rtt,
         "jitter": num(fig["jitter"]),
         "loss": pct(fig["loss_ratio"]),

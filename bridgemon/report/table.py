@@ -16,10 +16,10 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from bridgemon import verdicts
 from bridgemon.report.common import (
     DASH,
     STATUS_VI,
-    SUMMARY_ORDER,
     TRIGGER_VI,
     duration_between,
     grouped,
@@ -28,7 +28,6 @@ from bridgemon.report.common import (
     pct,
     problems,
     summary_of,
-    verdict_vi,
     when,
 )
 
@@ -184,7 +183,7 @@ def _row(site: Mapping[str, Any]) -> list[Any]:
     name.append(f"\n{where}", style="dim")
     return [
         name,
-        Text(verdict_vi(verdict), style=VERDICT_STYLE.get(verdict, "")),
+        Text(verdicts.words_vi(verdict), style=VERDICT_STYLE.get(verdict, "")),
         rtt,
         num(fig["jitter"]),
         pct(fig["loss_ratio"]),
@@ -196,11 +195,11 @@ def _row(site: Mapping[str, Any]) -> list[Any]:
 def _footer(report: Mapping[str, Any], problems_only: bool) -> Text:
     counts = summary_of(report)
     text = Text(f"Tổng số {num(counts['total'], 0)} điểm cầu\n", style="bold")
-    for index, verdict in enumerate(SUMMARY_ORDER):
+    for index, verdict in enumerate(verdicts.NAMES):
         if index:
             text.append(" · ")
         count = counts.get(verdict, 0)
-        text.append(f"{verdict_vi(verdict)} {num(count, 0)}",
+        text.append(f"{verdicts.words_vi(verdict)} {num(count, 0)}",
                     style=VERDICT_STYLE[verdict] if count else "dim")
     if problems_only and counts.get("ready"):
         text.append(f"\n({num(counts['ready'], 0)} điểm cầu sẵn sàng không liệt kê)", style="dim")
