@@ -1,7 +1,7 @@
-"""The running monitor: wires configuration, pinger, state, scheduler and web together.
+"""The running monitor: wires configuration, pinger, windows, board, scheduler and web together.
 
 Owns the one mutable thing the others share (the current Config) and swaps it whole on
-reload, all or nothing: the new state windows, board, event plan are built aside first and
+reload, all or nothing: the new windows, board, event plan are built aside first and
 swapped in only when every part of them succeeded. A configuration the loader refuses, or
 that fails in any other way, is logged and the old one keeps running.
 """
@@ -24,11 +24,12 @@ from bridgemon.inventory import Site
 from bridgemon.loop_lag import LoopLagMeter
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.pinger import Pinger
+from bridgemon.probes.result import SiteRound
 from bridgemon.scheduler import RoundScheduler
 from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
-from bridgemon.state import SiteRound, StateStore
 from bridgemon.testruns import TestRuns
 from bridgemon.web.serving import HttpLimits, Listener
+from bridgemon.windows import WindowStore
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class Monitor:
         self.http = http or HttpLimits()
         self.listen = listen or config.monitor.listen
         self.started_at = time.time()
-        self.state = StateStore(window=config.monitor.window)
+        self.windows = WindowStore(window=config.monitor.window)
         self.board = Board()
         self.loop_lag = LoopLagMeter()
         self.gc_pacer = GcPacer()
@@ -82,8 +83,8 @@ class Monitor:
         mode = self.pinger.check()
         ctx = ProbeContext(pinger=self.pinger, resolve_timeout=monitor.resolve_timeout,
                            sockets=asyncio.Semaphore(monitor.check_sockets))
-        self.state.sync(self.config.inventory, monitor.window)
-        self.board.sync(self.config.inventory, self.state.sites, time.time())
+        self.windows.sync(self.config.inventory, monitor.window)
+        self.board.sync(self.config.inventory, self.windows.sites, time.time())
         self.loop_lag.period = self.pinger.tick
         self.loop_lag.start()
         self._housekeeping = asyncio.ensure_future(self._keep_house())
@@ -154,7 +155,7 @@ class Monitor:
     async def reload(self) -> ReloadOutcome:
         """Load the file again and switch to it whole, or keep the running configuration:
         whatever fails (the loader's checks, an exception of any kind while loading or while
-        building the new state) rejects the reload; nothing is half-applied."""
+        building the new windows) rejects the reload; nothing is half-applied."""
         async with self._reload_lock:
             now = time.time()
             path = self.config.path
@@ -192,28 +193,28 @@ class Monitor:
         return ReloadOutcome(False, errors, kept, stage)
 
     def apply(self, config: Config) -> None:
-        """Switch to ``config``, all or nothing. Everything new (state windows, the judged
+        """Switch to ``config``, all or nothing. Everything new (windows, the judged
         board, the event plan) is built aside first; then the swap, which only the
         scheduler's jobs can fail, and they are put back as they were if they do."""
         monitor = config.monitor
         now = time.time()
-        state = StateStore(
-            window=self.state.window,
+        windows = WindowStore(
+            window=self.windows.window,
             # Copies: sync may resize a kept window, which the old store must not see.
-            sites={k: dataclasses.replace(v) for k, v in self.state.sites.items()},
-            version=self.state.version,
+            sites={k: dataclasses.replace(v) for k, v in self.windows.sites.items()},
+            version=self.windows.version,
         )
-        state.sync(config.inventory, monitor.window)
+        windows.sync(config.inventory, monitor.window)
         board = Board()
-        board.sync(config.inventory, state.sites, now)
+        board.sync(config.inventory, windows.sites, now)
         events = self.testruns.prepare(config) if self.testruns is not None else None
         # Nothing has changed so far. No await from here on: no round lands in between.
         if monitor.listen != self.config.monitor.listen:
             log.warning("listen address changes take effect on restart only")
         if monitor.state_dir != self.config.monitor.state_dir:
             log.warning("state_dir changes take effect on restart only")
-        old = (self.config, self.state, self.board)
-        self.config, self.state, self.board = config, state, board
+        old = (self.config, self.windows, self.board)
+        self.config, self.windows, self.board = config, windows, board
         try:
             if self.scheduler is not None:
                 self.scheduler.apply(config.inventory, max_concurrency=monitor.max_concurrency,
@@ -221,7 +222,7 @@ class Monitor:
             if self.testruns is not None and events is not None:
                 self.testruns.commit(events)
         except BaseException:
-            self.config, self.state, self.board = old
+            self.config, self.windows, self.board = old
             if self.scheduler is not None:
                 previous = old[0].monitor
                 self.scheduler.apply(old[0].inventory, max_concurrency=previous.max_concurrency,
@@ -232,7 +233,7 @@ class Monitor:
 
     def record(self, site: Site, site_round: SiteRound) -> None:
         """A site's round is done: remember it and judge the site, once, now."""
-        if self.state.record(site.id, site.probe_key(), site_round):
+        if self.windows.record(site.id, site.probe_key(), site_round):
             self.board.update(site.id, time.time())
 
     async def _keep_house(self) -> None:

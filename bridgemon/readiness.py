@@ -20,9 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bridgemon.inventory import Inventory, Site
-from bridgemon.probes.result import EchoBurst, RttStats
+from bridgemon.probes.result import EchoBurst, RttStats, SiteRound
 from bridgemon.specs import Thresholds
-from bridgemon.state import SiteRound
 from bridgemon.verdicts import CAN_JOIN, RANK, State
 
 # How long a site may go without a probe before its verdict is no longer trusted.

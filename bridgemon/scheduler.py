@@ -2,7 +2,7 @@
 
 A round takes the sites of its interval, starts their probes spread over
 ``spread × interval`` (never all at once), keeps at most ``max_concurrency`` sites in
-flight, and hands each site's results to ``record`` (the daemon's: the state store, then
+flight, and hands each site's results to ``record`` (the daemon's: its window, then
 the site's judgement). A round still running when the next one is due is not doubled:
 APScheduler skips the new one (max_instances=1) and we count it as an overrun.
 """
@@ -27,7 +27,7 @@ from bridgemon.durations import format_duration
 from bridgemon.inventory import Inventory, Site
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.dispatch import run_check
-from bridgemon.state import SiteRound
+from bridgemon.probes.result import SiteRound
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridgemon.inventory import Inventory, Level, Site
-from bridgemon.probes.result import EchoBurst, ProbeResult
+from bridgemon.probes.result import EchoBurst, ProbeResult, SiteRound
 from bridgemon.readiness import (
     STALE_AFTER_INTERVALS,
     Verdict,
@@ -19,7 +19,6 @@ from bridgemon.readiness import (
     path_quality,
 )
 from bridgemon.specs import IcmpSpec, Thresholds
-from bridgemon.state import SiteRound
 from bridgemon.verdicts import WORDS_VI as STATE_VI
 from bridgemon.verdicts import State
 
