@@ -13,11 +13,12 @@ import json
 import sys
 
 from bridgemon import exits
+from bridgemon.cli_probe_url import parse_probe_url
+from bridgemon.config import MonitorModel
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.dispatch import run_check
-from bridgemon.probes.pinger import Pinger, PingerUnavailable
+from bridgemon.probes.pinger import PingerUnavailable
 from bridgemon.probes.result import ProbeResult
-from bridgemon.probes.target import parse_probe_url
 from bridgemon.specs import CheckSpec, HttpSpec, IcmpSpec, SipSpec
 from bridgemon.views import check_json
 
@@ -31,13 +32,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
         return exits.USAGE
 
     async def main() -> ProbeResult:
-        pinger = Pinger()
+        # No inventory: the [monitor] defaults (ICMP mode, name lookup timeout, sockets).
+        ctx = ProbeContext.from_settings(MonitorModel())
         try:
             if isinstance(spec, IcmpSpec):
-                pinger.check()
-            return await run_check(host, spec, ProbeContext(pinger=pinger))
+                ctx.pinger.check()
+            return await run_check(host, spec, ctx)
         finally:
-            pinger.close()
+            ctx.pinger.close()
 
     try:
         result = asyncio.run(main())

@@ -110,7 +110,7 @@ def _write(text: str, output: str | None) -> None:
 
 def cmd_test(args: argparse.Namespace, config: Config) -> int:
     from bridgemon.probes import ProbeContext
-    from bridgemon.probes.pinger import Pinger, PingerUnavailable
+    from bridgemon.probes.pinger import PingerUnavailable
     from bridgemon.report import render
     from bridgemon.testrun import all_ready, default_operator, plan_test, run_test
 
@@ -148,15 +148,13 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
         progress.site(site)
 
     async def main() -> dict[str, Any]:
-        pinger = Pinger(config.monitor.icmp_mode)
+        ctx = ProbeContext.from_settings(config.monitor)
         try:
-            pinger.check()
-            ctx = ProbeContext(pinger=pinger, resolve_timeout=config.monitor.resolve_timeout,
-                               sockets=asyncio.Semaphore(config.monitor.check_sockets))
+            ctx.pinger.check()
             return await run_test(plan, config.inventory, ctx, on_start=on_start,
                                   on_site=on_site)
         finally:
-            pinger.close()
+            ctx.pinger.close()
 
     try:
         with progress:

@@ -79,10 +79,9 @@ class Monitor:
         from bridgemon.web.app import make_app  # the web layer depends on us, not vice versa
 
         monitor = self.config.monitor
-        self.pinger = Pinger(monitor.icmp_mode)
+        ctx = ProbeContext.from_settings(monitor)
+        self.pinger = ctx.pinger
         mode = self.pinger.check()
-        ctx = ProbeContext(pinger=self.pinger, resolve_timeout=monitor.resolve_timeout,
-                           sockets=asyncio.Semaphore(monitor.check_sockets))
         self.windows.sync(self.config.inventory, monitor.window)
         self.board.sync(self.config.inventory, self.windows.sites, time.time())
         self.loop_lag.period = self.pinger.tick

@@ -28,8 +28,8 @@ from bridgemon.events import ZONE, Event
 from bridgemon.inventory import Inventory, Site
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.result import SiteRound
+from bridgemon.probes.site import probe_site
 from bridgemon.readiness import Verdict, judge_own, judge_under
-from bridgemon.scheduler import probe_site
 from bridgemon.specs import IcmpSpec
 from bridgemon.views import check_json
 
