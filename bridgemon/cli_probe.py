@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import sys
+from collections.abc import Mapping
 
 from bridgemon import exits
 from bridgemon.cli_probe_url import parse_probe_url
@@ -73,7 +74,7 @@ def _adjust(spec: CheckSpec | IcmpSpec, args: argparse.Namespace) -> CheckSpec |
     return dataclasses.replace(spec, **changes) if changes else spec  # type: ignore[arg-type]
 
 
-def _print_table(url: str, view: dict[str, object]) -> None:
+def _print_table(url: str, view: Mapping[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text

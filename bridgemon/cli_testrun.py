@@ -16,18 +16,15 @@ from typing import Any
 
 from bridgemon import exits
 from bridgemon.config import Config, ConfigError, load_config, parse_config
-from bridgemon.history import DEFAULT_FILE, History
 from bridgemon.inventory import SelectorError
-from bridgemon.verdicts import CAN_JOIN, STATES, WORDS_VI, State
-
-
-def history_path(state_dir: Path) -> Path:
-    return state_dir / DEFAULT_FILE
+from bridgemon.testrun.history import History, file_in
+from bridgemon.testrun_schema import Report, SiteReport
+from bridgemon.verdicts import CAN_JOIN, WORDS_VI, State, in_order
 
 
 def open_history(state_dir: Path) -> History:
     """The store, with runs of processes that died (SIGKILL, power cut) marked incomplete."""
-    history = History(history_path(state_dir))
+    history = History(file_in(state_dir))
     for run_id in history.mark_incomplete():
         print(f"test run {run_id} was interrupted; marked incomplete", file=sys.stderr)
     return history
@@ -49,7 +46,7 @@ def stored_runs_dir(path: Path) -> Path:
         first = exc.issues[0] if exc.issues else exc
         print(f"warning: {path} is not loaded ({count} error{'s' if count != 1 else ''}, "
               f"`bridgemon check-config` lists them; the first: {first})\n"
-              f"warning: stored runs are read from {history_path(state_dir).absolute()} "
+              f"warning: stored runs are read from {file_in(state_dir).absolute()} "
               f"({source})", file=sys.stderr)
         return state_dir
     for warning in config.warnings:
@@ -112,7 +109,8 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
     from bridgemon.probes import ProbeContext
     from bridgemon.probes.pinger import PingerUnavailable
     from bridgemon.report import render
-    from bridgemon.testrun import all_ready, default_operator, plan_test, run_test
+    from bridgemon.testrun.plan import default_operator, plan_with
+    from bridgemon.testrun.run import all_ready, run_and_store
 
     event = None
     if args.event:
@@ -124,35 +122,21 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
     if args.count is not None and not 1 <= args.count <= 1000:
         print("bridgemon: --count must be between 1 and 1000", file=sys.stderr)
         return exits.USAGE
-    settings = config.test
     try:
-        plan = plan_test(
-            config.inventory, selector=args.select, event=event,
-            count=args.count or settings.count, spacing=settings.spacing,
-            timeout=settings.timeout, concurrency=settings.concurrency, trigger="cli",
-            operator=default_operator(),
-        )
+        plan = plan_with(config.test, config.inventory, selector=args.select, event=event,
+                         count=args.count, trigger="cli", operator=default_operator())
     except SelectorError as exc:
         print(f"bridgemon: --select: {exc}", file=sys.stderr)
         return exits.USAGE
     history = None if args.no_history else open_history(config.monitor.state_dir)
     progress = _Progress(len(plan.sites))
 
-    def on_start(header: dict[str, Any]) -> None:
-        if history is not None:
-            history.begin(header)
-
-    def on_site(site: dict[str, Any]) -> None:
-        if history is not None:
-            history.add_site(plan.run_id, site)
-        progress.site(site)
-
-    async def main() -> dict[str, Any]:
+    async def main() -> Report:
         ctx = ProbeContext.from_settings(config.monitor)
         try:
             ctx.pinger.check()
-            return await run_test(plan, config.inventory, ctx, on_start=on_start,
-                                  on_site=on_site)
+            return await run_and_store(plan, config.inventory, ctx, history,
+                                       on_site=progress.site)
         finally:
             ctx.pinger.close()
 
@@ -162,24 +146,20 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
     except PingerUnavailable as exc:
         print(f"bridgemon: {exc}", file=sys.stderr)
         return exits.USAGE
-    except KeyboardInterrupt:
-        if history is not None:
-            history.abort(plan.run_id)
+    except KeyboardInterrupt:  # run_and_store has marked the run incomplete
         print("bridgemon: interrupted; the run is kept as incomplete", file=sys.stderr)
         return exits.INTERRUPTED
     if history is not None:
-        history.finish(plan.run_id, report["finished_at"], report["summary"])
         # The state directory follows the config file, not the shell's directory: say
         # where the run went and how to see it again.
-        print(f"test run {plan.run_id} stored in "
-              f"{history_path(config.monitor.state_dir).absolute()}; "
+        print(f"test run {plan.run_id} stored in {history.path.absolute()}; "
               f"again: bridgemon report {plan.run_id}", file=sys.stderr)
     _write(render(report, args.format), args.output)
     return exits.OK if all_ready(report, strict=args.strict) else exits.FAIL
 
 
 def cmd_history(args: argparse.Namespace, state_dir: Path) -> int:
-    path = history_path(state_dir)
+    path = file_in(state_dir)
     if not path.exists():
         print(f"no test runs stored yet ({path.absolute()})", file=sys.stderr)
         return exits.OK
@@ -205,14 +185,15 @@ def cmd_history(args: argparse.Namespace, state_dir: Path) -> int:
     for column in ("sự kiện", "chọn", "người chạy"):
         table.add_column(column, overflow="fold")
     for run in runs:
-        summary = run.get("summary") or {}
-        can_join = sum(summary.get(state, 0) for state in CAN_JOIN)
-        not_ok = sum(summary.get(state, 0) for state in STATES if state not in CAN_JOIN)
+        summary = run.get("summary")
+        counts = in_order(summary) if summary else ()
+        can_join = sum(count for state, count in counts if state in CAN_JOIN)
+        not_ok = sum(count for state, count in counts if state not in CAN_JOIN)
         # Every cell is data (an event id, a selector, a user name): Text, never markup.
         table.add_row(*(Text(str(cell)) for cell in (
             run["run_id"], when(run["started_at"], seconds=False),
             STATUS_VI.get(run["status"], run["status"]),
-            f"{can_join}/{summary.get('total', 0)}",
+            f"{can_join}/{summary['total'] if summary else 0}",
             not_ok, run.get("event") or "", run.get("selector") or "",
             run.get("operator") or "",
         )))
@@ -225,7 +206,7 @@ def cmd_history(args: argparse.Namespace, state_dir: Path) -> int:
 def cmd_report(args: argparse.Namespace, state_dir: Path) -> int:
     from bridgemon.report import render
 
-    path = history_path(state_dir)
+    path = file_in(state_dir)
     if not path.exists():
         print(f"bridgemon: no test run {args.run_id!r}: no test runs stored in "
               f"{path.absolute()}", file=sys.stderr)
@@ -288,7 +269,7 @@ class _Progress:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
 
-    def site(self, site: dict[str, Any]) -> None:
+    def site(self, site: SiteReport) -> None:
         self.done += 1
         state = State(site["verdict"])
         self.counts[state] += 1

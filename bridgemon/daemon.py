@@ -27,7 +27,7 @@ from bridgemon.probes.pinger import Pinger
 from bridgemon.probes.result import SiteRound
 from bridgemon.scheduler import RoundScheduler
 from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
-from bridgemon.testruns import TestRuns
+from bridgemon.testrun.service import TestRuns
 from bridgemon.web.serving import HttpLimits, Listener
 from bridgemon.windows import WindowStore
 

@@ -26,7 +26,7 @@ from bridgemon.inventory import Inventory, Site
 from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import Verdict
 from bridgemon.snapshot import Snapshot
-from bridgemon.verdicts import STATES, can_join
+from bridgemon.verdicts import STATES, can_join, count, in_order
 
 INFO_LABELS = ("site", "name", "level", "parent", "address", "profile", "contact", "phone")
 
@@ -411,7 +411,8 @@ def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
             if site["id"] in snap.inventory.sites:
                 ok = can_join(site["verdict"])
                 site_ready.add_metric([event.id, site["id"]], 1 if ok else 0)
-        for verdict, number in report["summary"].items():
-            if verdict != "total":
-                counts.add_metric([event.id, verdict], number)
+        # A latest run is a complete one, whose summary the run wrote.
+        summary = report["summary"] or count(site["verdict"] for site in report["sites"])
+        for verdict, number in in_order(summary):
+            counts.add_metric([event.id, verdict.value], number)
     yield from (start, end, info, participant, run_time, site_ready, counts)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from bridgemon.events import Event
 from bridgemon.inventory import Inventory
 from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import Verdict
+from bridgemon.testrun_schema import Report
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,7 @@ class Snapshot:
     pinger: PingerFigures
     reload: ReloadFigures
     events: tuple[Event, ...] = ()
-    latest_runs: dict[str, dict[str, Any]] | None = None  # event id -> latest test-run report
+    latest_runs: dict[str, Report] | None = None  # event id -> its latest test-run report
     event_window: float = 7 * 86400.0
     loop_lag: float = 0.0  # worst event-loop lag in the last window, seconds
     events_quarantined: int = 0  # saved events files set aside at start

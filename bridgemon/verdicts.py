@@ -11,8 +11,9 @@ and is shown as written.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import TypedDict
 
 
 class State(StrEnum):
@@ -82,14 +83,45 @@ def can_join(name: str) -> bool:
     return name in CAN_JOIN
 
 
-def count(names: Iterable[str]) -> dict[str, int]:
-    """``{"total": n, "ready": …, …}`` in ``STATES`` order, unknown names as ``unknown``."""
+class Summary(TypedDict):
+    """Sites per verdict, in ``STATES`` order (the API's and the test-run report's
+    ``summary``; docs/testrun.schema.json, ``$defs/summary``)."""
+
+    total: int
+    ready: int
+    degraded: int
+    not_ready: int
+    parent_down: int
+    unknown: int
+
+
+def count(names: Iterable[str]) -> Summary:
+    """The summary of these verdicts; names this version does not know count as unknown."""
     return add_up((name, 1) for name in names)
 
 
-def add_up(counted: Iterable[tuple[str, int]]) -> dict[str, int]:
+def add_up(counted: Iterable[tuple[str, int]]) -> Summary:
     """``count`` of (name, how many) pairs, as a database's GROUP BY gives them."""
     counts = dict.fromkeys(NAMES, 0)
     for name, number in counted:
         counts[name if name in counts else State.UNKNOWN.value] += number
-    return {"total": sum(counts.values()), **counts}
+    return summary(sum(counts.values()), counts)
+
+
+def in_order(summary: Summary) -> tuple[tuple[State, int], ...]:
+    """A summary's counts in ``STATES`` order, each with its verdict."""
+    return ((State.READY, summary["ready"]), (State.DEGRADED, summary["degraded"]),
+            (State.NOT_READY, summary["not_ready"]), (State.PARENT_DOWN, summary["parent_down"]),
+            (State.UNKNOWN, summary["unknown"]))
+
+
+def summary(total: int, counts: Mapping[str, object]) -> Summary:
+    """A Summary of ``total`` sites from counts by name (a stored summary, say); a name
+    missing counts 0."""
+    def number(name: str) -> int:
+        value = counts.get(name, 0)
+        return int(value) if isinstance(value, int | float | str) else 0
+
+    return Summary(total=total, ready=number("ready"), degraded=number("degraded"),
+                   not_ready=number("not_ready"), parent_down=number("parent_down"),
+                   unknown=number("unknown"))

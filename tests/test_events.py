@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bridgemon.config import ConfigError, parse_config
-from bridgemon.pretests import missed, upcoming
+from bridgemon.testrun.pretests import missed, upcoming
 from tests.helpers import inventory_toml
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -13,37 +13,37 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from bridgemon import verdicts
+from bridgemon.testrun_schema import CheckReport, Report, RttMs, SiteReport
+from bridgemon.verdicts import Summary
 
 TRIGGER_VI = {"cli": "dòng lệnh", "schedule": "tự động theo lịch", "api": "qua API"}
 STATUS_VI = {"complete": "hoàn tất", "running": "đang chạy", "incomplete": "bị gián đoạn"}
 DASH = "—"
 
 
-def summary_of(report: Mapping[str, Any]) -> dict[str, int]:
+def summary_of(report: Report) -> Summary:
     """The run's counts: the stored summary, or counted from the sites while it has none
     (a run still going, or one cut short, has only the sites finished so far)."""
     stored = report.get("summary")
     if isinstance(stored, Mapping) and "total" in stored:
-        return {"total": int(stored["total"]),
-                **{v: int(stored.get(v, 0)) for v in verdicts.NAMES}}
+        return verdicts.summary(int(stored["total"]), stored)
     return verdicts.count(site.get("verdict", "unknown") for site in report.get("sites", ()))
 
 
-def icmp_of(site: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def icmp_of(site: SiteReport) -> CheckReport | None:
     """The site's ICMP check (path figures: RTT, jitter, loss), if it has one."""
     for check in site.get("checks") or ():
         if check.get("type") == "icmp":
-            return check  # type: ignore[no-any-return]
+            return check
     return None
 
 
-def path_figures(site: Mapping[str, Any]) -> dict[str, float | int | None]:
+def path_figures(site: SiteReport) -> dict[str, float | int | None]:
     """RTT avg/p95/min/max and jitter in ms, loss as a ratio, echoes sent/received."""
-    icmp = icmp_of(site) or {}
-    rtt = icmp.get("rtt_ms") or {}
+    icmp: CheckReport | dict[str, None] = icmp_of(site) or {}
+    rtt: RttMs | dict[str, None] = icmp.get("rtt_ms") or {}
     return {
         "sent": icmp.get("sent"),
         "received": icmp.get("received"),
@@ -56,12 +56,12 @@ def path_figures(site: Mapping[str, Any]) -> dict[str, float | int | None]:
     }
 
 
-def failing_checks(site: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def failing_checks(site: SiteReport) -> list[CheckReport]:
     """Service checks (not the ICMP path) that failed."""
     return [c for c in site.get("checks") or () if c.get("type") != "icmp" and not c.get("ok")]
 
 
-def problems(site: Mapping[str, Any], lang: str = "vi") -> list[str]:
+def problems(site: SiteReport, lang: str = "vi") -> list[str]:
     """Why the site is not simply ready, in words: its reasons, then any failing service
     check the reasons do not already name (so a failure is never silently dropped)."""
     if lang == "vi":
@@ -164,20 +164,20 @@ def duration_between(start: str | None, end: str | None) -> float | None:
 # --- order ---------------------------------------------------------------------------
 
 
-def by_severity(sites: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def by_severity(sites: Sequence[SiteReport]) -> list[SiteReport]:
     """Worst verdict first; within a verdict, the order of the report (inventory order)."""
     return sorted(sites, key=lambda site: verdicts.rank(site.get("verdict", "unknown")))
 
 
 def grouped(
-    sites: Sequence[Mapping[str, Any]],
-) -> list[tuple[str | None, str, list[Mapping[str, Any]]]]:
+    sites: Sequence[SiteReport],
+) -> list[tuple[str | None, str, list[SiteReport]]]:
     """Sites grouped by parent: ``[(parent id, parent name, sites worst first)]``.
 
     Groups come worst first too (by their worst site, then by first appearance), so the
     top of the table is where the work is.
     """
-    groups: dict[str | None, list[Mapping[str, Any]]] = {}
+    groups: dict[str | None, list[SiteReport]] = {}
     names: dict[str | None, str] = {}
     for site in sites:
         parent = site.get("parent")

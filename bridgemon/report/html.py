@@ -13,7 +13,6 @@ Reads only the report dict; the only outside input is the optional ``organizatio
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from bridgemon.report.common import (
     summary_of,
     when,
 )
+from bridgemon.testrun_schema import Contact, Report, SiteReport
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"
@@ -52,12 +52,12 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_html(report: Mapping[str, Any], *, organization: str | None = None) -> str:
+def render_html(report: Report, *, organization: str | None = None) -> str:
     """The report as a complete HTML document (UTF-8 text)."""
     return _environment().get_template(TEMPLATE).render(**context(report, organization))
 
 
-def context(report: Mapping[str, Any], organization: str | None = None) -> dict[str, Any]:
+def context(report: Report, organization: str | None = None) -> dict[str, Any]:
     """What the template shows, every value already formatted as text."""
     counts = summary_of(report)
     status = str(report.get("status") or "complete")
@@ -81,8 +81,8 @@ def context(report: Mapping[str, Any], organization: str | None = None) -> dict[
         "status_vi": STATUS_VI.get(status, status),
         "total": num(counts["total"], 0),
         "counts": [
-            {"verdict": v, "label": verdicts.words_vi(v), "count": num(counts.get(v, 0), 0)}
-            for v in verdicts.NAMES
+            {"verdict": v.value, "label": verdicts.WORDS_VI[v], "count": num(count, 0)}
+            for v, count in verdicts.in_order(counts)
         ],
         "rows": [_row(index, site) for index, site in
                  enumerate(by_severity(report.get("sites") or []), start=1)],
@@ -90,9 +90,9 @@ def context(report: Mapping[str, Any], organization: str | None = None) -> dict[
     }
 
 
-def _row(index: int, site: Mapping[str, Any]) -> dict[str, Any]:
+def _row(index: int, site: SiteReport) -> dict[str, Any]:
     fig = path_figures(site)
-    contact = site.get("contact") or {}
+    contact: Contact | dict[str, None] = site.get("contact") or {}
     verdict = str(site.get("verdict", "unknown"))
     rtt = DASH if fig["rtt_avg"] is None else f"{num(fig['rtt_avg'])} / {num(fig['rtt_p95'])}"
     return {
@@ -127,7 +127,7 @@ def _span(started: str | None, finished: str | None) -> str:
     return f"{when(started)} – {when(finished)}"
 
 
-def _method(report: Mapping[str, Any]) -> str | None:
+def _method(report: Report) -> str | None:
     count, spacing = report.get("count"), report.get("spacing_ms")
     if count is None:
         return None

@@ -8,7 +8,6 @@ plain text and a black-and-white printout lose nothing. Fits 100 columns.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
 from typing import Any
 
 from rich import box
@@ -30,6 +29,7 @@ from bridgemon.report.common import (
     summary_of,
     when,
 )
+from bridgemon.testrun_schema import Report, SiteReport
 
 WIDTH = 100
 NAME_WIDTH = 22  # the longest commune name of the shipped inventory is 23 characters
@@ -45,7 +45,7 @@ VERDICT_STYLE = {
 
 
 def build(
-    report: Mapping[str, Any], *, width: int = WIDTH, problems_only: bool = False
+    report: Report, *, width: int = WIDTH, problems_only: bool = False
 ) -> RenderableType:
     """Header, the per-parent tables and the footer as one renderable.
 
@@ -59,14 +59,14 @@ def build(
 
 
 def print_table(
-    report: Mapping[str, Any], console: Console, *, problems_only: bool = False
+    report: Report, console: Console, *, problems_only: bool = False
 ) -> None:
     """Print the report on the CLI's console (its width, colour and terminal settings)."""
     console.print(build(report, width=console.width, problems_only=problems_only))
 
 
 def render_table(
-    report: Mapping[str, Any], *, width: int = WIDTH, color: bool = False,
+    report: Report, *, width: int = WIDTH, color: bool = False,
     problems_only: bool = False,
 ) -> str:
     """The report as text (for ``-o FILE`` or the API): no colour codes unless asked."""
@@ -83,7 +83,7 @@ def render_table(
     return "".join(line.rstrip() + "\n" for line in out.getvalue().splitlines())
 
 
-def _header(report: Mapping[str, Any]) -> Text:
+def _header(report: Report) -> Text:
     title = report.get("event_title") or report.get("event")
     text = Text("KIỂM TRA KẾT NỐI ĐIỂM CẦU", style="bold")
     if title:
@@ -122,7 +122,7 @@ def _header(report: Mapping[str, Any]) -> Text:
     return text
 
 
-def _tables(report: Mapping[str, Any], width: int, problems_only: bool) -> list[Table]:
+def _tables(report: Report, width: int, problems_only: bool) -> list[Table]:
     """One table per parent, its name as the title, all with the same column widths.
 
     rich has no cells spanning columns, so a group heading inside one table would be
@@ -173,7 +173,7 @@ def _tables(report: Mapping[str, Any], width: int, problems_only: bool) -> list[
     return tables
 
 
-def _row(site: Mapping[str, Any]) -> list[Any]:
+def _row(site: SiteReport) -> list[Any]:
     verdict = str(site.get("verdict", "unknown"))
     fig = path_figures(site)
     rtt = DASH if fig["rtt_avg"] is None else f"{num(fig['rtt_avg'])}/{num(fig['rtt_p95'])}"
@@ -192,15 +192,14 @@ def _row(site: Mapping[str, Any]) -> list[Any]:
     ]
 
 
-def _footer(report: Mapping[str, Any], problems_only: bool) -> Text:
+def _footer(report: Report, problems_only: bool) -> Text:
     counts = summary_of(report)
     text = Text(f"Tổng số {num(counts['total'], 0)} điểm cầu\n", style="bold")
-    for index, verdict in enumerate(verdicts.NAMES):
+    for index, (verdict, count) in enumerate(verdicts.in_order(counts)):
         if index:
             text.append(" · ")
-        count = counts.get(verdict, 0)
-        text.append(f"{verdicts.words_vi(verdict)} {num(count, 0)}",
+        text.append(f"{verdicts.WORDS_VI[verdict]} {num(count, 0)}",
                     style=VERDICT_STYLE[verdict] if count else "dim")
-    if problems_only and counts.get("ready"):
+    if problems_only and counts["ready"]:
         text.append(f"\n({num(counts['ready'], 0)} điểm cầu sẵn sàng không liệt kê)", style="dim")
     return text

@@ -34,7 +34,7 @@ from bridgemon.web.security import add_security_headers, cross_site, html_policy
 
 if TYPE_CHECKING:
     from bridgemon.daemon import Monitor
-    from bridgemon.testruns import TestRuns
+    from bridgemon.testrun.service import TestRuns
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ async def handle_add_event(request: web.Request) -> web.Response:
     body = await _mutation_body(request)
     if isinstance(body, web.Response):
         return body
-    from bridgemon.testruns import EventRejected
+    from bridgemon.testrun.saved_events import EventRejected
 
     try:
         event = _testruns(request).add_event(body)

@@ -20,7 +20,7 @@ from bridgemon import __version__
 from bridgemon.events import ZONE
 from bridgemon.inventory import Inventory
 from bridgemon.snapshot import Snapshot
-from bridgemon.verdicts import RANK, WORDS_VI, State
+from bridgemon.verdicts import CAN_JOIN, RANK, WORDS_VI, State, count, in_order
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("bridgemon.web", "templates"),
@@ -133,11 +133,12 @@ def render_status(snap: Snapshot, query: PageQuery | None = None) -> str:
         report = latest.get(event.id)
         run = None
         if report is not None:
-            summary = report["summary"]
+            # A latest run is a complete one, whose summary the run wrote.
+            summary = report["summary"] or count(site["verdict"] for site in report["sites"])
             run = {"run_id": report["run_id"],
                    "when": datetime.fromisoformat(report["started_at"]).strftime("%H:%M %d/%m"),
-                   "ready": summary.get("ready", 0) + summary.get("degraded", 0),
-                   "total": summary.get("total", 0)}
+                   "ready": sum(n for state, n in in_order(summary) if state in CAN_JOIN),
+                   "total": summary["total"]}
         events.append({"title": event.title,
                        "start": event.start.astimezone(ZONE).strftime("%H:%M %d/%m/%Y"),
                        "participants": len(event.participants), "run": run})

@@ -40,18 +40,25 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bridgemon import verdicts
+from bridgemon.testrun_schema import Report, ReportHeader, RunListing, SiteReport
+from bridgemon.verdicts import Summary
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FILE = "bridgemon.db"
+DEFAULT_FILE = "bridgemon.db"  # in the state directory
 BUSY_TIMEOUT_S = 10.0
 STATUSES = ("running", "complete", "incomplete")
+
+
+def file_in(state_dir: Path) -> Path:
+    """Where the history of a state directory is: every bridgemon process agrees."""
+    return state_dir / DEFAULT_FILE
 
 
 class HistoryError(Exception):
@@ -241,13 +248,14 @@ class History:
 
     # --- writing ---------------------------------------------------------------------
 
-    def begin(self, report_header: Mapping[str, Any]) -> None:
+    def begin(self, report_header: ReportHeader) -> None:
         """Record a new run as ``running``, owned by this process.
 
         ``report_header`` is the report dict without its sites (a ``sites`` key is
         ignored); it needs ``run_id`` and ``started_at``. ValueError if the run id exists.
         """
-        header = {key: value for key, value in report_header.items() if key != "sites"}
+        header: dict[str, object] = {key: value for key, value in report_header.items()
+                                     if key != "sites"}
         run_id, started_at = header.get("run_id"), header.get("started_at")
         if not isinstance(run_id, str) or not run_id:
             raise ValueError("a run needs a run_id")
@@ -267,7 +275,7 @@ class History:
         except sqlite3.IntegrityError:
             raise ValueError(f"run {run_id} already exists") from None
 
-    def add_site(self, run_id: str, site: Mapping[str, Any]) -> None:
+    def add_site(self, run_id: str, site: SiteReport) -> None:
         """Store one site's result of a running run, committed before returning.
 
         KeyError for an unknown run; ValueError if the run is no longer running or
@@ -292,7 +300,7 @@ class History:
                 self._not_running(run_id)
 
     def finish(
-        self, run_id: str, finished_at: str, summary: Mapping[str, int] | None = None
+        self, run_id: str, finished_at: str, summary: Summary | None = None
     ) -> None:
         """Mark a run ``complete`` (one transaction, flushed to disk).
 
@@ -364,7 +372,7 @@ class History:
             raise KeyError(run_id)
         raise ValueError(f"run {run_id} is {status}, not running")
 
-    def _counts(self, run_id: str) -> dict[str, int]:
+    def _counts(self, run_id: str) -> Summary:
         rows = self._conn.execute(
             "SELECT verdict, COUNT(*) FROM run_sites WHERE run_id = ? GROUP BY verdict",
             (run_id,),
@@ -373,7 +381,7 @@ class History:
 
     # --- reading ---------------------------------------------------------------------
 
-    def _header(self, row: tuple[Any, ...]) -> dict[str, Any]:
+    def _header(self, row: tuple[Any, ...]) -> ReportHeader:
         """A runs row (header, status, finished_at, summary, run_id) as the report header.
 
         The stored header is the report as begun; status, finished_at and summary are
@@ -381,13 +389,15 @@ class History:
         counted from the sites stored so far."""
         header_json, status, finished_at, summary_json, run_id = row
         header: dict[str, Any] = json.loads(header_json)
+        header.pop("sites", None)
         header["status"] = status
         header["finished_at"] = finished_at
         header["summary"] = (json.loads(summary_json) if summary_json is not None
                              else self._counts(run_id))
-        return header
+        # What begin() stored (a ReportHeader) with the columns' news: the JSON boundary.
+        return cast(ReportHeader, header)
 
-    def get(self, run_id: str) -> dict[str, Any] | None:
+    def get(self, run_id: str) -> Report | None:
         """The full report dict of a run (sites in the order added), or None."""
         with self._transaction(write=False):  # one snapshot: header and sites agree
             row = self._conn.execute(
@@ -397,14 +407,12 @@ class History:
             ).fetchone()
             if row is None:
                 return None
-            report = self._header(row)
-            report.pop("sites", None)
-            report["sites"] = [
+            sites: builtins.list[SiteReport] = [  # as add_site() stored them
                 json.loads(data) for (data,) in self._conn.execute(
                     "SELECT data FROM run_sites WHERE run_id = ? ORDER BY seq", (run_id,)
                 )
             ]
-        return report
+            return {**self._header(row), "sites": sites}
 
     def ids_starting_with(self, prefix: str, limit: int = 10) -> builtins.list[str]:
         """Run ids that begin with ``prefix``, newest first, at most ``limit`` (so a caller
@@ -423,7 +431,7 @@ class History:
 
     def list(
         self, limit: int | None = 50, event: str | None = None, before: str | None = None
-    ) -> builtins.list[dict[str, Any]]:
+    ) -> builtins.list[RunListing]:
         """Run headers with their summary, newest first (run ids sort by time).
 
         ``event``: only that event's runs; ``before``: only runs older than that run id
@@ -449,10 +457,5 @@ class History:
         if limit is not None:
             args.append(limit)
         with self._transaction(write=False):
-            result = []
-            for row in self._conn.execute(sql, args).fetchall():
-                header = self._header(row[:5])
-                header.pop("sites", None)
-                header["sites_stored"] = int(row[5])
-                result.append(header)
-        return result
+            return [{**self._header(row[:5]), "sites_stored": int(row[5])}
+                    for row in self._conn.execute(sql, args).fetchall()]

@@ -1,132 +1,42 @@
-"""Pre-event connection test runs: an intensive probe of chosen sites and its report.
+"""Running a test run: an intensive probe of the planned sites, and its report.
 
-A test run probes every selected site once with a long burst (default 50 echoes 100 ms
+A test run probes every planned site once with a long burst (default 50 echoes 100 ms
 apart) and all its service checks, judges it with the same readiness functions as the
-daemon, and produces the report dict (docs/testrun.schema.json). Each site's result is
-handed to ``on_site`` (progress, and the history store) the moment it is final, so a run killed
-midway keeps everything it finished.
+daemon, and produces the report (docs/testrun.schema.json, typed in ``schema``). Each
+site's result is handed on (progress, and the history store) the moment it is final, so a
+run killed midway keeps everything it finished.
 
-The parents of selected sites are probed too, when they are not selected themselves:
-without them a dead district's communes would read "not ready" instead of "parent down".
-They do not appear in the report.
+``run_and_store`` is the one way in for ``bridgemon test`` and the daemon alike: the run,
+kept in the history as it goes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
-import socket
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime
+from concurrent.futures import Executor
+from dataclasses import replace
 from typing import Any
 
 from bridgemon import verdicts
-from bridgemon.events import ZONE, Event
 from bridgemon.inventory import Inventory, Site
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.result import SiteRound
 from bridgemon.probes.site import probe_site
 from bridgemon.readiness import Verdict, judge_own, judge_under
 from bridgemon.specs import IcmpSpec
+from bridgemon.testrun.history import History
+from bridgemon.testrun.plan import TestPlan, iso
+from bridgemon.testrun_schema import Report, ReportHeader, SiteReport
 from bridgemon.views import check_json
 
-
-@dataclass(frozen=True)
-class TestPlan:
-    run_id: str
-    sites: tuple[Site, ...]  # the selected sites, tree order
-    context: tuple[Site, ...]  # unselected parents probed only to judge parent_down
-    event: Event | None
-    selector: str | None
-    count: int
-    spacing: float
-    timeout: float
-    concurrency: int
-    trigger: str  # cli | schedule | api
-    operator: str
-
-    def header(self, started_at: float) -> dict[str, Any]:
-        """The report without its sites: what the history stores at the start."""
-        return {
-            "run_id": self.run_id,
-            "started_at": iso(started_at),
-            "finished_at": None,
-            "status": "running",
-            "event": self.event.id if self.event else None,
-            "event_title": self.event.title if self.event else None,
-            "event_start": self.event.start.isoformat() if self.event else None,
-            "selector": self.selector,
-            "trigger": self.trigger,
-            "operator": self.operator,
-            "count": self.count,
-            "spacing_ms": round(self.spacing * 1000, 3),
-            "summary": {**verdicts.count(()), "total": len(self.sites)},
-        }
-
-
-def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, ZONE).isoformat(timespec="seconds")
-
-
-def new_run_id(now: float | None = None) -> str:
-    stamp = datetime.fromtimestamp(now or time.time(), ZONE).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}-{os.urandom(2).hex()}"
-
-
-def default_operator() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
-
-
-def plan_test(
-    inventory: Inventory,
-    *,
-    selector: str | None = None,
-    event: Event | None = None,
-    count: int,
-    spacing: float,
-    timeout: float,
-    concurrency: int,
-    trigger: str,
-    operator: str,
-) -> TestPlan:
-    """Choose the sites; raises SelectorError for a selector the inventory can't satisfy."""
-    if event is not None:
-        wanted = set(event.participants)
-        chosen = [site for site, _ in inventory.walk() if site.id in wanted]
-        selector = event.selector
-        count = event.count or count
-    else:
-        chosen = inventory.select(selector or "*")
-    chosen_ids = {site.id for site in chosen}
-    context: dict[str, Site] = {}
-    for site in chosen:
-        for ancestor in inventory.ancestors(site.id):
-            if ancestor.id not in chosen_ids:
-                context[ancestor.id] = ancestor
-    return TestPlan(
-        run_id=new_run_id(),
-        sites=tuple(chosen),
-        context=tuple(context.values()),
-        event=event,
-        selector=selector,
-        count=count,
-        spacing=spacing,
-        timeout=timeout,
-        concurrency=concurrency,
-        trigger=trigger,
-        operator=operator,
-    )
+log = logging.getLogger(__name__)
 
 
 def site_report(site: Site, inventory: Inventory, verdict: Verdict,
-                site_round: SiteRound) -> dict[str, Any]:
+                site_round: SiteRound) -> SiteReport:
     parent = inventory.sites.get(site.parent) if site.parent else None
     contact = site.contact
     return {
@@ -152,9 +62,9 @@ async def run_test(
     inventory: Inventory,
     ctx: ProbeContext,
     *,
-    on_start: Callable[[dict[str, Any]], None] | None = None,
-    on_site: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    on_start: Callable[[ReportHeader], None] | None = None,
+    on_site: Callable[[SiteReport], None] | None = None,
+) -> Report:
     """Probe the plan's sites and return the full report dict."""
     started = time.time()
     header = plan.header(started)
@@ -164,7 +74,7 @@ async def run_test(
     planned = {site.id: site for site in (*plan.context, *plan.sites)}
     judged: dict[str, Verdict] = {}
     own: dict[str, tuple[Verdict, SiteRound]] = {}
-    reports: dict[str, dict[str, Any]] = {}
+    reports: dict[str, SiteReport] = {}
     limit = asyncio.Semaphore(plan.concurrency)
 
     def settle(site_id: str) -> None:
@@ -216,7 +126,66 @@ async def run_test(
     }
 
 
-def all_ready(report: dict[str, Any], *, strict: bool = False) -> bool:
+def all_ready(report: Report, *, strict: bool = False) -> bool:
     """True when every site can join: ready (or degraded, unless strict)."""
     allowed = {verdicts.State.READY} if strict else verdicts.CAN_JOIN
     return all(site["verdict"] in allowed for site in report["sites"])
+
+
+async def run_and_store(
+    plan: TestPlan, inventory: Inventory, ctx: ProbeContext, history: History | None, *,
+    writer: Executor | None = None, on_site: Callable[[SiteReport], None] | None = None,
+) -> Report:
+    """Run the plan and keep it in ``history`` as it goes: the header when it begins, each
+    site the moment it is judged, the summary when it ends. A run that does not end (an
+    exception, a cancellation: Ctrl-C, a daemon stopping) is marked incomplete, with the
+    sites it finished. ``history`` None: the run is not stored (``test --no-history``).
+
+    ``writer`` None: each write is made here, before the run goes on, and a failing one
+    fails the run (``bridgemon test``, whose loop serves nothing else). Given (the
+    daemon's one-thread executor): the writes go to it, in order, off the loop, so SQLite
+    never stalls the probes; a failing one is logged and the run goes on, and only the
+    end waits for the store.
+    """
+    loop = asyncio.get_running_loop()
+    begun = False
+
+    def store(write: Callable[..., object], *args: Any) -> None:
+        if writer is None:
+            write(*args)
+        else:
+            loop.run_in_executor(writer, write, *args).add_done_callback(_log_store_failure)
+
+    def started(header: ReportHeader) -> None:
+        nonlocal begun
+        if history is not None:
+            store(history.begin, header)
+            begun = True
+
+    def judged(site: SiteReport) -> None:
+        if history is not None:
+            store(history.add_site, plan.run_id, site)
+        if on_site is not None:
+            on_site(site)
+
+    try:
+        report = await run_test(plan, inventory, ctx, on_start=started, on_site=judged)
+    except BaseException:
+        if begun:
+            assert history is not None
+            store(history.abort, plan.run_id)
+        raise
+    if history is not None:
+        finished_at, summary = report["finished_at"], report["summary"]
+        assert finished_at is not None and summary is not None  # run_test ended the run
+        if writer is None:
+            history.finish(plan.run_id, finished_at, summary)
+        else:
+            await loop.run_in_executor(writer, history.finish, plan.run_id, finished_at,
+                                       summary)
+    return report
+
+
+def _log_store_failure(future: asyncio.Future[object]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("could not store a test-run result: %s", future.exception())
