@@ -14,7 +14,6 @@ import gc
 import logging
 import signal
 import time
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from bridgemon.board import Board
@@ -26,20 +25,20 @@ from bridgemon.probes import ProbeContext
 from bridgemon.probes.pinger import Pinger
 from bridgemon.probes.result import SiteRound
 from bridgemon.scheduler import RoundScheduler
-from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
+from bridgemon.snapshot import (
+    HttpFigures,
+    PingerFigures,
+    ReloadFigures,
+    RoundFigures,
+    Snapshot,
+)
 from bridgemon.testrun.service import TestRuns
+from bridgemon.web.actions import ReloadOutcome
+from bridgemon.web.app import make_app
 from bridgemon.web.serving import HttpLimits, Listener
 from bridgemon.windows import WindowStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadOutcome:
-    ok: bool
-    errors: tuple[str, ...]
-    sites: int
-    stage: str = ""  # where a rejected reload failed: "load" (the file) or "apply"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -76,8 +75,6 @@ class Monitor:
 
     async def start(self) -> None:
         """Open the ICMP sockets (failing loudly without privileges), then probe and serve."""
-        from bridgemon.web.app import make_app  # the web layer depends on us, not vice versa
-
         monitor = self.config.monitor
         ctx = ProbeContext.from_settings(monitor)
         self.pinger = ctx.pinger
@@ -94,7 +91,7 @@ class Monitor:
             self.config.inventory, max_concurrency=monitor.max_concurrency, spread=monitor.spread
         )
         self.testruns = TestRuns(self.config, ctx, self.scheduler)
-        self.listener = Listener(make_app(self), self.http)
+        self.listener = Listener(make_app(self, self.http), self.http)
         self.bound = await self.listener.start(*self.listen)
         self.scheduler.start()
         await self.testruns.start()
@@ -230,6 +227,10 @@ class Monitor:
 
     # -- reading -------------------------------------------------------------------------
 
+    @property
+    def api_token(self) -> str | None:
+        return self.config.api_token
+
     def record(self, site: Site, site_round: SiteRound) -> None:
         """A site's round is done: remember it and judge the site, once, now."""
         if self.windows.record(site.id, site.probe_key(), site_round):
@@ -269,5 +270,7 @@ class Monitor:
             latest_runs=dict(self.testruns.latest) if self.testruns else {},
             event_window=self.config.monitor.event_window,
             loop_lag=self.loop_lag.worst(),
-            events_quarantined=len(self.testruns.quarantined) if self.testruns else 0,
+            quarantined=tuple(self.testruns.quarantined) if self.testruns else (),
+            http=HttpFigures(self.listener.connections, self.listener.refused[0])
+            if self.listener else HttpFigures(),
         )

@@ -114,7 +114,7 @@ def _self_metrics(snap: Snapshot) -> Iterator[Metric]:
         "bridgemon_events_files_quarantined",
         "Saved events files set aside at start because events in them could not be planned "
         "(their conferences are missing from the plan; /healthz names the files)",
-        value=snap.events_quarantined,
+        value=len(snap.quarantined),
     )
     sites = GaugeMetricFamily(
         "bridgemon_config_sites", "Sites in the running inventory, per level", labels=["level"]

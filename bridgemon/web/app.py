@@ -1,9 +1,10 @@
 """The aiohttp application of ``bridgemon run``.
 
 Handlers only read snapshots of the monitor, whose sites were judged and rendered when
-their rounds completed: no handler judges, formats thousands of samples or hands Python
-work to a thread (a thread holding the GIL stalls the engine's loop as surely as a slow
-handler).
+their rounds completed, and act through the few actions of ``actions.MonitorActions``
+(reload, events, test runs): the web layer never imports the daemon. No handler judges,
+formats thousands of samples or hands Python work to a thread (a thread holding the GIL
+stalls the engine's loop as surely as a slow handler).
 
 Bad input gets a 4xx JSON answer naming the field, from every handler; bodies are bounded
 in size and in time. ``POST /-/reload`` answers only to loopback clients (and wants the API
@@ -19,26 +20,24 @@ import hmac
 import ipaddress
 import json
 import logging
-import time
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from bridgemon import media_types, metrics
 from bridgemon.events import event_json
 from bridgemon.inventory import SelectorError
+from bridgemon.testrun.saved_events import EventRejected
 from bridgemon.verdicts import NAMES
+from bridgemon.web.actions import MonitorActions, TestRunActions
 from bridgemon.web.security import add_security_headers, cross_site, html_policy
-
-if TYPE_CHECKING:
-    from bridgemon.daemon import Monitor
-    from bridgemon.testrun.service import TestRuns
+from bridgemon.web.serving import HttpLimits
 
 log = logging.getLogger(__name__)
 
-MONITOR: web.AppKey[Monitor] = web.AppKey("monitor")
+MONITOR: web.AppKey[MonitorActions] = web.AppKey("monitor")
+LIMITS: web.AppKey[HttpLimits] = web.AppKey("limits")
 
 # The largest request body: an event or a test-run request is a few hundred bytes.
 MAX_BODY = 64 * 1024
@@ -73,11 +72,12 @@ async def _same_site_only(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-def make_app(monitor: Monitor) -> web.Application:
+def make_app(monitor: MonitorActions, limits: HttpLimits) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY,
                           middlewares=[_json_errors, _same_site_only])
     app.on_response_prepare.append(add_security_headers)
     app[MONITOR] = monitor
+    app[LIMITS] = limits
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/healthz", handle_health)
     app.router.add_get("/api/v1/sites", handle_sites)
@@ -144,28 +144,27 @@ def _accepts_gzip(request: web.Request) -> bool:
 
 
 async def handle_health(request: web.Request) -> web.Response:
-    monitor = request.app[MONITOR]
-    now = time.time()
+    snap = request.app[MONITOR].snapshot()
+    now = snap.taken_at
     problems: list[str] = []
-    scheduler = monitor.scheduler
-    for stats in scheduler.stats.values() if scheduler else ():
-        age = now - stats.last_started if stats.last_started else now - monitor.started_at
-        if age > 3 * stats.interval + 5:
-            problems.append(f"no probe round every {stats.interval:g}s for {age:.0f}s")
+    for rounds in snap.rounds:
+        age = now - rounds.last_started if rounds.last_started else now - snap.started_at
+        if age > 3 * rounds.interval + 5:
+            problems.append(f"no probe round every {rounds.interval:g}s for {age:.0f}s")
     body = {
         "status": "ok" if not problems else "stalled",
         "problems": problems,
-        "sites": len(monitor.config.inventory),
-        "uptime_seconds": round(now - monitor.started_at, 3),
-        "rounds": sum(stats.rounds for stats in scheduler.stats.values()) if scheduler else 0,
-        "echoes_sent": monitor.pinger.echoes_sent if monitor.pinger else 0,
-        "echoes_received": monitor.pinger.echoes_received if monitor.pinger else 0,
-        "loop_lag_seconds": round(monitor.loop_lag.worst(), 6),
-        "http_connections": monitor.listener.connections if monitor.listener else 0,
+        "sites": len(snap.inventory),
+        "uptime_seconds": round(now - snap.started_at, 3),
+        "rounds": sum(rounds.rounds for rounds in snap.rounds),
+        "echoes_sent": snap.pinger.echoes_sent,
+        "echoes_received": snap.pinger.echoes_received,
+        "loop_lag_seconds": round(snap.loop_lag, 6),
+        "http_connections": snap.http.connections,
         # turned away because max_connections were open: a client leaking connections
-        "http_connections_refused": monitor.listener.refused[0] if monitor.listener else 0,
+        "http_connections_refused": snap.http.refused,
         # events.json files set aside at start because they held events that cannot be used
-        "events_quarantined": list(monitor.testruns.quarantined) if monitor.testruns else [],
+        "events_quarantined": list(snap.quarantined),
     }
     return web.json_response(body, status=200 if not problems else 503)
 
@@ -312,7 +311,7 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
 def _authorised(request: web.Request, *, required: bool = True) -> web.Response | None:
     """None when the bearer token is right (or, not ``required``, when none is configured);
     else the response that refuses the request."""
-    token = request.app[MONITOR].config.api_token
+    token = request.app[MONITOR].api_token
     if not token:
         if not required:
             return None
@@ -335,7 +334,7 @@ async def _mutation_body(request: web.Request) -> dict[str, object] | web.Respon
     if refused is not None:
         return refused
     try:
-        async with asyncio.timeout(request.app[MONITOR].http.body_timeout):
+        async with asyncio.timeout(request.app[LIMITS].body_timeout):
             raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _error(413, f"the body must be at most {MAX_BODY} bytes", "body")
@@ -350,7 +349,7 @@ async def _mutation_body(request: web.Request) -> dict[str, object] | web.Respon
     return body
 
 
-def _testruns(request: web.Request) -> TestRuns:
+def _testruns(request: web.Request) -> TestRunActions:
     testruns = request.app[MONITOR].testruns
     if testruns is None or not testruns.started:
         raise web.HTTPServiceUnavailable(
@@ -361,11 +360,13 @@ def _testruns(request: web.Request) -> TestRuns:
 
 
 async def handle_events(request: web.Request) -> web.Response:
-    testruns = _testruns(request)
+    _testruns(request)  # 503 until the saved events are read
+    snap = request.app[MONITOR].snapshot()
+    latest_runs = snap.latest_runs or {}
     rows = []
-    for event in testruns.events:
+    for event in snap.events:
         row = event_json(event)
-        latest = testruns.latest.get(event.id)
+        latest = latest_runs.get(event.id)
         row["latest_run"] = (
             {k: latest[k] for k in ("run_id", "started_at", "finished_at", "summary")}
             if latest else None
@@ -379,8 +380,6 @@ async def handle_add_event(request: web.Request) -> web.Response:
     body = await _mutation_body(request)
     if isinstance(body, web.Response):
         return body
-    from bridgemon.testrun.saved_events import EventRejected
-
     try:
         event = _testruns(request).add_event(body)
     except EventRejected as exc:
