@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypedDict
 
 from bridgemon.events import Event
 from bridgemon.inventory import Inventory
 from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import Verdict
-from bridgemon.testrun.saved_events import Quarantined
 from bridgemon.testrun_schema import Report
 
 
@@ -48,6 +48,15 @@ class PingerFigures:
     modes: dict[str, str]
     receive_drops: int = 0
     kernel_filtered: bool = True
+
+
+class Quarantined(TypedDict):
+    """An events file set aside at start (testrun.saved_events; /healthz lists them)."""
+
+    file: str
+    moved_to: str | None  # None: it could not even be moved
+    kept: int  # good events written back in its place
+    problems: list[str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,7 @@ import json
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridgemon.probes.result import SiteRound
-from bridgemon.snapshot import HttpFigures, RoundFigures, Snapshot
-from bridgemon.testrun.saved_events import Quarantined
+from bridgemon.snapshot import HttpFigures, Quarantined, RoundFigures, Snapshot
 from bridgemon.web import actions
 from bridgemon.web.app import make_app
 from bridgemon.web.serving import HttpLimits

@@ -18,6 +18,8 @@ from bridgemon import verdicts
 from bridgemon.testrun_schema import CheckReport, Report, RttMs, SiteReport
 from bridgemon.verdicts import Summary
 
+UNKNOWN = verdicts.State.UNKNOWN  # what a site without a verdict counts and sorts as
+
 TRIGGER_VI = {"cli": "dòng lệnh", "schedule": "tự động theo lịch", "api": "qua API"}
 STATUS_VI = {"complete": "hoàn tất", "running": "đang chạy", "incomplete": "bị gián đoạn"}
 DASH = "—"
@@ -29,7 +31,8 @@ def summary_of(report: Report) -> Summary:
     stored = report.get("summary")
     if isinstance(stored, Mapping) and "total" in stored:
         return verdicts.summary(int(stored["total"]), stored)
-    return verdicts.count(site.get("verdict", "unknown") for site in report.get("sites", ()))
+    return verdicts.count(site.get("verdict", verdicts.State.UNKNOWN)
+                          for site in report.get("sites", ()))
 
 
 def icmp_of(site: SiteReport) -> CheckReport | None:
@@ -166,7 +169,7 @@ def duration_between(start: str | None, end: str | None) -> float | None:
 
 def by_severity(sites: Sequence[SiteReport]) -> list[SiteReport]:
     """Worst verdict first; within a verdict, the order of the report (inventory order)."""
-    return sorted(sites, key=lambda site: verdicts.rank(site.get("verdict", "unknown")))
+    return sorted(sites, key=lambda site: verdicts.rank(site.get("verdict", UNKNOWN)))
 
 
 def grouped(
@@ -186,6 +189,6 @@ def grouped(
             names[parent] = site.get("parent_name") or parent or ""
     ordered = sorted(
         groups.items(),
-        key=lambda item: min(verdicts.rank(s.get("verdict", "unknown")) for s in item[1]),
+        key=lambda item: min(verdicts.rank(s.get("verdict", UNKNOWN)) for s in item[1]),
     )
     return [(parent, names[parent], by_severity(members)) for parent, members in ordered]

@@ -93,7 +93,7 @@ def context(report: Report, organization: str | None = None) -> dict[str, Any]:
 def _row(index: int, site: SiteReport) -> dict[str, Any]:
     fig = path_figures(site)
     contact: Contact | dict[str, None] = site.get("contact") or {}
-    verdict = str(site.get("verdict", "unknown"))
+    verdict = str(site.get("verdict", verdicts.State.UNKNOWN))
     rtt = DASH if fig["rtt_avg"] is None else f"{num(fig['rtt_avg'])} / {num(fig['rtt_p95'])}"
     return {
         "no": index,

@@ -35,12 +35,12 @@ WIDTH = 100
 NAME_WIDTH = 22  # the longest commune name of the shipped inventory is 23 characters
 VERDICT_WIDTH = 13  # "Chưa sẵn sàng"; "Mất kết nối cấp trên" takes two lines
 MIN_REASONS_WIDTH = 20
-VERDICT_STYLE = {
-    "ready": "green",
-    "degraded": "yellow",
-    "not_ready": "bold red",
-    "parent_down": "magenta",
-    "unknown": "dim",
+VERDICT_STYLE: dict[str, str] = {
+    verdicts.State.READY: "green",
+    verdicts.State.DEGRADED: "yellow",
+    verdicts.State.NOT_READY: "bold red",
+    verdicts.State.PARENT_DOWN: "magenta",
+    verdicts.State.UNKNOWN: "dim",
 }
 
 
@@ -130,7 +130,7 @@ def _tables(report: Report, width: int, problems_only: bool) -> list[Table]:
     """
     groups = []
     for parent, parent_name, sites in grouped(report.get("sites") or []):
-        shown = [s for s in sites if not problems_only or s.get("verdict") != "ready"]
+        shown = [s for s in sites if not problems_only or s.get("verdict") != verdicts.State.READY]
         if shown:
             groups.append((parent, parent_name, [_row(site) for site in shown]))
     rows = [row for _, _, group in groups for row in group]
@@ -174,7 +174,7 @@ def _tables(report: Report, width: int, problems_only: bool) -> list[Table]:
 
 
 def _row(site: SiteReport) -> list[Any]:
-    verdict = str(site.get("verdict", "unknown"))
+    verdict = str(site.get("verdict", verdicts.State.UNKNOWN))
     fig = path_figures(site)
     rtt = DASH if fig["rtt_avg"] is None else f"{num(fig['rtt_avg'])}/{num(fig['rtt_p95'])}"
     reasons = problems(site)

@@ -284,7 +284,7 @@ class History:
         site_id = site.get("id")
         if not isinstance(site_id, str) or not site_id:
             raise ValueError(f"run {run_id}: a site result needs an id")
-        verdict = str(site.get("verdict") or "unknown")
+        verdict = str(site.get("verdict") or verdicts.State.UNKNOWN)
         with self._lock:
             try:
                 # One statement, so one transaction: inserted only while the run is running.

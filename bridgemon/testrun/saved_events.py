@@ -16,12 +16,13 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from pydantic import ValidationError
 
 from bridgemon.events import ZONE, Event, EventModel, build_event, event_json
 from bridgemon.inventory import Inventory
+from bridgemon.snapshot import Quarantined
 from bridgemon.testrun.pretests import missed, upcoming
 
 log = logging.getLogger(__name__)
@@ -30,15 +31,6 @@ FILE = "events.json"  # in the state directory
 
 # An event as it was posted (its EventModel's JSON), as events.json keeps it.
 SavedEvent = dict[str, Any]
-
-
-class Quarantined(TypedDict):
-    """An events file set aside at start (/healthz lists them)."""
-
-    file: str
-    moved_to: str | None  # None: it could not even be moved
-    kept: int  # good events written back in its place
-    problems: list[str]
 
 
 class EventRejected(ValueError):

@@ -23,6 +23,7 @@ from bridgemon.durations import format_duration
 from bridgemon.events import ZONE, Event
 from bridgemon.probes import ProbeContext
 from bridgemon.scheduler import RoundScheduler
+from bridgemon.snapshot import Quarantined
 from bridgemon.testrun import history, saved_events
 from bridgemon.testrun.history import History
 from bridgemon.testrun.plan import TestPlan, plan_with
@@ -31,7 +32,6 @@ from bridgemon.testrun.run import run_and_store
 from bridgemon.testrun.saved_events import (
     EventRejected,
     EventUnresolved,
-    Quarantined,
     SavedEvent,
     check_event,
     resolve_event,
