@@ -8,6 +8,7 @@ describes these layers; a new module is placed in one here, or this test fails.
 from __future__ import annotations
 
 import ast
+import re
 from functools import cache
 from pathlib import Path
 
@@ -203,3 +204,32 @@ def test_verdict_names_are_listed_in_verdicts_py_alone() -> None:
     # Their order and words live in one module; elsewhere a verdict is used by name
     # (State.READY), never listed again.
     assert verdict_listings() == []
+
+
+ARCHITECTURE = REPO / "docs" / "architecture.md"
+
+
+def test_the_architecture_page_shows_these_layers() -> None:
+    # Its module map's table, row by row: the same layers, in order, with the same modules.
+    rows = [line for line in ARCHITECTURE.read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and not line.startswith(("| layer", "|---"))]
+    shown = []
+    for row in rows:
+        name, modules_cell = (cell.strip() for cell in row.strip("|").split("|"))
+        entries = tuple(
+            "bridgemon." + path.removesuffix("/").removesuffix(".py").replace("/", ".")
+            for path in re.findall(r"`([^`]+)`", modules_cell)
+        )
+        shown.append((name, entries))
+    assert shown == [(name, tuple(entries)) for name, entries in LAYERS]
+
+
+def test_the_architecture_page_names_only_files_that_exist() -> None:
+    # A bare name ("icmp.py", in the probes/ paragraph) is a file of the package it is
+    # described in; a path is the file at that path.
+    named = set(re.findall(r"`([\w/]+\.py)", ARCHITECTURE.read_text(encoding="utf-8")))
+    files = {path.name for path in PACKAGE.rglob("*.py")}
+    missing = sorted(path for path in named
+                     if not (PACKAGE / path).exists() and not (REPO / path).exists()
+                     and not ("/" not in path and path in files))
+    assert missing == []
