@@ -19,8 +19,7 @@ from bridgemon.readiness import (
     path_quality,
 )
 from bridgemon.specs import IcmpSpec, Thresholds
-from bridgemon.verdicts import WORDS_VI as STATE_VI
-from bridgemon.verdicts import State
+from bridgemon.verdicts import WORDS_VI, State
 
 NOW = 10_000.0
 LOST = None
@@ -606,6 +605,6 @@ def test_verdict_ready(state: State, ready: bool) -> None:
 
 def test_states_and_vietnamese_names() -> None:
     assert [s.value for s in State] == ["ready", "degraded", "not_ready", "parent_down", "unknown"]
-    assert STATE_VI[State.READY] == "Sẵn sàng"
-    assert STATE_VI[State.NOT_READY] == "Chưa sẵn sàng"
-    assert set(STATE_VI) == set(State)
+    assert WORDS_VI[State.READY] == "Sẵn sàng"
+    assert WORDS_VI[State.NOT_READY] == "Chưa sẵn sàng"
+    assert set(WORDS_VI) == set(State)

@@ -2,7 +2,7 @@
 
 A test run probes every planned site once with a long burst (default 50 echoes 100 ms
 apart) and all its service checks, judges it with the same readiness functions as the
-daemon, and produces the report (docs/testrun.schema.json, typed in ``schema``). Each
+daemon, and produces the report (docs/testrun.schema.json, typed in testrun_schema). Each
 site's result is handed on (progress, and the history store) the moment it is final, so a
 run killed midway keeps everything it finished.
 
