@@ -13,7 +13,7 @@ only joins prepared bytes. Work follows change, not reading:
 - a reload re-judges everything once.
 
 The board depends on readiness (pure) and on the renderers in metrics and views; nothing
-it does touches the network or the state store's windows except to read them.
+it does touches the network or the windows except to read them.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from collections.abc import Mapping
 
 from bridgemon import metrics
 from bridgemon.inventory import Inventory, Site
-from bridgemon.readiness import STALE_AFTER_INTERVALS, State, Verdict, judge_own, judge_under
+from bridgemon.readiness import STALE_AFTER_INTERVALS, Verdict, judge_own, judge_under
 from bridgemon.snapshot import SiteView
-from bridgemon.state import SiteHistory
+from bridgemon.verdicts import State
 from bridgemon.views import encode_facts, site_row
+from bridgemon.windows import SiteWindow
 
 # A stale verdict names how long the site has been silent; refresh that figure this often.
 STALE_REFRESH = 60.0
@@ -44,22 +45,22 @@ class Board:
         self._own: dict[str, Verdict] = {}
         self._info: dict[str, bytes] = {}
         self._facts: dict[str, bytes] = {}
-        self._histories: Mapping[str, SiteHistory] = {}
+        self._windows: Mapping[str, SiteWindow] = {}
         self._deadlines: list[tuple[float, str, float]] = []  # (when, site, its last probe)
 
     # -- whole inventory -----------------------------------------------------------------
 
-    def sync(self, inventory: Inventory, histories: Mapping[str, SiteHistory],
+    def sync(self, inventory: Inventory, windows: Mapping[str, SiteWindow],
              now: float) -> None:
         """Judge every site of a (new) inventory, parents first. All or nothing: if judging
         fails half-way, the board keeps the inventory it had."""
         extra = sorted({key for site in inventory.sites.values() for key in site.labels})
         _ = inventory.order, inventory.depths  # computed here, never in a request
         kept = (self.inventory, self.views, self._own, self._info, self._facts,
-                self._histories, self._deadlines)
+                self._windows, self._deadlines)
         try:
             self.inventory = inventory
-            self._histories = histories
+            self._windows = windows
             self._info = {site.id: metrics.info_series(site, extra)
                           for site in inventory.sites.values()}
             self._facts = {site.id: encode_facts(site) for site in inventory.sites.values()}
@@ -72,7 +73,7 @@ class Board:
                 self._publish(site, self._final(site))
         except BaseException:
             (self.inventory, self.views, self._own, self._info, self._facts,
-             self._histories, self._deadlines) = kept
+             self._windows, self._deadlines) = kept
             raise
 
     # -- as rounds complete --------------------------------------------------------------
@@ -107,8 +108,8 @@ class Board:
     # -- judging -------------------------------------------------------------------------
 
     def _judge_own(self, site: Site, now: float) -> Verdict:
-        history = self._histories.get(site.id)
-        rounds = history.rounds if history is not None else ()
+        window = self._windows.get(site.id)
+        rounds = window.rounds if window is not None else ()
         verdict = judge_own(site, rounds, now)
         if verdict.last_probe is not None:
             limit = STALE_AFTER_INTERVALS * site.interval + site.longest_probe
@@ -138,9 +139,9 @@ class Board:
                 stack.extend(inventory.sites[child] for child in inventory.children[current.id])
 
     def _publish(self, site: Site, verdict: Verdict) -> None:
-        history = self._histories.get(site.id)
-        latest = history.rounds[-1].results if history is not None and history.rounds else ()
-        echoes = (history.echoes_sent, history.echoes_received) if history is not None \
+        window = self._windows.get(site.id)
+        latest = window.rounds[-1].results if window is not None and window.rounds else ()
+        echoes = (window.echoes_sent, window.echoes_received) if window is not None \
             else None
         series = metrics.site_series(site.id, self._info[site.id], verdict, latest, echoes)
         row = site_row(self._facts[site.id], verdict, latest)

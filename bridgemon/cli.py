@@ -1,7 +1,7 @@
 """Command line: ``bridgemon run | check-config | sites | test | probe | history | report |
 lab``.
 
-Exit codes: 0 success, 1 the thing checked is not fine, 2 usage or configuration error.
+Exit codes: ``bridgemon.exits``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bridgemon import __version__
+from bridgemon import __version__, exits
 from bridgemon.config import Config, ConfigError, config_path, load_config, parse_listen
 from bridgemon.inventory import SelectorError
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LOG_LEVEL = "info"
@@ -202,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         config = _load(args)
         if config is None:
-            return EXIT_USAGE
+            return exits.USAGE
         return cmd_test(args, config)
     if args.command in ("history", "report"):
         # They only read stored runs: a state directory is all they need, even while the
@@ -214,13 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             else cli_testrun.cmd_report
         return command(args, state_dir)
     parser.error(f"unknown command {args.command}")
-    return EXIT_USAGE
+    return exits.USAGE
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
-        return EXIT_USAGE
+        return exits.USAGE
     inventory = config.inventory
     per_level = ", ".join(
         f"{sum(1 for s in inventory.sites.values() if s.level == level.id)} {level.id}"
@@ -229,19 +226,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     events = f"; {len(config.events)} event{'s' if len(config.events) != 1 else ''}" \
         if config.events else ""
     print(f"{config.path}: OK — {len(inventory)} sites ({per_level}){events}")
-    return EXIT_OK
+    return exits.OK
 
 
 def cmd_sites(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
-        return EXIT_USAGE
+        return exits.USAGE
     inventory = config.inventory
     try:
         chosen = {s.id for s in inventory.select(args.select)} if args.select else None
     except SelectorError as exc:
         print(f"bridgemon: --select: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     if args.format == "json":
         rows = [
             {"id": s.id, "name": s.name, "level": s.level, "parent": s.parent,
@@ -249,7 +246,7 @@ def cmd_sites(args: argparse.Namespace) -> int:
             for s, depth in inventory.walk() if chosen is None or s.id in chosen
         ]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
-        return EXIT_OK
+        return exits.OK
 
     from rich.console import Console
     from rich.text import Text
@@ -270,20 +267,20 @@ def cmd_sites(args: argparse.Namespace) -> int:
         )
         nodes[site.id] = parent.add(label)
     Console(soft_wrap=True).print(root)
-    return EXIT_OK
+    return exits.OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
-        return EXIT_USAGE
+        return exits.USAGE
     listen = None
     if args.listen:
         try:
             listen = parse_listen(args.listen)
         except ValueError as exc:
             print(f"bridgemon: --listen: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return exits.USAGE
 
     from bridgemon.daemon import Monitor
     from bridgemon.probes.pinger import PingerUnavailable
@@ -295,10 +292,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         asyncio.run(run())
     except PingerUnavailable as exc:
         print(f"bridgemon: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     except OSError as exc:
         print(f"bridgemon: cannot start: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     except KeyboardInterrupt:
         pass
-    return EXIT_OK
+    return exits.OK

@@ -11,16 +11,17 @@ import asyncio
 import dataclasses
 import json
 import sys
+from collections.abc import Mapping
 
+from bridgemon import exits
+from bridgemon.cli_probe_url import parse_probe_url
+from bridgemon.config import MonitorModel
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.dispatch import run_check
-from bridgemon.probes.pinger import Pinger, PingerUnavailable
+from bridgemon.probes.pinger import PingerUnavailable
 from bridgemon.probes.result import ProbeResult
-from bridgemon.probes.target import parse_probe_url
 from bridgemon.specs import CheckSpec, HttpSpec, IcmpSpec, SipSpec
 from bridgemon.views import check_json
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -29,28 +30,29 @@ def cmd_probe(args: argparse.Namespace) -> int:
         spec = _adjust(spec, args)
     except ValueError as exc:
         print(f"bridgemon probe: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
 
     async def main() -> ProbeResult:
-        pinger = Pinger()
+        # No inventory: the [monitor] defaults (ICMP mode, name lookup timeout, sockets).
+        ctx = ProbeContext.from_settings(MonitorModel())
         try:
             if isinstance(spec, IcmpSpec):
-                pinger.check()
-            return await run_check(host, spec, ProbeContext(pinger=pinger))
+                ctx.pinger.check()
+            return await run_check(host, spec, ctx)
         finally:
-            pinger.close()
+            ctx.pinger.close()
 
     try:
         result = asyncio.run(main())
     except PingerUnavailable as exc:
         print(f"bridgemon probe: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     view = check_json(result)
     if args.format == "json":
         print(json.dumps(view, ensure_ascii=False, indent=2))
     else:
         _print_table(args.url, view)
-    return EXIT_OK if result.ok else EXIT_FAIL
+    return exits.OK if result.ok else exits.FAIL
 
 
 def _adjust(spec: CheckSpec | IcmpSpec, args: argparse.Namespace) -> CheckSpec | IcmpSpec:
@@ -72,7 +74,7 @@ def _adjust(spec: CheckSpec | IcmpSpec, args: argparse.Namespace) -> CheckSpec |
     return dataclasses.replace(spec, **changes) if changes else spec  # type: ignore[arg-type]
 
 
-def _print_table(url: str, view: dict[str, object]) -> None:
+def _print_table(url: str, view: Mapping[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text

@@ -14,21 +14,17 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from bridgemon import exits
 from bridgemon.config import Config, ConfigError, load_config, parse_config
-from bridgemon.history import DEFAULT_FILE, History
 from bridgemon.inventory import SelectorError
-from bridgemon.readiness import STATE_VI, State
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-def history_path(state_dir: Path) -> Path:
-    return state_dir / DEFAULT_FILE
+from bridgemon.testrun.history import History, file_in
+from bridgemon.testrun_schema import Report, SiteReport
+from bridgemon.verdicts import CAN_JOIN, WORDS_VI, State, in_order
 
 
 def open_history(state_dir: Path) -> History:
     """The store, with runs of processes that died (SIGKILL, power cut) marked incomplete."""
-    history = History(history_path(state_dir))
+    history = History(file_in(state_dir))
     for run_id in history.mark_incomplete():
         print(f"test run {run_id} was interrupted; marked incomplete", file=sys.stderr)
     return history
@@ -50,7 +46,7 @@ def stored_runs_dir(path: Path) -> Path:
         first = exc.issues[0] if exc.issues else exc
         print(f"warning: {path} is not loaded ({count} error{'s' if count != 1 else ''}, "
               f"`bridgemon check-config` lists them; the first: {first})\n"
-              f"warning: stored runs are read from {history_path(state_dir).absolute()} "
+              f"warning: stored runs are read from {file_in(state_dir).absolute()} "
               f"({source})", file=sys.stderr)
         return state_dir
     for warning in config.warnings:
@@ -111,9 +107,10 @@ def _write(text: str, output: str | None) -> None:
 
 def cmd_test(args: argparse.Namespace, config: Config) -> int:
     from bridgemon.probes import ProbeContext
-    from bridgemon.probes.pinger import Pinger, PingerUnavailable
+    from bridgemon.probes.pinger import PingerUnavailable
     from bridgemon.report import render
-    from bridgemon.testrun import all_ready, default_operator, plan_test, run_test
+    from bridgemon.testrun.plan import default_operator, plan_with
+    from bridgemon.testrun.run import all_ready, run_and_store
 
     event = None
     if args.event:
@@ -121,75 +118,55 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
         if event is None:
             known = ", ".join(e.id for e in config.events) or "none configured"
             print(f"bridgemon: unknown event {args.event!r} (events: {known})", file=sys.stderr)
-            return EXIT_USAGE
+            return exits.USAGE
     if args.count is not None and not 1 <= args.count <= 1000:
         print("bridgemon: --count must be between 1 and 1000", file=sys.stderr)
-        return EXIT_USAGE
-    settings = config.test
+        return exits.USAGE
     try:
-        plan = plan_test(
-            config.inventory, selector=args.select, event=event,
-            count=args.count or settings.count, spacing=settings.spacing,
-            timeout=settings.timeout, concurrency=settings.concurrency, trigger="cli",
-            operator=default_operator(),
-        )
+        plan = plan_with(config.test, config.inventory, selector=args.select, event=event,
+                         count=args.count, trigger="cli", operator=default_operator())
     except SelectorError as exc:
         print(f"bridgemon: --select: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     history = None if args.no_history else open_history(config.monitor.state_dir)
     progress = _Progress(len(plan.sites))
 
-    def on_start(header: dict[str, Any]) -> None:
-        if history is not None:
-            history.begin(header)
-
-    def on_site(site: dict[str, Any]) -> None:
-        if history is not None:
-            history.add_site(plan.run_id, site)
-        progress.site(site)
-
-    async def main() -> dict[str, Any]:
-        pinger = Pinger(config.monitor.icmp_mode)
+    async def main() -> Report:
+        ctx = ProbeContext.from_settings(config.monitor)
         try:
-            pinger.check()
-            ctx = ProbeContext(pinger=pinger, resolve_timeout=config.monitor.resolve_timeout,
-                               sockets=asyncio.Semaphore(config.monitor.check_sockets))
-            return await run_test(plan, config.inventory, ctx, on_start=on_start,
-                                  on_site=on_site)
+            ctx.pinger.check()
+            return await run_and_store(plan, config.inventory, ctx, history,
+                                       on_site=progress.site)
         finally:
-            pinger.close()
+            ctx.pinger.close()
 
     try:
         with progress:
             report = asyncio.run(main())
     except PingerUnavailable as exc:
         print(f"bridgemon: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        if history is not None:
-            history.abort(plan.run_id)
+        return exits.USAGE
+    except KeyboardInterrupt:  # run_and_store has marked the run incomplete
         print("bridgemon: interrupted; the run is kept as incomplete", file=sys.stderr)
-        return 130
+        return exits.INTERRUPTED
     if history is not None:
-        history.finish(plan.run_id, report["finished_at"], report["summary"])
         # The state directory follows the config file, not the shell's directory: say
         # where the run went and how to see it again.
-        print(f"test run {plan.run_id} stored in "
-              f"{history_path(config.monitor.state_dir).absolute()}; "
+        print(f"test run {plan.run_id} stored in {history.path.absolute()}; "
               f"again: bridgemon report {plan.run_id}", file=sys.stderr)
     _write(render(report, args.format), args.output)
-    return EXIT_OK if all_ready(report, strict=args.strict) else EXIT_FAIL
+    return exits.OK if all_ready(report, strict=args.strict) else exits.FAIL
 
 
 def cmd_history(args: argparse.Namespace, state_dir: Path) -> int:
-    path = history_path(state_dir)
+    path = file_in(state_dir)
     if not path.exists():
         print(f"no test runs stored yet ({path.absolute()})", file=sys.stderr)
-        return EXIT_OK
+        return exits.OK
     runs = open_history(state_dir).list(limit=args.limit, event=args.event)
     if args.format == "json":
         print(json.dumps(runs, ensure_ascii=False, indent=2))
-        return EXIT_OK
+        return exits.OK
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -208,30 +185,32 @@ def cmd_history(args: argparse.Namespace, state_dir: Path) -> int:
     for column in ("sự kiện", "chọn", "người chạy"):
         table.add_column(column, overflow="fold")
     for run in runs:
-        summary = run.get("summary") or {}
-        not_ok = sum(summary.get(k, 0) for k in ("not_ready", "parent_down", "unknown"))
+        summary = run.get("summary")
+        counts = in_order(summary) if summary else ()
+        can_join = sum(count for state, count in counts if state in CAN_JOIN)
+        not_ok = sum(count for state, count in counts if state not in CAN_JOIN)
         # Every cell is data (an event id, a selector, a user name): Text, never markup.
         table.add_row(*(Text(str(cell)) for cell in (
             run["run_id"], when(run["started_at"], seconds=False),
             STATUS_VI.get(run["status"], run["status"]),
-            f"{summary.get('ready', 0) + summary.get('degraded', 0)}/{summary.get('total', 0)}",
+            f"{can_join}/{summary['total'] if summary else 0}",
             not_ok, run.get("event") or "", run.get("selector") or "",
             run.get("operator") or "",
         )))
     console = Console(highlight=False)
     console.print(table)
     console.print(Text(f"Lưu tại (stored in): {path.absolute()}"), soft_wrap=True)
-    return EXIT_OK
+    return exits.OK
 
 
 def cmd_report(args: argparse.Namespace, state_dir: Path) -> int:
     from bridgemon.report import render
 
-    path = history_path(state_dir)
+    path = file_in(state_dir)
     if not path.exists():
         print(f"bridgemon: no test run {args.run_id!r}: no test runs stored in "
               f"{path.absolute()}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     with open_history(state_dir) as history:
         report = history.get(args.run_id)
         if report is None:
@@ -241,13 +220,13 @@ def cmd_report(args: argparse.Namespace, state_dir: Path) -> int:
                 shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
                 print(f"bridgemon: run id {args.run_id!r} is ambiguous: {shown}",
                       file=sys.stderr)
-                return EXIT_USAGE
+                return exits.USAGE
             report = history.get(matches[0]) if matches else None
     if report is None:
         print(f"bridgemon: no test run {args.run_id!r} in {path.absolute()}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     _write(render(report, args.format), args.output)
-    return EXIT_OK
+    return exits.OK
 
 
 class _Progress:
@@ -290,11 +269,11 @@ class _Progress:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
 
-    def site(self, site: dict[str, Any]) -> None:
+    def site(self, site: SiteReport) -> None:
         self.done += 1
         state = State(site["verdict"])
         self.counts[state] += 1
-        ready = self.counts[State.READY] + self.counts[State.DEGRADED]
+        ready = sum(self.counts[state] for state in CAN_JOIN)
         not_ready = self.done - ready
         if self._bar is not None:
             self._bar.update(self._task, advance=1,
@@ -302,4 +281,4 @@ class _Progress:
         else:
             reason = f" — {site['reasons'][0]}" if site["reasons"] else ""
             print(f"[{self.done}/{self.total}] {site['name']} ({site['id']}): "
-                  f"{STATE_VI[state]}{reason}", file=sys.stderr, flush=True)
+                  f"{WORDS_VI[state]}{reason}", file=sys.stderr, flush=True)

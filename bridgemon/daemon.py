@@ -1,7 +1,7 @@
-"""The running monitor: wires configuration, pinger, state, scheduler and web together.
+"""The running monitor: wires configuration, pinger, windows, board, scheduler and web together.
 
 Owns the one mutable thing the others share (the current Config) and swaps it whole on
-reload, all or nothing: the new state windows, board, event plan are built aside first and
+reload, all or nothing: the new windows, board, event plan are built aside first and
 swapped in only when every part of them succeeded. A configuration the loader refuses, or
 that fails in any other way, is logged and the old one keeps running.
 """
@@ -14,7 +14,6 @@ import gc
 import logging
 import signal
 import time
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from bridgemon.board import Board
@@ -24,21 +23,22 @@ from bridgemon.inventory import Site
 from bridgemon.loop_lag import LoopLagMeter
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.pinger import Pinger
+from bridgemon.probes.result import SiteRound
 from bridgemon.scheduler import RoundScheduler
-from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
-from bridgemon.state import SiteRound, StateStore
-from bridgemon.testruns import TestRuns
+from bridgemon.snapshot import (
+    HttpFigures,
+    PingerFigures,
+    ReloadFigures,
+    RoundFigures,
+    Snapshot,
+)
+from bridgemon.testrun.service import TestRuns
+from bridgemon.web.actions import ReloadOutcome
+from bridgemon.web.app import make_app
 from bridgemon.web.serving import HttpLimits, Listener
+from bridgemon.windows import WindowStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadOutcome:
-    ok: bool
-    errors: tuple[str, ...]
-    sites: int
-    stage: str = ""  # where a rejected reload failed: "load" (the file) or "apply"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -56,7 +56,7 @@ class Monitor:
         self.http = http or HttpLimits()
         self.listen = listen or config.monitor.listen
         self.started_at = time.time()
-        self.state = StateStore(window=config.monitor.window)
+        self.windows = WindowStore(window=config.monitor.window)
         self.board = Board()
         self.loop_lag = LoopLagMeter()
         self.gc_pacer = GcPacer()
@@ -75,15 +75,12 @@ class Monitor:
 
     async def start(self) -> None:
         """Open the ICMP sockets (failing loudly without privileges), then probe and serve."""
-        from bridgemon.web.app import make_app  # the web layer depends on us, not vice versa
-
         monitor = self.config.monitor
-        self.pinger = Pinger(monitor.icmp_mode)
+        ctx = ProbeContext.from_settings(monitor)
+        self.pinger = ctx.pinger
         mode = self.pinger.check()
-        ctx = ProbeContext(pinger=self.pinger, resolve_timeout=monitor.resolve_timeout,
-                           sockets=asyncio.Semaphore(monitor.check_sockets))
-        self.state.sync(self.config.inventory, monitor.window)
-        self.board.sync(self.config.inventory, self.state.sites, time.time())
+        self.windows.sync(self.config.inventory, monitor.window)
+        self.board.sync(self.config.inventory, self.windows.sites, time.time())
         self.loop_lag.period = self.pinger.tick
         self.loop_lag.start()
         self._housekeeping = asyncio.ensure_future(self._keep_house())
@@ -94,7 +91,7 @@ class Monitor:
             self.config.inventory, max_concurrency=monitor.max_concurrency, spread=monitor.spread
         )
         self.testruns = TestRuns(self.config, ctx, self.scheduler)
-        self.listener = Listener(make_app(self), self.http)
+        self.listener = Listener(make_app(self, self.http), self.http)
         self.bound = await self.listener.start(*self.listen)
         self.scheduler.start()
         await self.testruns.start()
@@ -154,7 +151,7 @@ class Monitor:
     async def reload(self) -> ReloadOutcome:
         """Load the file again and switch to it whole, or keep the running configuration:
         whatever fails (the loader's checks, an exception of any kind while loading or while
-        building the new state) rejects the reload; nothing is half-applied."""
+        building the new windows) rejects the reload; nothing is half-applied."""
         async with self._reload_lock:
             now = time.time()
             path = self.config.path
@@ -192,28 +189,28 @@ class Monitor:
         return ReloadOutcome(False, errors, kept, stage)
 
     def apply(self, config: Config) -> None:
-        """Switch to ``config``, all or nothing. Everything new (state windows, the judged
+        """Switch to ``config``, all or nothing. Everything new (windows, the judged
         board, the event plan) is built aside first; then the swap, which only the
         scheduler's jobs can fail, and they are put back as they were if they do."""
         monitor = config.monitor
         now = time.time()
-        state = StateStore(
-            window=self.state.window,
+        windows = WindowStore(
+            window=self.windows.window,
             # Copies: sync may resize a kept window, which the old store must not see.
-            sites={k: dataclasses.replace(v) for k, v in self.state.sites.items()},
-            version=self.state.version,
+            sites={k: dataclasses.replace(v) for k, v in self.windows.sites.items()},
+            version=self.windows.version,
         )
-        state.sync(config.inventory, monitor.window)
+        windows.sync(config.inventory, monitor.window)
         board = Board()
-        board.sync(config.inventory, state.sites, now)
+        board.sync(config.inventory, windows.sites, now)
         events = self.testruns.prepare(config) if self.testruns is not None else None
         # Nothing has changed so far. No await from here on: no round lands in between.
         if monitor.listen != self.config.monitor.listen:
             log.warning("listen address changes take effect on restart only")
         if monitor.state_dir != self.config.monitor.state_dir:
             log.warning("state_dir changes take effect on restart only")
-        old = (self.config, self.state, self.board)
-        self.config, self.state, self.board = config, state, board
+        old = (self.config, self.windows, self.board)
+        self.config, self.windows, self.board = config, windows, board
         try:
             if self.scheduler is not None:
                 self.scheduler.apply(config.inventory, max_concurrency=monitor.max_concurrency,
@@ -221,7 +218,7 @@ class Monitor:
             if self.testruns is not None and events is not None:
                 self.testruns.commit(events)
         except BaseException:
-            self.config, self.state, self.board = old
+            self.config, self.windows, self.board = old
             if self.scheduler is not None:
                 previous = old[0].monitor
                 self.scheduler.apply(old[0].inventory, max_concurrency=previous.max_concurrency,
@@ -230,9 +227,13 @@ class Monitor:
 
     # -- reading -------------------------------------------------------------------------
 
+    @property
+    def api_token(self) -> str | None:
+        return self.config.api_token
+
     def record(self, site: Site, site_round: SiteRound) -> None:
         """A site's round is done: remember it and judge the site, once, now."""
-        if self.state.record(site.id, site.probe_key(), site_round):
+        if self.windows.record(site.id, site.probe_key(), site_round):
             self.board.update(site.id, time.time())
 
     async def _keep_house(self) -> None:
@@ -269,5 +270,7 @@ class Monitor:
             latest_runs=dict(self.testruns.latest) if self.testruns else {},
             event_window=self.config.monitor.event_window,
             loop_lag=self.loop_lag.worst(),
-            events_quarantined=len(self.testruns.quarantined) if self.testruns else 0,
+            quarantined=tuple(self.testruns.quarantined) if self.testruns else (),
+            http=HttpFigures(self.listener.connections, self.listener.refused[0])
+            if self.listener else HttpFigures(),
         )

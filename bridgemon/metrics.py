@@ -24,8 +24,9 @@ from bridgemon.durations import format_duration
 from bridgemon.events import Event
 from bridgemon.inventory import Inventory, Site
 from bridgemon.probes.result import ProbeResult
-from bridgemon.readiness import STATES, Verdict
+from bridgemon.readiness import Verdict
 from bridgemon.snapshot import Snapshot
+from bridgemon.verdicts import STATES, can_join, count, in_order
 
 INFO_LABELS = ("site", "name", "level", "parent", "address", "profile", "contact", "phone")
 
@@ -113,7 +114,7 @@ def _self_metrics(snap: Snapshot) -> Iterator[Metric]:
         "bridgemon_events_files_quarantined",
         "Saved events files set aside at start because events in them could not be planned "
         "(their conferences are missing from the plan; /healthz names the files)",
-        value=snap.events_quarantined,
+        value=len(snap.quarantined),
     )
     sites = GaugeMetricFamily(
         "bridgemon_config_sites", "Sites in the running inventory, per level", labels=["level"]
@@ -408,9 +409,10 @@ def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
         run_time.add_metric([event.id], datetime.fromisoformat(finished).timestamp())
         for site in report["sites"]:
             if site["id"] in snap.inventory.sites:
-                ok = site["verdict"] in ("ready", "degraded")
+                ok = can_join(site["verdict"])
                 site_ready.add_metric([event.id, site["id"]], 1 if ok else 0)
-        for verdict, number in report["summary"].items():
-            if verdict != "total":
-                counts.add_metric([event.id, verdict], number)
+        # A latest run is a complete one, whose summary the run wrote.
+        summary = report["summary"] or count(site["verdict"] for site in report["sites"])
+        for verdict, number in in_order(summary):
+            counts.add_metric([event.id, verdict.value], number)
     yield from (start, end, info, participant, run_time, site_ready, counts)

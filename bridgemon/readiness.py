@@ -18,30 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 from bridgemon.inventory import Inventory, Site
-from bridgemon.probes.result import EchoBurst, RttStats
+from bridgemon.probes.result import EchoBurst, RttStats, SiteRound
 from bridgemon.specs import Thresholds
-from bridgemon.state import SiteRound
+from bridgemon.verdicts import CAN_JOIN, RANK, State
 
-
-class State(StrEnum):
-    READY = "ready"
-    DEGRADED = "degraded"
-    NOT_READY = "not_ready"
-    PARENT_DOWN = "parent_down"
-    UNKNOWN = "unknown"
-
-
-STATES = tuple(State)
-STATE_VI = {
-    State.READY: "Sẵn sàng",
-    State.DEGRADED: "Suy giảm",
-    State.NOT_READY: "Chưa sẵn sàng",
-    State.PARENT_DOWN: "Mất kết nối cấp trên",
-    State.UNKNOWN: "Chưa rõ",
-}
 # How long a site may go without a probe before its verdict is no longer trusted.
 STALE_AFTER_INTERVALS = 3
 
@@ -81,7 +63,7 @@ class Verdict:
     @property
     def ready(self) -> bool:
         """Can the site join a conference (ready, or degraded with a warning)."""
-        return self.state in (State.READY, State.DEGRADED)
+        return self.state in CAN_JOIN
 
 
 def mos(rtt_avg: float, jitter: float, loss_ratio: float) -> float:
@@ -175,7 +157,7 @@ def judge_own(site: Site, rounds: Sequence[SiteRound], now: float) -> Verdict:
         reasons.append(Reason("stale", State.UNKNOWN, f"no probe for {age:.0f} s",
                               f"không có kết quả đo trong {age:.0f} giây"))
     state = _worst(reasons)
-    reasons.sort(key=lambda reason: _SEVERITY_ORDER[reason.severity])
+    reasons.sort(key=lambda reason: RANK[reason.severity])
     return Verdict(site.id, state, tuple(reasons), up, quality, last.started_at)
 
 
@@ -197,19 +179,10 @@ def _check_reasons(site: Site, last: SiteRound) -> list[Reason]:
     return reasons
 
 
-_SEVERITY_ORDER = {
-    State.NOT_READY: 0,
-    State.PARENT_DOWN: 1,
-    State.UNKNOWN: 2,
-    State.DEGRADED: 3,
-    State.READY: 4,
-}
-
-
 def _worst(reasons: Sequence[Reason]) -> State:
     if not reasons:
         return State.READY
-    return min((reason.severity for reason in reasons), key=_SEVERITY_ORDER.__getitem__)
+    return min((reason.severity for reason in reasons), key=RANK.__getitem__)
 
 
 def judge_all(

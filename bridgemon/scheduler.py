@@ -2,7 +2,7 @@
 
 A round takes the sites of its interval, starts their probes spread over
 ``spread × interval`` (never all at once), keeps at most ``max_concurrency`` sites in
-flight, and hands each site's results to ``record`` (the daemon's: the state store, then
+flight, and hands each site's results to ``record`` (the daemon's: its window, then
 the site's judgement). A round still running when the next one is due is not doubled:
 APScheduler skips the new one (max_instances=1) and we count it as an overrun.
 """
@@ -26,11 +26,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bridgemon.durations import format_duration
 from bridgemon.inventory import Inventory, Site
 from bridgemon.probes import ProbeContext
-from bridgemon.probes.dispatch import run_check
-from bridgemon.state import SiteRound
+from bridgemon.probes.result import SiteRound
+from bridgemon.probes.site import probe_site
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(slots=True)
@@ -42,18 +41,6 @@ class RoundStats:
     last_started: float = 0.0
     last_duration: float = 0.0
     running: bool = False
-
-
-async def probe_site(site: Site, ctx: ProbeContext) -> SiteRound:
-    """Every check of one site, at once. Used by rounds and by one-off test runs alike."""
-    started = time.time()
-    if not site.checks:  # the common case at scale: no gather, no extra tasks
-        return SiteRound(started, (await run_check(site.address, site.icmp, ctx),))
-    results = await asyncio.gather(
-        run_check(site.address, site.icmp, ctx),
-        *(run_check(site.address, check, ctx) for check in site.checks),
-    )
-    return SiteRound(started_at=started, results=tuple(results))
 
 
 class RoundScheduler:

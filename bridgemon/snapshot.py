@@ -1,21 +1,22 @@
 """An immutable picture of the monitor at one instant, for everything that reads it.
 
-/metrics, /api/v1/sites and the status page read a Snapshot; none of them reaches into
-live state or judges anything. Each site's part (``SiteView``) was judged and rendered
-once, when its round completed (``bridgemon.board``), so reading costs a join, not a
-judgement, and nothing a client asks for can stall the engine's loop.
+/metrics, /healthz, /api/v1/sites, /api/v1/events and the status page read a Snapshot;
+none of them reaches into live state or judges anything. Each site's part (``SiteView``)
+was judged and rendered once, when its round completed (``bridgemon.board``), so reading
+costs a join, not a judgement, and nothing a client asks for can stall the engine's loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from bridgemon.events import Event
 from bridgemon.inventory import Inventory
 from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import Verdict
+from bridgemon.testrun_schema import Report
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,21 @@ class PingerFigures:
     kernel_filtered: bool = True
 
 
+class Quarantined(TypedDict):
+    """An events file set aside at start (testrun.saved_events; /healthz lists them)."""
+
+    file: str
+    moved_to: str | None  # None: it could not even be moved
+    kept: int  # good events written back in its place
+    problems: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFigures:
+    connections: int = 0  # open now
+    refused: int = 0  # turned away because max_connections were open
+
+
 @dataclass(frozen=True, slots=True)
 class ReloadFigures:
     successful: bool
@@ -68,10 +84,11 @@ class Snapshot:
     pinger: PingerFigures
     reload: ReloadFigures
     events: tuple[Event, ...] = ()
-    latest_runs: dict[str, dict[str, Any]] | None = None  # event id -> latest test-run report
+    latest_runs: dict[str, Report] | None = None  # event id -> its latest test-run report
     event_window: float = 7 * 86400.0
     loop_lag: float = 0.0  # worst event-loop lag in the last window, seconds
-    events_quarantined: int = 0  # saved events files set aside at start
+    quarantined: tuple[Quarantined, ...] = ()  # saved events files set aside at start
+    http: HttpFigures = HttpFigures()
 
     def verdict(self, site_id: str) -> Verdict | None:
         view = self.sites.get(site_id)

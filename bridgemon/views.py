@@ -5,20 +5,22 @@ One function per thing shown, so the API and the reports cannot drift apart.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from bridgemon.inventory import Site
 from bridgemon.probes.result import ProbeResult, RttStats
-from bridgemon.readiness import PathQuality, State, Verdict
+from bridgemon.readiness import PathQuality, Verdict
+from bridgemon.testrun_schema import CheckReport, RttMs
+from bridgemon.verdicts import State
 
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 4)
 
 
-def rtt_json(rtt: RttStats | None) -> dict[str, float | None]:
+def rtt_json(rtt: RttStats | None) -> RttMs:
     if rtt is None:
         return {"min": None, "avg": None, "max": None, "p95": None}
     return {"min": _ms(rtt.min), "avg": _ms(rtt.avg), "max": _ms(rtt.max), "p95": _ms(rtt.p95)}
@@ -37,8 +39,9 @@ def quality_json(quality: PathQuality | None) -> dict[str, Any]:
     }
 
 
-def check_json(result: ProbeResult) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def check_json(result: ProbeResult) -> CheckReport:
+    """A check as the API and the test-run report show it (schema ``$defs/check``)."""
+    out: CheckReport = {
         "type": result.kind,
         "name": result.check,
         "target": result.target,
@@ -49,17 +52,17 @@ def check_json(result: ProbeResult) -> dict[str, Any]:
     if result.burst is not None:
         burst = result.burst
         rtt = RttStats.of(burst.replied)
-        out.update(
-            sent=burst.sent,
-            received=burst.received,
-            loss_ratio=round((burst.sent - burst.received) / burst.sent, 6) if burst.sent else None,
-            rtt_ms=rtt_json(rtt),
-            rtts_ms=[_ms(value) for value in burst.rtts],
-            jitter_ms=(_ms(burst.jitter_sum / burst.jitter_count) if burst.jitter_count
-                       else (0.0 if rtt else None)),
-        )
-    out.update(result.details)
-    return out
+        out["sent"] = burst.sent
+        out["received"] = burst.received
+        out["loss_ratio"] = (round((burst.sent - burst.received) / burst.sent, 6)
+                             if burst.sent else None)
+        out["rtt_ms"] = rtt_json(rtt)
+        out["rtts_ms"] = [_ms(value) for value in burst.rtts]
+        out["jitter_ms"] = (_ms(burst.jitter_sum / burst.jitter_count) if burst.jitter_count
+                            else (0.0 if rtt else None))
+    # What the probe reports of its own (status_code, transport, cert_not_after, ...): the
+    # schema's open part, which the type leaves to readers' .get.
+    return cast(CheckReport, {**out, **result.details})
 
 
 def site_json(
@@ -121,10 +124,3 @@ def encode(value: object) -> bytes:
     """Compact UTF-8 JSON. orjson, because rows are encoded for every site every round:
     1.4 µs for a site's state where the standard library took 25 (measured here)."""
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
-
-
-def summary_json(verdicts: list[Verdict]) -> dict[str, int]:
-    counts = {state.value: 0 for state in State}
-    for verdict in verdicts:
-        counts[verdict.state.value] += 1
-    return {"total": len(verdicts), **counts}

@@ -6,10 +6,11 @@ import json
 
 from bridgemon.board import Board
 from bridgemon.inventory import Inventory, Level, Site
-from bridgemon.readiness import State, judge_all
-from bridgemon.state import StateStore
+from bridgemon.readiness import judge_all
+from bridgemon.verdicts import State
 from bridgemon.views import site_json
-from tests.test_state import icmp_round, make_site
+from bridgemon.windows import WindowStore
+from tests.test_windows import icmp_round, make_site
 
 NOW = 100_000.0
 LEVELS = (
@@ -36,16 +37,16 @@ UP = (0.01, 0.01, 0.01)
 DOWN = (None, None, None)
 
 
-def setup() -> tuple[Inventory, StateStore, Board]:
+def setup() -> tuple[Inventory, WindowStore, Board]:
     inventory = tree()
-    state = StateStore(window=3)
+    state = WindowStore(window=3)
     state.sync(inventory, 3)
     board = Board()
     board.sync(inventory, state.sites, NOW)
     return inventory, state, board
 
 
-def record(inventory: Inventory, state: StateStore, board: Board, site_id: str,
+def record(inventory: Inventory, state: WindowStore, board: Board, site_id: str,
            rtts: tuple[float | None, ...], at: float) -> None:
     site = inventory.sites[site_id]
     assert state.record(site_id, site.probe_key(), icmp_round(at, site.address, rtts))

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bridgemon.config import Config, ConfigError, parse_config
 from bridgemon.config_source import line_count
 from bridgemon.events import event_json
-from bridgemon.pretests import missed, upcoming
+from bridgemon.testrun.pretests import missed, upcoming
 
 REPO = Path(__file__).resolve().parents[1]
 PATH = Path("fuzz") / "sites.toml"

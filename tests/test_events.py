@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bridgemon.config import ConfigError, parse_config
 from bridgemon.events import Event, EventModel, build_event, event_json
-from bridgemon.pretests import missed, upcoming
+from bridgemon.testrun.pretests import missed, upcoming
 from tests.helpers import inventory_toml
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")

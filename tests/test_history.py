@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-import bridgemon.history as history_module
-from bridgemon.history import History, HistoryError
+import bridgemon.testrun.history as history_module
 from bridgemon.report import FORMATS, render
+from bridgemon.testrun.history import History, HistoryError
 from tests.report_samples import FINISHED, REPO, header, sample_report, sample_sites
 
 SCHEMA = json.loads((REPO / "docs" / "testrun.schema.json").read_text(encoding="utf-8"))
@@ -298,7 +298,7 @@ def test_a_failed_migration_changes_nothing(db: Path, monkeypatch: pytest.Monkey
 
 PRELUDE = """
 import sys, time
-from bridgemon.history import History
+from bridgemon.testrun.history import History
 from tests.report_samples import FINISHED, header, sample_report, sample_sites
 store = History(sys.argv[1])
 """

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bridgemon.config import load_config
-from bridgemon.history import History
+from bridgemon.testrun.history import History
 from tests.report_samples import REPO, sample_report
 
 GOOD = '[[sites]]\nid = "49"\nname = "UBND tỉnh"\nlevel = "province"\naddress = "127.0.0.1"\n'

@@ -7,9 +7,9 @@ from pathlib import Path
 from bridgemon.board import Board
 from bridgemon.config import parse_config
 from bridgemon.metrics import render
-from bridgemon.probes.result import EchoBurst, ProbeResult
+from bridgemon.probes.result import EchoBurst, ProbeResult, SiteRound
 from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
-from bridgemon.state import SiteRound, StateStore
+from bridgemon.windows import WindowStore
 from tests.helpers import inventory_toml, parse_exposition, value
 
 NOW = 1_800_000_000.0
@@ -31,7 +31,7 @@ def snapshot(sites: list[dict[str, object]], rounds: dict[str, SiteRound]) -> Sn
         Path("t.toml"),
     )
     inventory = config.inventory
-    state = StateStore(window=5)
+    state = WindowStore(window=5)
     state.sync(inventory, 5)
     for site_id, site_round in rounds.items():
         if site_id in inventory.sites:

@@ -9,7 +9,7 @@ production as a stalled event loop). Bounded: a few seconds per test.
 - SIP messages (bridgemon.probes.sip_message.parse): SipParseError only.
 - HTTP heads and chunked framing (bridgemon.probes.http_message): HttpParseError only;
   chunked decoding gives the same answer however the bytes are split across reads.
-- URLs (bridgemon.probes.http.split_url, bridgemon.probes.target.parse_probe_url):
+- URLs (bridgemon.probes.http.split_url, bridgemon.cli_probe_url.parse_probe_url):
   ValueError only; a host they accept is one the resolver can encode.
 - Device text (bridgemon.probes.device_text): never raises, always one clean short line.
 """
@@ -22,6 +22,7 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridgemon.cli_probe_url import parse_probe_url
 from bridgemon.probes.device_text import device_text
 from bridgemon.probes.hosts import check_host
 from bridgemon.probes.http import split_url
@@ -34,7 +35,6 @@ from bridgemon.probes.http_message import (
 )
 from bridgemon.probes.icmp_packets import Reply, parse_v4, parse_v6
 from bridgemon.probes.sip_message import SipParseError, parse
-from bridgemon.probes.target import parse_probe_url
 from tests.test_icmp_packets import near_valid_v4, near_valid_v6
 
 # Per input: far above what any of these parsers needs (microseconds to a millisecond),

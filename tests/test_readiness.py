@@ -9,11 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridgemon.inventory import Inventory, Level, Site
-from bridgemon.probes.result import EchoBurst, ProbeResult
+from bridgemon.probes.result import EchoBurst, ProbeResult, SiteRound
 from bridgemon.readiness import (
     STALE_AFTER_INTERVALS,
-    STATE_VI,
-    State,
     Verdict,
     judge_all,
     judge_own,
@@ -21,7 +19,7 @@ from bridgemon.readiness import (
     path_quality,
 )
 from bridgemon.specs import IcmpSpec, Thresholds
-from bridgemon.state import SiteRound
+from bridgemon.verdicts import WORDS_VI, State
 
 NOW = 10_000.0
 LOST = None
@@ -607,6 +605,6 @@ def test_verdict_ready(state: State, ready: bool) -> None:
 
 def test_states_and_vietnamese_names() -> None:
     assert [s.value for s in State] == ["ready", "degraded", "not_ready", "parent_down", "unknown"]
-    assert STATE_VI[State.READY] == "Sẵn sàng"
-    assert STATE_VI[State.NOT_READY] == "Chưa sẵn sàng"
-    assert set(STATE_VI) == set(State)
+    assert WORDS_VI[State.READY] == "Sẵn sàng"
+    assert WORDS_VI[State.NOT_READY] == "Chưa sẵn sàng"
+    assert set(WORDS_VI) == set(State)

@@ -188,7 +188,7 @@ async def test_a_swap_that_fails_half_way_is_rolled_back(
     monitor = await start(event_block("ky-hop", begins))
     scheduler = monitor.scheduler
     assert scheduler is not None
-    config, board, state = monitor.config, monitor.board, monitor.state
+    config, board, state = monitor.config, monitor.board, monitor.windows
     planned = scheduler.planned("pretest:")
     real_apply = scheduler.apply
     calls: list[int] = []
@@ -207,7 +207,7 @@ async def test_a_swap_that_fails_half_way_is_rolled_back(
     status, body = await apost(url(monitor, "/-/reload"))
     assert status == 500 and body["stage"] == "apply", body
     assert "injected" in body["errors"][0]
-    assert monitor.config is config and monitor.board is board and monitor.state is state
+    assert monitor.config is config and monitor.board is board and monitor.windows is state
     assert set(scheduler.stats) == {5.0}  # the 7 s round was taken back
     assert scheduler.planned("pretest:") == planned
     assert await site_ids(monitor) == {"49", "502", "20335", "20338"}

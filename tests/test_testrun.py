@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,9 @@ from bridgemon.config import parse_config
 from bridgemon.inventory import SelectorError
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.pinger import Pinger
-from bridgemon.testrun import all_ready, plan_test, run_test
+from bridgemon.testrun.history import History
+from bridgemon.testrun.plan import plan_test
+from bridgemon.testrun.run import all_ready, run_and_store, run_test
 from tests.conftest import needs_root
 from tests.helpers import inventory_toml
 
@@ -63,3 +68,56 @@ async def test_a_long_burst_on_a_fast_interval_site_is_judged_not_stale() -> Non
     assert report["sites"][1]["checks"][0]["sent"] == 40
     assert order[0] == "502"  # a parent is final before its children
     assert all_ready(report) and report["summary"]["ready"] == 3
+
+
+@needs_root
+@pytest.mark.parametrize("writer", [None, "thread"], ids=["inline", "writer thread"])
+async def test_run_and_store_keeps_the_run_as_it_goes(tmp_path: Path, writer: str | None) -> None:
+    # The one way a run is stored, for `bridgemon test` (inline) and the daemon (its writer
+    # thread): the history gives back exactly the report the run returned.
+    sites = inventory()
+    executor = ThreadPoolExecutor(max_workers=1) if writer else None
+    history = History(tmp_path / "bridgemon.db")
+    the_plan = plan("under:502")
+    seen: list[str] = []
+    pinger = Pinger("raw")
+    try:
+        report = await run_and_store(the_plan, sites, ProbeContext(pinger=pinger), history,
+                                     writer=executor, on_site=lambda s: seen.append(s["id"]))
+    finally:
+        pinger.close()
+        if executor is not None:
+            executor.shutdown(wait=True)
+    assert seen == [site["id"] for site in report["sites"]] and len(seen) == 3
+    assert report["status"] == "complete"
+    assert history.get(the_plan.run_id) == report
+
+
+@needs_root
+@pytest.mark.parametrize("writer", [None, "thread"], ids=["inline", "writer thread"])
+async def test_run_and_store_marks_a_cancelled_run_incomplete_with_its_finished_sites(
+    tmp_path: Path, writer: str | None,
+) -> None:
+    sites = inventory()
+    executor = ThreadPoolExecutor(max_workers=1) if writer else None
+    history = History(tmp_path / "bridgemon.db")
+    # One site at a time, 0.2 s each: the district is judged first (parents first), and
+    # the cancellation lands while its communes are still being probed.
+    the_plan = replace(plan("under:502", count=5), concurrency=1)
+    first = asyncio.Event()
+    pinger = Pinger("raw")
+    try:
+        task = asyncio.ensure_future(run_and_store(
+            the_plan, sites, ProbeContext(pinger=pinger), history, writer=executor,
+            on_site=lambda site: first.set()))
+        await asyncio.wait_for(first.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        pinger.close()
+        if executor is not None:
+            executor.shutdown(wait=True)
+    stored = history.get(the_plan.run_id)
+    assert stored is not None and stored["status"] == "incomplete"
+    assert 1 <= len(stored["sites"]) < 3 and stored["sites"][0]["id"] == "502"

@@ -11,7 +11,8 @@
     bridgemon lab down
 
 Every subcommand takes ``--name`` (default ``$BRIDGEMON_LAB_NAME`` or ``bmlab``).
-Exit status: 0 done, 1 lab error (not root, not running, ...), 2 usage error.
+Exit status (``bridgemon.exits``): 0 done, 1 lab error (not root, not running, ...), 2 usage
+error.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import threading
 from typing import Any
 
+from bridgemon import exits
 from bridgemon.lab import Lab, LabError
 from bridgemon.lab.netsetup import DEFAULT_HOST_ADDR, DEFAULT_LAB_ADDR, DEFAULT_NAME, DEFAULT_NET
 
@@ -138,13 +140,13 @@ def main(argv: list[str]) -> int:
         return handler(args)
     except LabError as exc:
         print(f"bridgemon lab: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAIL
     except ValueError as exc:
         print(f"bridgemon lab: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     except OSError as exc:  # e.g. the run directory is not writable without root
         print(f"bridgemon lab: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
-        return 1
+        return exits.FAIL
 
 
 def _usage_text(lab: Lab) -> str:
@@ -178,7 +180,7 @@ def _up(args: argparse.Namespace) -> int:
     if not args.foreground:
         lab.start(detach=True)
         print(_usage_text(lab))
-        return 0
+        return exits.OK
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _s, _f: stop.set())
@@ -188,9 +190,9 @@ def _up(args: argparse.Namespace) -> int:
         while not stop.wait(1.0):
             if not lab.running:
                 print(f"lab {lab.name!r} was stopped from elsewhere", flush=True)
-                return 0
+                return exits.OK
         print(f"stopping lab {lab.name!r}", flush=True)
-    return 0
+    return exits.OK
 
 
 def _set(args: argparse.Namespace) -> int:
@@ -205,7 +207,7 @@ def _set(args: argparse.Namespace) -> int:
         drop=drop,
     )
     print(f"{rule['target']}: {_describe(rule)}")
-    return 0
+    return exits.OK
 
 
 def _clear(args: argparse.Namespace) -> int:
@@ -213,7 +215,7 @@ def _clear(args: argparse.Namespace) -> int:
     n = lab.clear(args.target)
     what = args.target or "all impairments"
     print(f"cleared {what} ({n} rule{'s' if n != 1 else ''} removed)")
-    return 0
+    return exits.OK
 
 
 def _describe(rule: dict[str, Any]) -> str:
@@ -234,7 +236,7 @@ def _status(args: argparse.Namespace) -> int:
     status = Lab.attach(args.name).status()
     if args.json:
         print(json.dumps(status, indent=2))
-        return 0
+        return exits.OK
     print(
         f"lab {status['name']}: up, pid {status['pid']}, uptime {status['uptime_s']:.0f} s, "
         f"{status['net']} in netns {status['netns']}"
@@ -261,14 +263,14 @@ def _status(args: argparse.Namespace) -> int:
             f"delayed-packet release lateness: p50 {late['p50']} µs, p99 {late['p99']} µs "
             f"over the last {late['samples']}"
         )
-    return 0
+    return exits.OK
 
 
 def _exec(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         print("bridgemon lab exec: give a command, e.g. -- python3 -m http.server", file=sys.stderr)
-        return 2
+        return exits.USAGE
     lab = Lab.attach(args.name)
     return subprocess.call(lab.exec_argv(cmd))
 
@@ -279,11 +281,11 @@ def _down(args: argparse.Namespace) -> int:
     except LabError:
         if Lab.cleanup(args.name):
             print(f"lab {args.name!r} was not running; any leftovers are removed")
-            return 0
+            return exits.OK
         raise
     lab.stop()
     print(f"lab {args.name!r} is down")
-    return 0
+    return exits.OK
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Probes: one module per protocol, each ``async probe(target, spec, ctx) -> ProbeResult``.
+"""Probes: one module per protocol, each ``async probe(target, spec, ctx) -> ProbeResult``,
+and ``site.probe_site``, which runs every check of one site.
 
-A probe measures and returns data. It never touches state, metrics or readiness, and it
+A probe measures and returns data. It never touches windows, metrics or readiness, and it
 never raises for anything the network does: failures are results with a reason.
 """
 
@@ -8,8 +9,20 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 from bridgemon.probes.pinger import Pinger
+
+
+class ProbeSettings(Protocol):
+    """What the probes take from ``[monitor]`` (config.MonitorSettings has it)."""
+
+    @property
+    def icmp_mode(self) -> Literal["auto", "raw", "dgram"]: ...
+    @property
+    def resolve_timeout(self) -> float: ...
+    @property
+    def check_sockets(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +36,14 @@ class ProbeContext:
     pinger: Pinger
     resolve_timeout: float = 2.0
     sockets: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(512))
+
+    @classmethod
+    def from_settings(cls, settings: ProbeSettings) -> ProbeContext:
+        """The context ``settings`` describe, with an ICMP engine of their mode; the caller
+        opens it (``pinger.check()``, which raises PingerUnavailable without privileges)
+        and closes it."""
+        return cls(
+            pinger=Pinger(settings.icmp_mode),
+            resolve_timeout=settings.resolve_timeout,
+            sockets=asyncio.Semaphore(settings.check_sockets),
+        )

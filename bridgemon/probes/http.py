@@ -25,6 +25,18 @@ lookups, connects, TLS, requests, heads, bodies, every redirect — so a device 
 trickles cannot stretch it; and the body reader yields to the loop after every read, so
 a device that floods cannot hold the loop (and with it that deadline) either.
 
+Why not aiohttp's client, which the web side already uses: it does not give what the
+check reports. Its tracing marks one span for connect and TLS together
+(``on_connection_create_*``), so ``tls_seconds`` cannot be told from ``connect_seconds``;
+a failed verification raises with OpenSSL's error but not the certificate, whose dates and
+names the reason gives; it decodes chunked bodies before a reader sees them, so a cap
+cannot count the bytes off the wire; a malformed head comes back in llhttp's words (a
+200 with a header line "Bad Header" raised ``400, message="Invalid header token"`` here,
+aiohttp 3.14, where :mod:`~bridgemon.probes.http_message` says "malformed response header
+'Bad Header'"); and it opens and closes sockets itself, so a check could not hold its
+``ctx.sockets`` slot until its descriptor is really closed. What is left to write is the
+request line and a bounded read, here.
+
 Must not: follow redirects unless ``spec.follow_redirects`` (and then at most
 ``MAX_REDIRECTS``), read more than the caps, wait past ``spec.timeout`` in total, keep a
 connection open after returning, raise for anything the network does, put a device's
@@ -47,15 +59,20 @@ from bridgemon.probes.conn import (
     CertInfo,
     abort,
     connect,
-    connect_failure,
     describe_verify_error,
     fetch_cert,
     host_for_uri,
     peer_cert,
     tls_context,
-    tls_failure,
 )
 from bridgemon.probes.device_text import device_text, latin1_text
+from bridgemon.probes.failures import (
+    ProbeFailure,
+    connect_failures,
+    handshake_failures,
+    map_failures,
+    stream_failures,
+)
 from bridgemon.probes.hosts import check_host
 from bridgemon.probes.http_message import (
     MAX_HEAD_BYTES,
@@ -76,10 +93,6 @@ MAX_INTERIM = 5  # 1xx responses skipped before the real one (103 Early Hints, .
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 READ_SIZE = 16 * 1024
-
-
-class _Fail(Exception):
-    """The check failed; the message is the reason without the "HTTPS 443:" label."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +224,7 @@ async def probe(target: str, spec: HttpSpec, ctx: ProbeContext) -> ProbeResult:
         try:
             async with asyncio.timeout_at(state.deadline):
                 warning = await _run(url, spec, ctx, state)
-        except _Fail as exc:
+        except ProbeFailure as exc:
             failure = f"{state.label}: {exc}"
         except TimeoutError:
             failure = f"{state.label}: timed out after {spec.timeout:g} s {state.phase}"
@@ -230,7 +243,7 @@ async def probe(target: str, spec: HttpSpec, ctx: ProbeContext) -> ProbeResult:
 
 
 async def _run(url: Url, spec: HttpSpec, ctx: ProbeContext, state: _State) -> str | None:
-    """The exchanges (one, or a redirect chain); returns a warning, raises _Fail."""
+    """The exchanges (one, or a redirect chain); returns a warning, raises ProbeFailure."""
     redirects: list[str] = []
     while True:
         state.label = url.label
@@ -239,12 +252,12 @@ async def _run(url: Url, spec: HttpSpec, ctx: ProbeContext, state: _State) -> st
         if location is None:
             break
         if len(redirects) >= MAX_REDIRECTS:
-            raise _Fail(f"more than {MAX_REDIRECTS} redirects (last to {_shown(location)})")
+            raise ProbeFailure(f"more than {MAX_REDIRECTS} redirects (last to {_shown(location)})")
         try:
             url = split_url(urljoin(url.text, location))
         except UrlError as exc:  # the device's text, cleaned: the URL part is quoted anew
             shown = f"{_shown(exc.url)!r}{exc.sep}{device_text(exc.why, 200)}"
-            raise _Fail(f"redirect to an unusable URL: {shown}") from None
+            raise ProbeFailure(f"redirect to an unusable URL: {shown}") from None
         redirects.append(url.text)
         state.details["redirects"] = list(redirects)
     details = state.details
@@ -253,7 +266,7 @@ async def _run(url: Url, spec: HttpSpec, ctx: ProbeContext, state: _State) -> st
         moved = ""
         if response.status in REDIRECT_CODES and "location" in response.headers:
             moved = f" (redirect to {latin1_text(response.headers['location'], 200)})"
-        raise _Fail(f"status {response.status}{moved}, expected {expected}")
+        raise ProbeFailure(f"status {response.status}{moved}, expected {expected}")
     warnings = [state.capped] if state.capped else []
     if state.verified and state.cert is not None:
         left = state.cert.not_after - time.time()
@@ -301,53 +314,39 @@ async def _exchange(
         details.pop(key, None)
     state.cert, state.verified = None, False
     state.phase = "looking up the name"
-    try:
+    with map_failures({ResolveError: str}):
         address = await resolve(url.host, min(ctx.resolve_timeout, spec.timeout))
-    except ResolveError as exc:
-        raise _Fail(str(exc)) from None
     details["address"] = address
     sock: socket.socket | None = None
     writer: asyncio.StreamWriter | None = None
     try:
-        state.phase = "connecting"
-        began = time.monotonic()
-        try:
-            sock = await connect(address, url.port)
-        except TimeoutError:
-            raise
-        except OSError as exc:
-            raise _Fail(connect_failure(exc)) from None
-        details["connect_seconds"] = time.monotonic() - began
-        if url.scheme == "https":
-            state.phase = "in the TLS handshake"
+        with map_failures({HttpParseError: str,
+                           **stream_failures(lambda: f" while {state.phase}")}):
+            state.phase = "connecting"
             began = time.monotonic()
-            reader, writer = await _tls(sock, address, url, spec, state)
-            details["tls_seconds"] = time.monotonic() - began
-        else:
-            reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_HEAD_BYTES)
-        state.phase = "sending the request"
-        writer.write(_request(url, spec.method.upper()))
-        await writer.drain()
-        sent = time.monotonic()
-        state.phase = "waiting for the response"
-        response = await _read_head(reader, state, sent)
-        details["status"] = response.status
-        details["status_reason"] = response.reason
-        if may_follow and _location(response, spec) is not None:
+            with map_failures(connect_failures()):
+                sock = await connect(address, url.port)
+            details["connect_seconds"] = time.monotonic() - began
+            if url.scheme == "https":
+                state.phase = "in the TLS handshake"
+                began = time.monotonic()
+                reader, writer = await _tls(sock, address, url, spec, state)
+                details["tls_seconds"] = time.monotonic() - began
+            else:
+                reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_HEAD_BYTES)
+            state.phase = "sending the request"
+            writer.write(_request(url, spec.method.upper()))
+            await writer.drain()
+            sent = time.monotonic()
+            state.phase = "waiting for the response"
+            response = await _read_head(reader, state, sent)
+            details["status"] = response.status
+            details["status_reason"] = response.reason
+            if may_follow and _location(response, spec) is not None:
+                return response
+            state.phase = "reading the body"
+            await _read_body(reader, response, spec, state)
             return response
-        state.phase = "reading the body"
-        await _read_body(reader, response, spec, state)
-        return response
-    except HttpParseError as exc:
-        raise _Fail(str(exc)) from None
-    except (ConnectionResetError, BrokenPipeError):
-        raise _Fail(f"connection reset by the server while {state.phase}") from None
-    except ssl.SSLError as exc:
-        raise _Fail(f"TLS error while {state.phase} ({exc.reason or exc})") from None
-    except TimeoutError:
-        raise
-    except OSError as exc:
-        raise _Fail(f"{connect_failure(exc)} while {state.phase}") from None
     finally:
         abort(sock, writer)
 
@@ -355,28 +354,24 @@ async def _exchange(
 async def _tls(
     sock: socket.socket, address: str, url: Url, spec: HttpSpec, state: _State
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """TLS handshake on ``sock``; records the certificate, raises _Fail with the reason."""
+    """TLS handshake on ``sock``; records the certificate, raises ProbeFailure with the
+    reason."""
     details = state.details
     context = tls_context(spec.verify_tls, spec.ca_file)
-    try:
-        reader, writer = await asyncio.open_connection(
-            sock=sock, ssl=context, server_hostname=check_host(url.host),
-            limit=MAX_HEAD_BYTES,
-        )
-    except ssl.SSLCertVerificationError as exc:
-        details["tls_verified"] = False
-        # The handshake gives no certificate when it fails; fetch it unverified, on a
-        # second connection, for the dates and names the reason should give.
-        sock.close()
-        cert = await fetch_cert(address, url.port, url.host, state.deadline)
-        _record_cert(state, cert)
-        raise _Fail(describe_verify_error(exc, cert, url.host)) from None
-    except ssl.SSLError as exc:
-        raise _Fail(tls_failure(exc)) from None
-    except TimeoutError:
-        raise
-    except (ConnectionError, OSError) as exc:
-        raise _Fail(f"{connect_failure(exc)} in the TLS handshake") from None
+    with map_failures(handshake_failures("", "in the TLS handshake")):
+        try:
+            reader, writer = await asyncio.open_connection(
+                sock=sock, ssl=context, server_hostname=check_host(url.host),
+                limit=MAX_HEAD_BYTES,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            details["tls_verified"] = False
+            # The handshake gives no certificate when it fails; fetch it unverified, on a
+            # second connection, for the dates and names the reason should give.
+            sock.close()
+            cert = await fetch_cert(address, url.port, url.host, state.deadline)
+            _record_cert(state, cert)
+            raise ProbeFailure(describe_verify_error(exc, cert, url.host)) from None
     cert, version = peer_cert(writer)
     details["tls_verified"] = state.verified = spec.verify_tls
     details["tls_version"] = version
@@ -428,12 +423,12 @@ async def _read_head(reader: asyncio.StreamReader, state: _State, sent: float) -
             return response
         searched = len(buf)
         if len(buf) > MAX_HEAD_BYTES:
-            raise _Fail(f"response headers larger than {MAX_HEAD_BYTES // 1024} KiB")
+            raise ProbeFailure(f"response headers larger than {MAX_HEAD_BYTES // 1024} KiB")
         chunk = await reader.read(READ_SIZE)
         if not chunk:
             if not buf:
-                raise _Fail("connection closed without a response")
-            raise _Fail("connection closed in the middle of the response headers")
+                raise ProbeFailure("connection closed without a response")
+            raise ProbeFailure("connection closed in the middle of the response headers")
         if first_byte is None:
             first_byte = time.monotonic()
             state.details["ttfb_seconds"] = first_byte - sent
@@ -496,9 +491,9 @@ async def _read_body(
         data = await body.read(want)
         if not data:
             if chunked is not None:
-                raise _Fail("connection closed in the middle of a chunked body")
+                raise ProbeFailure("connection closed in the middle of a chunked body")
             if length is not None:
-                raise _Fail(f"connection closed after {wire} of {length} body bytes")
+                raise ProbeFailure(f"connection closed after {wire} of {length} body bytes")
             return  # no length: the body ran until the server closed, as it should
         wire += chunked.feed(data) if chunked is not None else len(data)
         details["body_bytes"] = chunked.payload if chunked is not None else wire

@@ -1,7 +1,7 @@
 """What a probe returns: plain, immutable data.
 
 Probes build these and hand them back; they never touch state or metrics. Everything
-downstream (state windows, readiness, exposition, reports) reads them.
+downstream (windows, readiness, exposition, reports) reads them.
 """
 
 from __future__ import annotations
@@ -110,3 +110,17 @@ class ProbeResult:
     reason: str | None = None
     burst: EchoBurst | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRound:
+    """Everything probed for one site in one round."""
+
+    started_at: float
+    results: tuple[ProbeResult, ...]
+
+    def result(self, check: str) -> ProbeResult | None:
+        for result in self.results:
+            if result.check == check:
+                return result
+        return None

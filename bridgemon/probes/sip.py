@@ -51,9 +51,15 @@ from bridgemon.probes.conn import (
     host_for_uri,
     peer_cert,
     tls_context,
-    tls_failure,
 )
 from bridgemon.probes.device_text import device_text
+from bridgemon.probes.failures import (
+    ProbeFailure,
+    connect_failures,
+    handshake_failures,
+    map_failures,
+    stream_failures,
+)
 from bridgemon.probes.resolve import ResolveError, resolve
 from bridgemon.probes.result import ProbeResult
 from bridgemon.probes.sip_message import (
@@ -82,10 +88,6 @@ USER_AGENT = f"bridgemon/{__version__}"
 LABEL = "SIP OPTIONS"
 
 
-class _Fail(Exception):
-    """The check failed; the message is the reason without the "SIP OPTIONS:" label."""
-
-
 @dataclass(slots=True)
 class _Transaction:
     """One OPTIONS transaction's progress, for the answer and for the timeout's words."""
@@ -108,7 +110,7 @@ class _Transaction:
         """Look at one received message: the final response to us, or None (noted)."""
         self.seen += 1
         if self.seen > MAX_MESSAGES:
-            raise _Fail(f"over {MAX_MESSAGES} messages and none of them an answer")
+            raise ProbeFailure(f"over {MAX_MESSAGES} messages and none of them an answer")
         if isinstance(data, _Oversized):
             self.unparseable += 1
             if self.first_unparseable is None:
@@ -158,17 +160,15 @@ async def probe(target: str, spec: SipSpec, ctx: ProbeContext) -> ProbeResult:
         try:
             async with asyncio.timeout_at(deadline):
                 if transport not in DEFAULT_PORTS:
-                    raise _Fail(f"unknown transport {spec.transport!r} (udp, tcp or tls)")
-                try:
+                    raise ProbeFailure(f"unknown transport {spec.transport!r} (udp, tcp or tls)")
+                with map_failures({ResolveError: str}):
                     address = await resolve(target, min(ctx.resolve_timeout, spec.timeout))
-                except ResolveError as exc:
-                    raise _Fail(str(exc)) from None
                 details["address"] = address
                 if transport == "udp":
                     final, rtt = await _over_udp(address, target, tx)
                 else:
                     final, rtt = await _over_stream(address, target, spec, deadline, tx)
-        except _Fail as exc:
+        except ProbeFailure as exc:
             failure = str(exc)
         except TimeoutError:
             failure = _timeout_reason(tx, spec.timeout)
@@ -285,7 +285,7 @@ async def _over_udp(address: str, host: str, tx: _Transaction) -> tuple[SipMessa
     try:
         sock = socket.socket(family, socket.SOCK_DGRAM)
     except OSError as exc:  # out of descriptors or buffers: this host's trouble, say so
-        raise _Fail(f"cannot open a UDP socket here: {exc.strerror or exc}") from None
+        raise ProbeFailure(f"cannot open a UDP socket here: {exc.strerror or exc}") from None
     fd = sock.fileno()
     registered = False
     try:
@@ -297,7 +297,7 @@ async def _over_udp(address: str, host: str, tx: _Transaction) -> tuple[SipMessa
             # address and port the request went to, so nothing legitimate is lost.
             sock.connect((address, tx.port))
         except OSError as exc:
-            raise _Fail(_udp_failure(exc, tx.port)) from None
+            raise ProbeFailure(_udp_failure(exc, tx.port)) from None
         local_host, local_port = sock.getsockname()[:2]
         tx.request = build_options(
             host=host_for_uri(host), port=tx.port, transport="udp",
@@ -316,7 +316,7 @@ async def _over_udp(address: str, host: str, tx: _Transaction) -> tuple[SipMessa
                 except (BlockingIOError, InterruptedError):
                     pass  # send buffer full: this transmission is lost, like on the wire
                 except OSError as exc:
-                    raise _Fail(_udp_failure(exc, tx.port)) from None
+                    raise ProbeFailure(_udp_failure(exc, tx.port)) from None
                 tx.sent += 1
                 if tx.first_sent is None:
                     tx.first_sent = time.monotonic()
@@ -328,7 +328,7 @@ async def _over_udp(address: str, host: str, tx: _Transaction) -> tuple[SipMessa
             while inbox.items:
                 item = inbox.items.popleft()
                 if isinstance(item, OSError):
-                    raise _Fail(_udp_failure(item, tx.port))
+                    raise ProbeFailure(_udp_failure(item, tx.port))
                 final = tx.take(item)
                 if final is not None:
                     assert tx.first_sent is not None
@@ -352,64 +352,54 @@ async def _over_stream(
     name = tx.transport.upper()
     sock: socket.socket | None = None
     writer: asyncio.StreamWriter | None = None
+    label, tls_label = f"{name} {tx.port}: ", f"TLS {tx.port}: "
     try:
-        tx.phase = "connecting"
-        try:
-            sock = await connect(address, tx.port)
-        except TimeoutError:
-            raise
-        except OSError as exc:
-            raise _Fail(f"{name} {tx.port}: {connect_failure(exc)}") from None
-        if tx.transport == "tls":
-            tx.phase = "in the TLS handshake"
-            context = tls_context(spec.verify_tls, spec.ca_file)
-            try:
+        with map_failures(stream_failures(lambda: "", label, tls_label)):
+            tx.phase = "connecting"
+            with map_failures(connect_failures(label)):
+                sock = await connect(address, tx.port)
+            if tx.transport == "tls":
+                tx.phase = "in the TLS handshake"
+                context = tls_context(spec.verify_tls, spec.ca_file)
+                with map_failures(handshake_failures(tls_label, "in the handshake")):
+                    try:
+                        reader, writer = await asyncio.open_connection(
+                            sock=sock, ssl=context, server_hostname=host.strip("[]"),
+                            limit=MAX_MESSAGE_BYTES,
+                        )  # fmt: skip
+                    except ssl.SSLCertVerificationError as exc:
+                        sock.close()
+                        cert = await fetch_cert(address, tx.port, host.strip("[]"), deadline)
+                        raise ProbeFailure(
+                            f"{tls_label}{describe_verify_error(exc, cert, host)}"
+                        ) from None
+                cert, version = peer_cert(writer)
+                details["tls_version"] = version
+                details["tls_verified"] = spec.verify_tls
+                if cert is not None:
+                    details["cert_not_after"] = int(cert.not_after)
+                    details["cert_subject"] = cert.subject
+            else:
                 reader, writer = await asyncio.open_connection(
-                    sock=sock, ssl=context, server_hostname=host.strip("[]"),
-                    limit=MAX_MESSAGE_BYTES,
-                )  # fmt: skip
-            except ssl.SSLCertVerificationError as exc:
-                sock.close()
-                cert = await fetch_cert(address, tx.port, host.strip("[]"), deadline)
-                raise _Fail(f"TLS {tx.port}: {describe_verify_error(exc, cert, host)}") from None
-            except ssl.SSLError as exc:
-                raise _Fail(f"TLS {tx.port}: {tls_failure(exc)}") from None
-            except TimeoutError:
-                raise
-            except OSError as exc:
-                raise _Fail(f"TLS {tx.port}: {connect_failure(exc)} in the handshake") from None
-            cert, version = peer_cert(writer)
-            details["tls_version"] = version
-            details["tls_verified"] = spec.verify_tls
-            if cert is not None:
-                details["cert_not_after"] = int(cert.not_after)
-                details["cert_subject"] = cert.subject
-        else:
-            reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_MESSAGE_BYTES)
-        local_host, local_port = sock.getsockname()[:2]
-        tx.request = build_options(
-            host=host_for_uri(host), port=tx.port, transport=tx.transport,
-            local_host=host_for_uri(local_host), local_port=local_port, user_agent=USER_AGENT,
-        )  # fmt: skip
-        tx.phase = "sending"
-        writer.write(tx.request.data)
-        await writer.drain()
-        tx.sent = 1
-        tx.first_sent = time.monotonic()
-        tx.phase = "waiting for the answer"
-        tx.stream = _Framer(reader, name)
-        while True:
-            final = tx.take(await tx.stream.next())
-            if final is not None:
-                return final, time.monotonic() - tx.first_sent
-    except (ConnectionResetError, BrokenPipeError):
-        raise _Fail(f"{name} {tx.port}: connection reset by the server") from None
-    except ssl.SSLError as exc:
-        raise _Fail(f"TLS {tx.port}: TLS error ({exc.reason or exc})") from None
-    except TimeoutError:
-        raise
-    except OSError as exc:
-        raise _Fail(f"{name} {tx.port}: {connect_failure(exc)}") from None
+                    sock=sock, limit=MAX_MESSAGE_BYTES
+                )
+            local_host, local_port = sock.getsockname()[:2]
+            tx.request = build_options(
+                host=host_for_uri(host), port=tx.port, transport=tx.transport,
+                local_host=host_for_uri(local_host), local_port=local_port,
+                user_agent=USER_AGENT,
+            )  # fmt: skip
+            tx.phase = "sending"
+            writer.write(tx.request.data)
+            await writer.drain()
+            tx.sent = 1
+            tx.first_sent = time.monotonic()
+            tx.phase = "waiting for the answer"
+            tx.stream = _Framer(reader, name)
+            while True:
+                final = tx.take(await tx.stream.next())
+                if final is not None:
+                    return final, time.monotonic() - tx.first_sent
     finally:
         abort(sock, writer)
 
@@ -451,17 +441,19 @@ class _Framer:
                 break
             self._searched = len(buf)
             if len(buf) > MAX_MESSAGE_BYTES:
-                raise _Fail(f"message headers over {MAX_MESSAGE_BYTES} bytes on {self._name}")
+                raise ProbeFailure(
+                    f"message headers over {MAX_MESSAGE_BYTES} bytes on {self._name}"
+                )
             await self._more()
         try:
             message = parse(bytes(buf[: bounds[1]]))
         except SipParseError as exc:
             # On a stream, garbage means the framing is lost: nothing after it can be trusted.
-            raise _Fail(f"not a SIP answer on {self._name}: {exc}") from None
+            raise ProbeFailure(f"not a SIP answer on {self._name}: {exc}") from None
         length = message.content_length or 0
         total = bounds[1] + length
         if total > MAX_MESSAGE_BYTES:
-            raise _Fail(f"message of {total} bytes on {self._name}, "
+            raise ProbeFailure(f"message of {total} bytes on {self._name}, "
                         f"over the {MAX_MESSAGE_BYTES} accepted")  # fmt: skip
         self._head = (bounds[1], length)
         while len(buf) < total:  # the body: read to keep the framing, unused
@@ -473,7 +465,7 @@ class _Framer:
 
     async def _more(self) -> None:
         if self._total >= MAX_STREAM_BYTES:
-            raise _Fail(f"over {MAX_STREAM_BYTES // 1024} KiB received on {self._name} "
+            raise ProbeFailure(f"over {MAX_STREAM_BYTES // 1024} KiB received on {self._name} "
                         "and none of it an answer")  # fmt: skip
         data = await self._reader.read(STREAM_READ)
         # A read from a full buffer does not yield to the loop: yield here, so that a
@@ -482,8 +474,8 @@ class _Framer:
         self._total += len(data)
         if not data:
             if self._buf.strip(b"\r\n"):
-                raise _Fail(
+                raise ProbeFailure(
                     f"the server closed the {self._name} connection in the middle of a message"
                 )
-            raise _Fail(f"the server closed the {self._name} connection without an answer")
+            raise ProbeFailure(f"the server closed the {self._name} connection without an answer")
         self._buf += data

@@ -10,29 +10,21 @@ it did on the day. Nothing here does I/O: callers write the returned text.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
 
 from bridgemon.report.csvout import render_csv
 from bridgemon.report.html import render_html
 from bridgemon.report.table import print_table, render_table
+from bridgemon.testrun_schema import Report
 
+# What an HTTP response or a file of each format is: bridgemon.media_types.REPORTS.
 FORMATS: tuple[str, ...] = ("table", "json", "csv", "html")
-# What an HTTP response or a file of each format is.
-MEDIA_TYPES = {
-    "table": "text/plain; charset=utf-8",
-    "json": "application/json",
-    "csv": "text/csv; charset=utf-8",
-    "html": "text/html; charset=utf-8",
-}
-EXTENSIONS = {"table": "txt", "json": "json", "csv": "csv", "html": "html"}
 
 
-def render_json(report: Mapping[str, Any]) -> str:
+def render_json(report: Report) -> str:
     return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
 
 
-def render(report: Mapping[str, Any], fmt: str) -> str:
+def render(report: Report, fmt: str) -> str:
     """The report in format ``fmt`` (one of FORMATS); ValueError for any other."""
     if fmt == "table":
         return render_table(report)
@@ -46,9 +38,7 @@ def render(report: Mapping[str, Any], fmt: str) -> str:
 
 
 __all__ = [
-    "EXTENSIONS",
     "FORMATS",
-    "MEDIA_TYPES",
     "print_table",
     "render",
     "render_csv",

@@ -1,78 +1,52 @@
-"""What every report format shares: verdict order and names, number and time formatting.
+"""What every report format shares: number and time formatting, the order of sites.
 
 Everything here reads the test-run report dict (the JSON contract, docs/testrun.schema.json) and
 nothing else: no inventory, no live state, no clock. A run stored years ago must render
 exactly as it did the day it ran, so no output may depend on the machine's locale, time
-zone or configuration. The Vietnamese verdict names are the only thing taken from the
-code base (readiness.STATE_VI) so the dashboard, the API and the reports say the same words.
+zone or configuration. The verdicts' names, orders and words are ``bridgemon.verdicts``'s,
+so the dashboard, the API and the reports say the same words.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
-from bridgemon.readiness import STATE_VI
+from bridgemon import verdicts
+from bridgemon.testrun_schema import CheckReport, Report, RttMs, SiteReport
+from bridgemon.verdicts import Summary
 
-# Worst first: the order in which the technicians must act (and the tables list sites).
-VERDICTS: tuple[str, ...] = ("not_ready", "parent_down", "unknown", "degraded", "ready")
-# The order counts are read out in (a summary line, the HTML boxes): good news first.
-SUMMARY_ORDER: tuple[str, ...] = ("ready", "degraded", "not_ready", "parent_down", "unknown")
-VERDICT_RANK = {verdict: rank for rank, verdict in enumerate(VERDICTS)}
-VERDICT_VI: dict[str, str] = {str(state): name for state, name in STATE_VI.items()}
-VERDICT_EN: dict[str, str] = {
-    "ready": "ready", "degraded": "degraded", "not_ready": "not ready",
-    "parent_down": "parent down", "unknown": "unknown",
-}
+UNKNOWN = verdicts.State.UNKNOWN  # what a site without a verdict counts and sorts as
+
 TRIGGER_VI = {"cli": "dòng lệnh", "schedule": "tự động theo lịch", "api": "qua API"}
 STATUS_VI = {"complete": "hoàn tất", "running": "đang chạy", "incomplete": "bị gián đoạn"}
 DASH = "—"
 
 
-def verdict_vi(verdict: str) -> str:
-    """A verdict's Vietnamese name; a verdict this version does not know is shown as is."""
-    return VERDICT_VI.get(verdict, verdict)
-
-
-def verdict_rank(verdict: str) -> int:
-    # Unknown future verdicts sort with "unknown": visible, but after the certain failures.
-    return VERDICT_RANK.get(verdict, VERDICT_RANK["unknown"])
-
-
-def summary_of(report: Mapping[str, Any]) -> dict[str, int]:
+def summary_of(report: Report) -> Summary:
     """The run's counts: the stored summary, or counted from the sites while it has none
     (a run still going, or one cut short, has only the sites finished so far)."""
     stored = report.get("summary")
     if isinstance(stored, Mapping) and "total" in stored:
-        return {"total": int(stored["total"]), **{v: int(stored.get(v, 0)) for v in VERDICTS}}
-    return count_verdicts(site.get("verdict", "unknown") for site in report.get("sites", ()))
+        return verdicts.summary(int(stored["total"]), stored)
+    return verdicts.count(site.get("verdict", verdicts.State.UNKNOWN)
+                          for site in report.get("sites", ()))
 
 
-def count_verdicts(verdicts: Iterable[str]) -> dict[str, int]:
-    counts = dict.fromkeys(VERDICTS, 0)
-    total = 0
-    for verdict in verdicts:
-        total += 1
-        key = verdict if verdict in counts else "unknown"
-        counts[key] += 1
-    return {"total": total, **counts}
-
-
-def icmp_of(site: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def icmp_of(site: SiteReport) -> CheckReport | None:
     """The site's ICMP check (path figures: RTT, jitter, loss), if it has one."""
     for check in site.get("checks") or ():
         if check.get("type") == "icmp":
-            return check  # type: ignore[no-any-return]
+            return check
     return None
 
 
-def path_figures(site: Mapping[str, Any]) -> dict[str, float | int | None]:
+def path_figures(site: SiteReport) -> dict[str, float | int | None]:
     """RTT avg/p95/min/max and jitter in ms, loss as a ratio, echoes sent/received."""
-    icmp = icmp_of(site) or {}
-    rtt = icmp.get("rtt_ms") or {}
+    icmp: CheckReport | dict[str, None] = icmp_of(site) or {}
+    rtt: RttMs | dict[str, None] = icmp.get("rtt_ms") or {}
     return {
         "sent": icmp.get("sent"),
         "received": icmp.get("received"),
@@ -85,12 +59,12 @@ def path_figures(site: Mapping[str, Any]) -> dict[str, float | int | None]:
     }
 
 
-def failing_checks(site: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def failing_checks(site: SiteReport) -> list[CheckReport]:
     """Service checks (not the ICMP path) that failed."""
     return [c for c in site.get("checks") or () if c.get("type") != "icmp" and not c.get("ok")]
 
 
-def problems(site: Mapping[str, Any], lang: str = "vi") -> list[str]:
+def problems(site: SiteReport, lang: str = "vi") -> list[str]:
     """Why the site is not simply ready, in words: its reasons, then any failing service
     check the reasons do not already name (so a failure is never silently dropped)."""
     if lang == "vi":
@@ -193,20 +167,20 @@ def duration_between(start: str | None, end: str | None) -> float | None:
 # --- order ---------------------------------------------------------------------------
 
 
-def by_severity(sites: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def by_severity(sites: Sequence[SiteReport]) -> list[SiteReport]:
     """Worst verdict first; within a verdict, the order of the report (inventory order)."""
-    return sorted(sites, key=lambda site: verdict_rank(site.get("verdict", "unknown")))
+    return sorted(sites, key=lambda site: verdicts.rank(site.get("verdict", UNKNOWN)))
 
 
 def grouped(
-    sites: Sequence[Mapping[str, Any]],
-) -> list[tuple[str | None, str, list[Mapping[str, Any]]]]:
+    sites: Sequence[SiteReport],
+) -> list[tuple[str | None, str, list[SiteReport]]]:
     """Sites grouped by parent: ``[(parent id, parent name, sites worst first)]``.
 
     Groups come worst first too (by their worst site, then by first appearance), so the
     top of the table is where the work is.
     """
-    groups: dict[str | None, list[Mapping[str, Any]]] = {}
+    groups: dict[str | None, list[SiteReport]] = {}
     names: dict[str | None, str] = {}
     for site in sites:
         parent = site.get("parent")
@@ -215,6 +189,6 @@ def grouped(
             names[parent] = site.get("parent_name") or parent or ""
     ordered = sorted(
         groups.items(),
-        key=lambda item: min(verdict_rank(s.get("verdict", "unknown")) for s in item[1]),
+        key=lambda item: min(verdicts.rank(s.get("verdict", UNKNOWN)) for s in item[1]),
     )
     return [(parent, names[parent], by_severity(members)) for parent, members in ordered]

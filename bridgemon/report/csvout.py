@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
 from typing import Any
 
-from bridgemon.report.common import failing_checks, path_figures, verdict_vi
+from bridgemon import verdicts
+from bridgemon.report.common import failing_checks, path_figures
+from bridgemon.testrun_schema import Contact, Report, SiteReport
 
 BOM = "\ufeff"
 # (header, how to get the value). The header is what a person reads in row 1.
@@ -52,7 +53,7 @@ COLUMNS: tuple[str, ...] = (
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def render_csv(report: Mapping[str, Any], *, decimal: str = ".", bom: bool = True) -> str:
+def render_csv(report: Report, *, decimal: str = ".", bom: bool = True) -> str:
     """The report as CSV text. Write it with ``encoding="utf-8", newline=""``.
 
     ``decimal=","`` writes ``12,5`` for an Excel set to Vietnamese number format (the
@@ -69,7 +70,7 @@ def render_csv(report: Mapping[str, Any], *, decimal: str = ".", bom: bool = Tru
     return (BOM if bom else "") + out.getvalue()
 
 
-def _row(report: Mapping[str, Any], site: Mapping[str, Any], index: int, decimal: str) -> list[str]:
+def _row(report: Report, site: SiteReport, index: int, decimal: str) -> list[str]:
     def number(value: float | int | None, digits: int) -> str:
         if value is None:
             return ""
@@ -81,7 +82,7 @@ def _row(report: Mapping[str, Any], site: Mapping[str, Any], index: int, decimal
 
     fig = path_figures(site)
     loss = fig["loss_ratio"]
-    contact = site.get("contact") or {}
+    contact: Contact | dict[str, None] = site.get("contact") or {}
     verdict = str(site.get("verdict", ""))
     failing = "; ".join(
         f"{c.get('name') or c.get('type')}: {c.get('reason') or 'failed'}"
@@ -95,7 +96,7 @@ def _row(report: Mapping[str, Any], site: Mapping[str, Any], index: int, decimal
         _text(site.get("parent")),
         _text(site.get("parent_name")),
         _text(site.get("address")),
-        _text(verdict_vi(verdict)),
+        _text(verdicts.words_vi(verdict)),
         _text(verdict),
         count(fig["sent"]),
         count(fig["received"]),

@@ -13,17 +13,16 @@ Reads only the report dict; the only outside input is the optional ``organizatio
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from bridgemon import verdicts
 from bridgemon.report.common import (
     DASH,
     STATUS_VI,
-    SUMMARY_ORDER,
     TRIGGER_VI,
     by_severity,
     date_words,
@@ -33,9 +32,9 @@ from bridgemon.report.common import (
     pct,
     problems,
     summary_of,
-    verdict_vi,
     when,
 )
+from bridgemon.testrun_schema import Contact, Report, SiteReport
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"
@@ -53,12 +52,12 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_html(report: Mapping[str, Any], *, organization: str | None = None) -> str:
+def render_html(report: Report, *, organization: str | None = None) -> str:
     """The report as a complete HTML document (UTF-8 text)."""
     return _environment().get_template(TEMPLATE).render(**context(report, organization))
 
 
-def context(report: Mapping[str, Any], organization: str | None = None) -> dict[str, Any]:
+def context(report: Report, organization: str | None = None) -> dict[str, Any]:
     """What the template shows, every value already formatted as text."""
     counts = summary_of(report)
     status = str(report.get("status") or "complete")
@@ -82,8 +81,8 @@ def context(report: Mapping[str, Any], organization: str | None = None) -> dict[
         "status_vi": STATUS_VI.get(status, status),
         "total": num(counts["total"], 0),
         "counts": [
-            {"verdict": v, "label": verdict_vi(v), "count": num(counts.get(v, 0), 0)}
-            for v in SUMMARY_ORDER
+            {"verdict": v.value, "label": verdicts.WORDS_VI[v], "count": num(count, 0)}
+            for v, count in verdicts.in_order(counts)
         ],
         "rows": [_row(index, site) for index, site in
                  enumerate(by_severity(report.get("sites") or []), start=1)],
@@ -91,10 +90,10 @@ def context(report: Mapping[str, Any], organization: str | None = None) -> dict[
     }
 
 
-def _row(index: int, site: Mapping[str, Any]) -> dict[str, Any]:
+def _row(index: int, site: SiteReport) -> dict[str, Any]:
     fig = path_figures(site)
-    contact = site.get("contact") or {}
-    verdict = str(site.get("verdict", "unknown"))
+    contact: Contact | dict[str, None] = site.get("contact") or {}
+    verdict = str(site.get("verdict", verdicts.State.UNKNOWN))
     rtt = DASH if fig["rtt_avg"] is None else f"{num(fig['rtt_avg'])} / {num(fig['rtt_p95'])}"
     return {
         "no": index,
@@ -103,7 +102,7 @@ def _row(index: int, site: Mapping[str, Any]) -> dict[str, Any]:
         "address": site.get("address"),
         "parent": site.get("parent_name") or site.get("parent") or DASH,
         "verdict": verdict,
-        "verdict_vi": verdict_vi(verdict),
+        "verdict_vi": verdicts.words_vi(verdict),
         "rtt": rtt,
         "jitter": num(fig["jitter"]),
         "loss": pct(fig["loss_ratio"]),
@@ -128,7 +127,7 @@ def _span(started: str | None, finished: str | None) -> str:
     return f"{when(started)} – {when(finished)}"
 
 
-def _method(report: Mapping[str, Any]) -> str | None:
+def _method(report: Report) -> str | None:
     count, spacing = report.get("count"), report.get("spacing_ms")
     if count is None:
         return None

@@ -8,7 +8,6 @@ plain text and a black-and-white printout lose nothing. Fits 100 columns.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
 from typing import Any
 
 from rich import box
@@ -16,10 +15,10 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from bridgemon import verdicts
 from bridgemon.report.common import (
     DASH,
     STATUS_VI,
-    SUMMARY_ORDER,
     TRIGGER_VI,
     duration_between,
     grouped,
@@ -28,25 +27,25 @@ from bridgemon.report.common import (
     pct,
     problems,
     summary_of,
-    verdict_vi,
     when,
 )
+from bridgemon.testrun_schema import Report, SiteReport
 
 WIDTH = 100
 NAME_WIDTH = 22  # the longest commune name of the shipped inventory is 23 characters
 VERDICT_WIDTH = 13  # "Chưa sẵn sàng"; "Mất kết nối cấp trên" takes two lines
 MIN_REASONS_WIDTH = 20
-VERDICT_STYLE = {
-    "ready": "green",
-    "degraded": "yellow",
-    "not_ready": "bold red",
-    "parent_down": "magenta",
-    "unknown": "dim",
+VERDICT_STYLE: dict[str, str] = {
+    verdicts.State.READY: "green",
+    verdicts.State.DEGRADED: "yellow",
+    verdicts.State.NOT_READY: "bold red",
+    verdicts.State.PARENT_DOWN: "magenta",
+    verdicts.State.UNKNOWN: "dim",
 }
 
 
 def build(
-    report: Mapping[str, Any], *, width: int = WIDTH, problems_only: bool = False
+    report: Report, *, width: int = WIDTH, problems_only: bool = False
 ) -> RenderableType:
     """Header, the per-parent tables and the footer as one renderable.
 
@@ -60,14 +59,14 @@ def build(
 
 
 def print_table(
-    report: Mapping[str, Any], console: Console, *, problems_only: bool = False
+    report: Report, console: Console, *, problems_only: bool = False
 ) -> None:
     """Print the report on the CLI's console (its width, colour and terminal settings)."""
     console.print(build(report, width=console.width, problems_only=problems_only))
 
 
 def render_table(
-    report: Mapping[str, Any], *, width: int = WIDTH, color: bool = False,
+    report: Report, *, width: int = WIDTH, color: bool = False,
     problems_only: bool = False,
 ) -> str:
     """The report as text (for ``-o FILE`` or the API): no colour codes unless asked."""
@@ -84,7 +83,7 @@ def render_table(
     return "".join(line.rstrip() + "\n" for line in out.getvalue().splitlines())
 
 
-def _header(report: Mapping[str, Any]) -> Text:
+def _header(report: Report) -> Text:
     title = report.get("event_title") or report.get("event")
     text = Text("KIỂM TRA KẾT NỐI ĐIỂM CẦU", style="bold")
     if title:
@@ -123,7 +122,7 @@ def _header(report: Mapping[str, Any]) -> Text:
     return text
 
 
-def _tables(report: Mapping[str, Any], width: int, problems_only: bool) -> list[Table]:
+def _tables(report: Report, width: int, problems_only: bool) -> list[Table]:
     """One table per parent, its name as the title, all with the same column widths.
 
     rich has no cells spanning columns, so a group heading inside one table would be
@@ -131,7 +130,7 @@ def _tables(report: Mapping[str, Any], width: int, problems_only: bool) -> list[
     """
     groups = []
     for parent, parent_name, sites in grouped(report.get("sites") or []):
-        shown = [s for s in sites if not problems_only or s.get("verdict") != "ready"]
+        shown = [s for s in sites if not problems_only or s.get("verdict") != verdicts.State.READY]
         if shown:
             groups.append((parent, parent_name, [_row(site) for site in shown]))
     rows = [row for _, _, group in groups for row in group]
@@ -174,8 +173,8 @@ def _tables(report: Mapping[str, Any], width: int, problems_only: bool) -> list[
     return tables
 
 
-def _row(site: Mapping[str, Any]) -> list[Any]:
-    verdict = str(site.get("verdict", "unknown"))
+def _row(site: SiteReport) -> list[Any]:
+    verdict = str(site.get("verdict", verdicts.State.UNKNOWN))
     fig = path_figures(site)
     rtt = DASH if fig["rtt_avg"] is None else f"{num(fig['rtt_avg'])}/{num(fig['rtt_p95'])}"
     reasons = problems(site)
@@ -184,7 +183,7 @@ def _row(site: Mapping[str, Any]) -> list[Any]:
     name.append(f"\n{where}", style="dim")
     return [
         name,
-        Text(verdict_vi(verdict), style=VERDICT_STYLE.get(verdict, "")),
+        Text(verdicts.words_vi(verdict), style=VERDICT_STYLE.get(verdict, "")),
         rtt,
         num(fig["jitter"]),
         pct(fig["loss_ratio"]),
@@ -193,15 +192,14 @@ def _row(site: Mapping[str, Any]) -> list[Any]:
     ]
 
 
-def _footer(report: Mapping[str, Any], problems_only: bool) -> Text:
+def _footer(report: Report, problems_only: bool) -> Text:
     counts = summary_of(report)
     text = Text(f"Tổng số {num(counts['total'], 0)} điểm cầu\n", style="bold")
-    for index, verdict in enumerate(SUMMARY_ORDER):
+    for index, (verdict, count) in enumerate(verdicts.in_order(counts)):
         if index:
             text.append(" · ")
-        count = counts.get(verdict, 0)
-        text.append(f"{verdict_vi(verdict)} {num(count, 0)}",
+        text.append(f"{verdicts.WORDS_VI[verdict]} {num(count, 0)}",
                     style=VERDICT_STYLE[verdict] if count else "dim")
-    if problems_only and counts.get("ready"):
+    if problems_only and counts["ready"]:
         text.append(f"\n({num(counts['ready'], 0)} điểm cầu sẵn sàng không liệt kê)", style="dim")
     return text

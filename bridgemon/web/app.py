@@ -1,9 +1,10 @@
 """The aiohttp application of ``bridgemon run``.
 
 Handlers only read snapshots of the monitor, whose sites were judged and rendered when
-their rounds completed: no handler judges, formats thousands of samples or hands Python
-work to a thread (a thread holding the GIL stalls the engine's loop as surely as a slow
-handler).
+their rounds completed, and act through the few actions of ``actions.MonitorActions``
+(reload, events, test runs): the web layer never imports the daemon. No handler judges,
+formats thousands of samples or hands Python work to a thread (a thread holding the GIL
+stalls the engine's loop as surely as a slow handler).
 
 Bad input gets a 4xx JSON answer naming the field, from every handler; bodies are bounded
 in size and in time. ``POST /-/reload`` answers only to loopback clients (and wants the API
@@ -19,27 +20,24 @@ import hmac
 import ipaddress
 import json
 import logging
-import time
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
-from bridgemon import metrics
+from bridgemon import media_types, metrics
 from bridgemon.events import event_json
 from bridgemon.inventory import SelectorError
-from bridgemon.readiness import State
+from bridgemon.testrun.saved_events import EventRejected
+from bridgemon.verdicts import NAMES
+from bridgemon.web.actions import MonitorActions, TestRunActions
 from bridgemon.web.security import add_security_headers, cross_site, html_policy
-
-if TYPE_CHECKING:
-    from bridgemon.daemon import Monitor
-    from bridgemon.testruns import TestRuns
+from bridgemon.web.serving import HttpLimits
 
 log = logging.getLogger(__name__)
 
-MONITOR: web.AppKey[Monitor] = web.AppKey("monitor")
+MONITOR: web.AppKey[MonitorActions] = web.AppKey("monitor")
+LIMITS: web.AppKey[HttpLimits] = web.AppKey("limits")
 
 # The largest request body: an event or a test-run request is a few hundred bytes.
 MAX_BODY = 64 * 1024
@@ -54,7 +52,7 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
+        if exc.status < 400 or exc.content_type == media_types.JSON:
             raise
         headers = {k: v for k, v in exc.headers.items()
                    if k.lower() not in ("content-type", "content-length")}
@@ -74,11 +72,12 @@ async def _same_site_only(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-def make_app(monitor: Monitor) -> web.Application:
+def make_app(monitor: MonitorActions, limits: HttpLimits) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY,
                           middlewares=[_json_errors, _same_site_only])
     app.on_response_prepare.append(add_security_headers)
     app[MONITOR] = monitor
+    app[LIMITS] = limits
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/healthz", handle_health)
     app.router.add_get("/api/v1/sites", handle_sites)
@@ -105,7 +104,7 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
     for part in metrics.render_parts(snapshot):
         parts.append(part)
         await asyncio.sleep(0)
-    headers = {"Content-Type": CONTENT_TYPE_LATEST, "Vary": "Accept-Encoding"}
+    headers = {"Content-Type": media_types.METRICS, "Vary": "Accept-Encoding"}
     if sum(map(len, parts)) >= _GZIP_MIN and _accepts_gzip(request):
         # zlib releases the GIL while it compresses, so this thread does not slow the loop;
         # level 1: Prometheus text shrinks ~9x even so, in a third of level 6's time.
@@ -145,28 +144,27 @@ def _accepts_gzip(request: web.Request) -> bool:
 
 
 async def handle_health(request: web.Request) -> web.Response:
-    monitor = request.app[MONITOR]
-    now = time.time()
+    snap = request.app[MONITOR].snapshot()
+    now = snap.taken_at
     problems: list[str] = []
-    scheduler = monitor.scheduler
-    for stats in scheduler.stats.values() if scheduler else ():
-        age = now - stats.last_started if stats.last_started else now - monitor.started_at
-        if age > 3 * stats.interval + 5:
-            problems.append(f"no probe round every {stats.interval:g}s for {age:.0f}s")
+    for rounds in snap.rounds:
+        age = now - rounds.last_started if rounds.last_started else now - snap.started_at
+        if age > 3 * rounds.interval + 5:
+            problems.append(f"no probe round every {rounds.interval:g}s for {age:.0f}s")
     body = {
         "status": "ok" if not problems else "stalled",
         "problems": problems,
-        "sites": len(monitor.config.inventory),
-        "uptime_seconds": round(now - monitor.started_at, 3),
-        "rounds": sum(stats.rounds for stats in scheduler.stats.values()) if scheduler else 0,
-        "echoes_sent": monitor.pinger.echoes_sent if monitor.pinger else 0,
-        "echoes_received": monitor.pinger.echoes_received if monitor.pinger else 0,
-        "loop_lag_seconds": round(monitor.loop_lag.worst(), 6),
-        "http_connections": monitor.listener.connections if monitor.listener else 0,
+        "sites": len(snap.inventory),
+        "uptime_seconds": round(now - snap.started_at, 3),
+        "rounds": sum(rounds.rounds for rounds in snap.rounds),
+        "echoes_sent": snap.pinger.echoes_sent,
+        "echoes_received": snap.pinger.echoes_received,
+        "loop_lag_seconds": round(snap.loop_lag, 6),
+        "http_connections": snap.http.connections,
         # turned away because max_connections were open: a client leaking connections
-        "http_connections_refused": monitor.listener.refused[0] if monitor.listener else 0,
+        "http_connections_refused": snap.http.refused,
         # events.json files set aside at start because they held events that cannot be used
-        "events_quarantined": list(monitor.testruns.quarantined) if monitor.testruns else [],
+        "events_quarantined": list(snap.quarantined),
     }
     return web.json_response(body, status=200 if not problems else 503)
 
@@ -187,15 +185,15 @@ def _int_param(request: web.Request, name: str, default: int | None, low: int,
 
 def _verdict_param(request: web.Request) -> str | None:
     wanted = request.query.get("verdict") or None
-    if wanted is not None and wanted not in {state.value for state in State}:
-        known = ", ".join(state.value for state in State)
+    if wanted is not None and wanted not in NAMES:
+        known = ", ".join(NAMES)
         raise _bad_request(f"unknown verdict {wanted!r} (one of {known})", "verdict")
     return wanted
 
 
 def _bad_request(message: str, field: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(
-        text=_dumps({"error": message, "field": field}), content_type="application/json"
+        text=_dumps({"error": message, "field": field}), content_type=media_types.JSON
     )
 
 
@@ -213,7 +211,7 @@ async def handle_sites(request: web.Request) -> web.StreamResponse:
     offset = _int_param(request, "offset", 0, 0, 10_000_000) or 0
     limit = _int_param(request, "limit", None, 0, 10_000_000)
     end = None if limit is None else offset + limit
-    counts = dict.fromkeys((state.value for state in State), 0)
+    counts = dict.fromkeys(NAMES, 0)
     rows: list[bytes] = []
     matched = 0
     # In slices, with the loop free in between: 12,000 rows are ~20 ms of joins and counts.
@@ -236,7 +234,7 @@ async def handle_sites(request: web.Request) -> web.StreamResponse:
     for start in range(0, len(rows), _SLICE):
         pieces.append((b", " if start else b"") + b", ".join(rows[start:start + _SLICE]))
     pieces.append(b"]}")
-    return await _send_pieces(request, pieces, {"Content-Type": "application/json"})
+    return await _send_pieces(request, pieces, {"Content-Type": media_types.JSON})
 
 
 _SLICE = 2000
@@ -248,7 +246,7 @@ async def handle_site(request: web.Request) -> web.Response:
     view = snap.sites.get(site_id)
     if view is None:
         return web.json_response({"error": f"unknown site {site_id!r}"}, status=404)
-    return web.Response(body=view.row, content_type="application/json")
+    return web.Response(body=view.row, content_type=media_types.JSON)
 
 
 def _is_loopback(remote: str | None) -> bool:
@@ -292,7 +290,7 @@ async def handle_index(request: web.Request) -> web.Response:
         page=_int_param(request, "page", 1, 1, 1_000_000) or 1,
     )
     html = await asyncio.to_thread(render_status, request.app[MONITOR].snapshot(), query)
-    return web.Response(text=html, content_type="text/html", charset="utf-8",
+    return web.Response(text=html, content_type=media_types.HTML, charset=media_types.CHARSET,
                         headers={"Content-Security-Policy": html_policy(html)})
 
 
@@ -313,7 +311,7 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
 def _authorised(request: web.Request, *, required: bool = True) -> web.Response | None:
     """None when the bearer token is right (or, not ``required``, when none is configured);
     else the response that refuses the request."""
-    token = request.app[MONITOR].config.api_token
+    token = request.app[MONITOR].api_token
     if not token:
         if not required:
             return None
@@ -336,7 +334,7 @@ async def _mutation_body(request: web.Request) -> dict[str, object] | web.Respon
     if refused is not None:
         return refused
     try:
-        async with asyncio.timeout(request.app[MONITOR].http.body_timeout):
+        async with asyncio.timeout(request.app[LIMITS].body_timeout):
             raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _error(413, f"the body must be at most {MAX_BODY} bytes", "body")
@@ -351,22 +349,24 @@ async def _mutation_body(request: web.Request) -> dict[str, object] | web.Respon
     return body
 
 
-def _testruns(request: web.Request) -> TestRuns:
+def _testruns(request: web.Request) -> TestRunActions:
     testruns = request.app[MONITOR].testruns
     if testruns is None or not testruns.started:
         raise web.HTTPServiceUnavailable(
             text=_dumps({"error": "starting up, try again shortly"}),
-            content_type="application/json",
+            content_type=media_types.JSON,
         )
     return testruns
 
 
 async def handle_events(request: web.Request) -> web.Response:
-    testruns = _testruns(request)
+    _testruns(request)  # 503 until the saved events are read
+    snap = request.app[MONITOR].snapshot()
+    latest_runs = snap.latest_runs or {}
     rows = []
-    for event in testruns.events:
+    for event in snap.events:
         row = event_json(event)
-        latest = testruns.latest.get(event.id)
+        latest = latest_runs.get(event.id)
         row["latest_run"] = (
             {k: latest[k] for k in ("run_id", "started_at", "finished_at", "summary")}
             if latest else None
@@ -380,8 +380,6 @@ async def handle_add_event(request: web.Request) -> web.Response:
     body = await _mutation_body(request)
     if isinstance(body, web.Response):
         return body
-    from bridgemon.testruns import EventRejected
-
     try:
         event = _testruns(request).add_event(body)
     except EventRejected as exc:
@@ -444,13 +442,9 @@ async def handle_test_runs(request: web.Request) -> web.Response:
     return web.json_response({"test_runs": runs}, dumps=_dumps)
 
 
-_FORMATS = {"json": "application/json", "html": "text/html", "csv": "text/csv",
-            "table": "text/plain"}
-
-
 async def handle_test_run(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "json")
-    if fmt not in _FORMATS:
+    if fmt not in media_types.REPORTS:
         return _error(400, f"unknown format {fmt!r} (json, html, csv, table)", "format")
     report = await _testruns(request).get(request.match_info["run_id"])
     if report is None:
@@ -461,5 +455,5 @@ async def handle_test_run(request: web.Request) -> web.Response:
 
     text = await asyncio.to_thread(render, report, fmt)
     headers = {"Content-Security-Policy": html_policy(text)} if fmt == "html" else {}
-    return web.Response(text=text, content_type=_FORMATS[fmt], charset="utf-8",
-                        headers=headers)
+    return web.Response(text=text, content_type=media_types.REPORTS[fmt][0],
+                        charset=media_types.CHARSET, headers=headers)

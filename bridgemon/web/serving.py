@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bridgemon import media_types
+
 log = logging.getLogger(__name__)
 
 
@@ -33,13 +35,13 @@ class HttpLimits:
 _FULL_BODY = b'{"error": "too many connections, try again shortly"}'
 _FULL = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
-    b"Content-Type: application/json; charset=utf-8\r\n"
+    b"Content-Type: %s\r\n"
     b"Content-Length: %d\r\n"
     b"Connection: close\r\n"
     b"Retry-After: 5\r\n"
     b"Server: bridgemon\r\n"
     b"X-Content-Type-Options: nosniff\r\n"
-    b"\r\n" % len(_FULL_BODY)
+    b"\r\n" % (media_types.with_charset(media_types.JSON).encode(), len(_FULL_BODY))
 ) + _FULL_BODY
 
 

@@ -19,15 +19,14 @@ import jinja2
 from bridgemon import __version__
 from bridgemon.events import ZONE
 from bridgemon.inventory import Inventory
-from bridgemon.readiness import STATE_VI, State
 from bridgemon.snapshot import Snapshot
+from bridgemon.verdicts import CAN_JOIN, RANK, WORDS_VI, State, count, in_order
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("bridgemon.web", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
-_URGENCY = {State.NOT_READY: 0, State.PARENT_DOWN: 1, State.UNKNOWN: 2, State.DEGRADED: 3}
 
 
 def _vn(number: float | None, digits: int = 1) -> str:
@@ -80,7 +79,7 @@ def _row(snap: Snapshot, site_id: str) -> dict[str, Any]:
         "id": site.id, "name": site.name, "address": site.address,
         "depth": inventory.depths.get(site_id, 0),
         "level": inventory.level(site.level).name, "state": state.value,
-        "label": STATE_VI[state],
+        "label": WORDS_VI[state],
         "rtt": _vn(rtt.avg * 1000 if rtt else None),
         "jitter": _vn(quality.jitter * 1000 if quality and quality.jitter is not None
                       else None),
@@ -98,8 +97,8 @@ def render_status(snap: Snapshot, query: PageQuery | None = None) -> str:
         verdict = snap.verdict(site_id)
         state = verdict.state if verdict else State.UNKNOWN
         counts[state] += 1
-        if state in _URGENCY:
-            urgent.append((_URGENCY[state], position, site_id))
+        if state != State.READY:  # needs work: listed first, worst first
+            urgent.append((RANK[state], position, site_id))
     urgent.sort()
     problems = []
     for _, _, site_id in urgent[:PROBLEMS_SHOWN]:
@@ -134,18 +133,19 @@ def render_status(snap: Snapshot, query: PageQuery | None = None) -> str:
         report = latest.get(event.id)
         run = None
         if report is not None:
-            summary = report["summary"]
+            # A latest run is a complete one, whose summary the run wrote.
+            summary = report["summary"] or count(site["verdict"] for site in report["sites"])
             run = {"run_id": report["run_id"],
                    "when": datetime.fromisoformat(report["started_at"]).strftime("%H:%M %d/%m"),
-                   "ready": summary.get("ready", 0) + summary.get("degraded", 0),
-                   "total": summary.get("total", 0)}
+                   "ready": sum(n for state, n in in_order(summary) if state in CAN_JOIN),
+                   "total": summary["total"]}
         events.append({"title": event.title,
                        "start": event.start.astimezone(ZONE).strftime("%H:%M %d/%m/%Y"),
                        "participants": len(event.participants), "run": run})
     return _ENV.get_template("status.html.j2").render(
         now=datetime.fromtimestamp(snap.taken_at, ZONE).strftime("%H:%M:%S %d/%m/%Y"),
         total=len(inventory),
-        counts=[(state.value, STATE_VI[state], counts[state]) for state in State],
+        counts=[(state.value, WORDS_VI[state], counts[state]) for state in State],
         problems=problems,
         problems_total=len(urgent),
         rows=rows,
@@ -154,7 +154,7 @@ def render_status(snap: Snapshot, query: PageQuery | None = None) -> str:
         pages=pages,
         query=query,
         filtered=bool(query.text or query.verdict),
-        states=[(state.value, STATE_VI[state]) for state in State],
+        states=[(state.value, WORDS_VI[state]) for state in State],
         events=events,
         version=__version__,
         max_depth=MAX_DEPTH,

@@ -40,17 +40,25 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from bridgemon import verdicts
+from bridgemon.testrun_schema import Report, ReportHeader, RunListing, SiteReport
+from bridgemon.verdicts import Summary
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FILE = "bridgemon.db"
+DEFAULT_FILE = "bridgemon.db"  # in the state directory
 BUSY_TIMEOUT_S = 10.0
-VERDICTS = ("ready", "degraded", "not_ready", "parent_down", "unknown")
 STATUSES = ("running", "complete", "incomplete")
+
+
+def file_in(state_dir: Path) -> Path:
+    """Where the history of a state directory is: every bridgemon process agrees."""
+    return state_dir / DEFAULT_FILE
 
 
 class HistoryError(Exception):
@@ -164,13 +172,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _count(verdicts: Mapping[str, int]) -> dict[str, int]:
-    counts = dict.fromkeys(VERDICTS, 0)
-    for verdict, n in verdicts.items():
-        counts[verdict if verdict in counts else "unknown"] += n
-    return {"total": sum(counts.values()), **counts}
-
-
 class History:
     """The test-run store in one SQLite file (created with its directory if missing)."""
 
@@ -247,13 +248,14 @@ class History:
 
     # --- writing ---------------------------------------------------------------------
 
-    def begin(self, report_header: Mapping[str, Any]) -> None:
+    def begin(self, report_header: ReportHeader) -> None:
         """Record a new run as ``running``, owned by this process.
 
         ``report_header`` is the report dict without its sites (a ``sites`` key is
         ignored); it needs ``run_id`` and ``started_at``. ValueError if the run id exists.
         """
-        header = {key: value for key, value in report_header.items() if key != "sites"}
+        header: dict[str, object] = {key: value for key, value in report_header.items()
+                                     if key != "sites"}
         run_id, started_at = header.get("run_id"), header.get("started_at")
         if not isinstance(run_id, str) or not run_id:
             raise ValueError("a run needs a run_id")
@@ -273,7 +275,7 @@ class History:
         except sqlite3.IntegrityError:
             raise ValueError(f"run {run_id} already exists") from None
 
-    def add_site(self, run_id: str, site: Mapping[str, Any]) -> None:
+    def add_site(self, run_id: str, site: SiteReport) -> None:
         """Store one site's result of a running run, committed before returning.
 
         KeyError for an unknown run; ValueError if the run is no longer running or
@@ -282,7 +284,7 @@ class History:
         site_id = site.get("id")
         if not isinstance(site_id, str) or not site_id:
             raise ValueError(f"run {run_id}: a site result needs an id")
-        verdict = str(site.get("verdict") or "unknown")
+        verdict = str(site.get("verdict") or verdicts.State.UNKNOWN)
         with self._lock:
             try:
                 # One statement, so one transaction: inserted only while the run is running.
@@ -298,7 +300,7 @@ class History:
                 self._not_running(run_id)
 
     def finish(
-        self, run_id: str, finished_at: str, summary: Mapping[str, int] | None = None
+        self, run_id: str, finished_at: str, summary: Summary | None = None
     ) -> None:
         """Mark a run ``complete`` (one transaction, flushed to disk).
 
@@ -370,16 +372,16 @@ class History:
             raise KeyError(run_id)
         raise ValueError(f"run {run_id} is {status}, not running")
 
-    def _counts(self, run_id: str) -> dict[str, int]:
+    def _counts(self, run_id: str) -> Summary:
         rows = self._conn.execute(
             "SELECT verdict, COUNT(*) FROM run_sites WHERE run_id = ? GROUP BY verdict",
             (run_id,),
         ).fetchall()
-        return _count({str(verdict): int(n) for verdict, n in rows})
+        return verdicts.add_up((str(verdict), int(n)) for verdict, n in rows)
 
     # --- reading ---------------------------------------------------------------------
 
-    def _header(self, row: tuple[Any, ...]) -> dict[str, Any]:
+    def _header(self, row: tuple[Any, ...]) -> ReportHeader:
         """A runs row (header, status, finished_at, summary, run_id) as the report header.
 
         The stored header is the report as begun; status, finished_at and summary are
@@ -387,13 +389,15 @@ class History:
         counted from the sites stored so far."""
         header_json, status, finished_at, summary_json, run_id = row
         header: dict[str, Any] = json.loads(header_json)
+        header.pop("sites", None)
         header["status"] = status
         header["finished_at"] = finished_at
         header["summary"] = (json.loads(summary_json) if summary_json is not None
                              else self._counts(run_id))
-        return header
+        # What begin() stored (a ReportHeader) with the columns' news: the JSON boundary.
+        return cast(ReportHeader, header)
 
-    def get(self, run_id: str) -> dict[str, Any] | None:
+    def get(self, run_id: str) -> Report | None:
         """The full report dict of a run (sites in the order added), or None."""
         with self._transaction(write=False):  # one snapshot: header and sites agree
             row = self._conn.execute(
@@ -403,14 +407,12 @@ class History:
             ).fetchone()
             if row is None:
                 return None
-            report = self._header(row)
-            report.pop("sites", None)
-            report["sites"] = [
+            sites: builtins.list[SiteReport] = [  # as add_site() stored them
                 json.loads(data) for (data,) in self._conn.execute(
                     "SELECT data FROM run_sites WHERE run_id = ? ORDER BY seq", (run_id,)
                 )
             ]
-        return report
+            return {**self._header(row), "sites": sites}
 
     def ids_starting_with(self, prefix: str, limit: int = 10) -> builtins.list[str]:
         """Run ids that begin with ``prefix``, newest first, at most ``limit`` (so a caller
@@ -429,7 +431,7 @@ class History:
 
     def list(
         self, limit: int | None = 50, event: str | None = None, before: str | None = None
-    ) -> builtins.list[dict[str, Any]]:
+    ) -> builtins.list[RunListing]:
         """Run headers with their summary, newest first (run ids sort by time).
 
         ``event``: only that event's runs; ``before``: only runs older than that run id
@@ -455,10 +457,5 @@ class History:
         if limit is not None:
             args.append(limit)
         with self._transaction(write=False):
-            result = []
-            for row in self._conn.execute(sql, args).fetchall():
-                header = self._header(row[:5])
-                header.pop("sites", None)
-                header["sites_stored"] = int(row[5])
-                result.append(header)
-        return result
+            return [{**self._header(row[:5]), "sites_stored": int(row[5])}
+                    for row in self._conn.execute(sql, args).fetchall()]

@@ -1,4 +1,4 @@
-"""The URL forms of ``bridgemon probe URL`` (bridgemon.probes.target): pure parsing."""
+"""The URL forms of ``bridgemon probe URL`` (bridgemon.cli_probe_url): pure parsing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridgemon.probes.target import parse_probe_url
+from bridgemon.cli_probe_url import parse_probe_url
 from bridgemon.specs import HttpSpec, IcmpSpec, SipSpec, TcpSpec
 
 

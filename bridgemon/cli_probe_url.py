@@ -1,4 +1,5 @@
-"""The URL forms of ``bridgemon probe URL``: one check against one target, typed by hand.
+"""The URL forms of ``bridgemon probe URL`` (beside ``cli_probe.py``, which runs the check):
+one check against one target, typed by hand.
 
 Holds :func:`parse_probe_url`, which turns ``icmp://HOST``, ``tcp://HOST:PORT``,
 ``h323://HOST[:PORT]``, ``sip://HOST[:PORT][;transport=udp|tcp|tls]`` (also written

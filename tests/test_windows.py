@@ -1,13 +1,13 @@
-"""StateStore: per-site windows that survive reloads only while the measurement is the same."""
+"""WindowStore: per-site windows that survive reloads only while the measurement is the same."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from bridgemon.inventory import Inventory, Level, Site
-from bridgemon.probes.result import EchoBurst, ProbeResult
+from bridgemon.probes.result import EchoBurst, ProbeResult, SiteRound
 from bridgemon.specs import IcmpSpec, Thresholds
-from bridgemon.state import SiteRound, StateStore
+from bridgemon.windows import WindowStore
 
 LEVELS = (
     Level("province", "Cấp tỉnh", "default", ()),
@@ -52,17 +52,17 @@ def icmp_round(started_at: float, address: str, rtts: tuple[float | None, ...]) 
     return SiteRound(started_at=started_at, results=(result,))
 
 
-def fill(store: StateStore, site: Site, count: int, start: float = 0.0) -> None:
+def fill(store: WindowStore, site: Site, count: int, start: float = 0.0) -> None:
     for i in range(count):
         store.record(site.id, site.probe_key(), icmp_round(start + i, site.address, (0.01,)))
 
 
-def started(store: StateStore, site_id: str) -> list[float]:
+def started(store: WindowStore, site_id: str) -> list[float]:
     return [r.started_at for r in store.rounds(site_id)]
 
 
 def test_sync_creates_empty_windows() -> None:
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     store.sync(inventory(*base_sites()), window=5)
     assert set(store.sites) == {"49", "502", "516"}
     assert store.rounds("502") == ()
@@ -73,7 +73,7 @@ def test_sync_creates_empty_windows() -> None:
 
 def test_window_keeps_the_newest_rounds() -> None:
     sites = base_sites()
-    store = StateStore(window=3)
+    store = WindowStore(window=3)
     store.sync(inventory(*sites), window=3)
     fill(store, sites[1], 5)
     assert started(store, "502") == [2.0, 3.0, 4.0]
@@ -82,7 +82,7 @@ def test_window_keeps_the_newest_rounds() -> None:
 
 def test_record_counts_echoes_and_rounds() -> None:
     sites = base_sites()
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     store.sync(inventory(*sites), window=5)
     key = sites[1].probe_key()
     store.record("502", key, icmp_round(1.0, "127.49.2.1", (0.01, None, 0.02, None, None)))
@@ -98,7 +98,7 @@ def test_record_counts_echoes_and_rounds() -> None:
 
 def test_record_counts_every_burst_of_a_round_and_skips_results_without_one() -> None:
     sites = base_sites()
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     store.sync(inventory(*sites), window=5)
     icmp = icmp_round(1.0, "127.49.2.1", (0.01, None)).results[0]
     tcp = ProbeResult("h323", "tcp", "127.49.2.1:1720", True, 1.0, 0.01)
@@ -110,7 +110,7 @@ def test_record_counts_every_burst_of_a_round_and_skips_results_without_one() ->
 
 def test_sync_keeps_windows_and_counters_of_unchanged_sites() -> None:
     sites = base_sites()
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     store.sync(inventory(*sites), window=5)
     fill(store, sites[1], 3)
     before = store.sites["502"]
@@ -125,7 +125,7 @@ def test_sync_keeps_windows_and_counters_of_unchanged_sites() -> None:
 
 def test_sync_restarts_a_site_whose_address_changed() -> None:
     sites = base_sites()
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     store.sync(inventory(*sites), window=5)
     fill(store, sites[1], 3)
     fill(store, sites[2], 2)
@@ -140,7 +140,7 @@ def test_sync_restarts_a_site_whose_address_changed() -> None:
 
 def test_sync_restarts_a_site_whose_icmp_changed() -> None:
     sites = base_sites()
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     store.sync(inventory(*sites), window=5)
     fill(store, sites[1], 3)
     bigger = replace(sites[1], icmp=IcmpSpec(size=1200))
@@ -151,7 +151,7 @@ def test_sync_restarts_a_site_whose_icmp_changed() -> None:
 
 def test_sync_restarts_a_site_whose_interval_changed() -> None:
     sites = base_sites()
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     store.sync(inventory(*sites), window=5)
     fill(store, sites[1], 3)
     slower = replace(sites[1], interval=60.0)
@@ -161,7 +161,7 @@ def test_sync_restarts_a_site_whose_interval_changed() -> None:
 
 def test_sync_drops_removed_sites_and_adds_new_ones() -> None:
     sites = base_sites()
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     store.sync(inventory(*sites), window=5)
     fill(store, sites[2], 2)
     new = make_site("507", "Thị xã Điện Bàn", "49", "127.49.7.1")
@@ -173,7 +173,7 @@ def test_sync_drops_removed_sites_and_adds_new_ones() -> None:
 
 def test_sync_shrinks_windows_keeping_the_newest() -> None:
     sites = base_sites()
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     store.sync(inventory(*sites), window=5)
     fill(store, sites[1], 5)
     store.sync(inventory(*sites), window=2)
@@ -188,7 +188,7 @@ def test_sync_shrinks_windows_keeping_the_newest() -> None:
 
 def test_sync_grows_windows_keeping_everything() -> None:
     sites = base_sites()
-    store = StateStore(window=2)
+    store = WindowStore(window=2)
     store.sync(inventory(*sites), window=2)
     fill(store, sites[1], 3)
     store.sync(inventory(*sites), window=4)
@@ -199,7 +199,7 @@ def test_sync_grows_windows_keeping_everything() -> None:
 
 def test_record_ignores_removed_sites() -> None:
     sites = base_sites()
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     store.sync(inventory(*sites), window=5)
     key = sites[2].probe_key()
     store.sync(inventory(sites[0], sites[1]), window=5)  # 516 removed while in flight
@@ -212,7 +212,7 @@ def test_record_ignores_removed_sites() -> None:
 
 def test_record_ignores_a_result_for_the_old_key() -> None:
     sites = base_sites()
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     store.sync(inventory(*sites), window=5)
     old_key = sites[1].probe_key()
     moved = replace(sites[1], address="10.49.2.10")
@@ -228,7 +228,7 @@ def test_record_ignores_a_result_for_the_old_key() -> None:
 
 def test_version_counts_changes() -> None:
     sites = base_sites()
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     assert store.version == 0
     store.sync(inventory(*sites), window=5)
     assert store.version == 1
@@ -240,7 +240,7 @@ def test_version_counts_changes() -> None:
 
 def test_rounds_returns_a_snapshot() -> None:
     sites = base_sites()
-    store = StateStore(window=5)
+    store = WindowStore(window=5)
     store.sync(inventory(*sites), window=5)
     fill(store, sites[0], 1)
     snapshot = store.rounds("49")

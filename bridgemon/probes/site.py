@@ -1,0 +1,28 @@
+"""Probing one site: every check of it at once, as one ``SiteRound``.
+
+The one thing the rest of bridgemon asks of the probes: the daemon's rounds
+(``scheduler.py``) and every test run call it, so a report and the dashboard measure a
+site the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bridgemon.inventory import Site
+from bridgemon.probes import ProbeContext
+from bridgemon.probes.dispatch import run_check
+from bridgemon.probes.result import SiteRound
+
+
+async def probe_site(site: Site, ctx: ProbeContext) -> SiteRound:
+    """The site's ICMP burst and its service checks, side by side."""
+    started = time.time()
+    if not site.checks:  # the common case at scale: no gather, no extra tasks
+        return SiteRound(started, (await run_check(site.address, site.icmp, ctx),))
+    results = await asyncio.gather(
+        run_check(site.address, site.icmp, ctx),
+        *(run_check(site.address, check, ctx) for check in site.checks),
+    )
+    return SiteRound(started_at=started, results=tuple(results))

@@ -1,0 +1,138 @@
+"""Which sites a test run tests: the plan, made before anything is probed.
+
+A plan holds the selected sites in tree order and, apart, their unselected parents: those
+are probed too (not reported), so a dead district's communes read "parent down" instead of
+"not ready". Planning is where a bad selector or an unknown event is refused, before a
+run exists anywhere.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from bridgemon import verdicts
+from bridgemon.events import ZONE, Event
+from bridgemon.inventory import Inventory, Site
+from bridgemon.testrun_schema import ReportHeader, Trigger
+
+
+class RunSettings(Protocol):
+    """What a run takes from ``[test]`` (config.TestSettings has it)."""
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def spacing(self) -> float: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def concurrency(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class TestPlan:
+    run_id: str
+    sites: tuple[Site, ...]  # the selected sites, tree order
+    context: tuple[Site, ...]  # unselected parents probed only to judge parent_down
+    event: Event | None
+    selector: str | None
+    count: int
+    spacing: float
+    timeout: float
+    concurrency: int
+    trigger: Trigger
+    operator: str
+
+    def header(self, started_at: float) -> ReportHeader:
+        """The report without its sites: what the history stores at the start."""
+        return {
+            "run_id": self.run_id,
+            "started_at": iso(started_at),
+            "finished_at": None,
+            "status": "running",
+            "event": self.event.id if self.event else None,
+            "event_title": self.event.title if self.event else None,
+            "event_start": self.event.start.isoformat() if self.event else None,
+            "selector": self.selector,
+            "trigger": self.trigger,
+            "operator": self.operator,
+            "count": self.count,
+            "spacing_ms": round(self.spacing * 1000, 3),
+            "summary": {**verdicts.count(()), "total": len(self.sites)},
+        }
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, ZONE).isoformat(timespec="seconds")
+
+
+def new_run_id(now: float | None = None) -> str:
+    stamp = datetime.fromtimestamp(now or time.time(), ZONE).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{os.urandom(2).hex()}"
+
+
+def default_operator() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def plan_test(
+    inventory: Inventory,
+    *,
+    selector: str | None = None,
+    event: Event | None = None,
+    count: int,
+    spacing: float,
+    timeout: float,
+    concurrency: int,
+    trigger: Trigger,
+    operator: str,
+) -> TestPlan:
+    """Choose the sites; raises SelectorError for a selector the inventory can't satisfy."""
+    if event is not None:
+        wanted = set(event.participants)
+        chosen = [site for site, _ in inventory.walk() if site.id in wanted]
+        selector = event.selector
+        count = event.count or count
+    else:
+        chosen = inventory.select(selector or "*")
+    chosen_ids = {site.id for site in chosen}
+    context: dict[str, Site] = {}
+    for site in chosen:
+        for ancestor in inventory.ancestors(site.id):
+            if ancestor.id not in chosen_ids:
+                context[ancestor.id] = ancestor
+    return TestPlan(
+        run_id=new_run_id(),
+        sites=tuple(chosen),
+        context=tuple(context.values()),
+        event=event,
+        selector=selector,
+        count=count,
+        spacing=spacing,
+        timeout=timeout,
+        concurrency=concurrency,
+        trigger=trigger,
+        operator=operator,
+    )
+
+
+def plan_with(
+    settings: RunSettings, inventory: Inventory, *, selector: str | None = None,
+    event: Event | None = None, count: int | None = None, trigger: Trigger, operator: str,
+) -> TestPlan:
+    """``plan_test`` with the ``[test]`` settings, ``count`` overriding theirs when given."""
+    return plan_test(
+        inventory, selector=selector, event=event, count=count or settings.count,
+        spacing=settings.spacing, timeout=settings.timeout,
+        concurrency=settings.concurrency, trigger=trigger, operator=operator,
+    )
