@@ -36,9 +36,12 @@ from bridgemon.testrun.service import TestRuns
 from bridgemon.web.actions import ReloadOutcome
 from bridgemon.web.app import make_app
 from bridgemon.web.serving import HttpLimits, Listener
-from bridgemon.windows import WindowStore
+from bridgemon.windows import SiteWindow, WindowStore
 
 log = logging.getLogger(__name__)
+
+# Sites handled between two yields to the loop when a reload is built gradually.
+_STEP = 250
 
 
 def _one_line(exc: BaseException) -> str:
@@ -64,6 +67,9 @@ class Monitor:
         self._reload = ReloadFigures(True, self.started_at, self.started_at, ())
         self._stopping = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        # While a reload builds its new windows and board between loop iterations, the rounds
+        # recorded meanwhile (into the running ones) are kept here to be replayed into them.
+        self._replay: list[tuple[Site, SiteRound]] | None = None
         self.pinger: Pinger | None = None
         self.scheduler: RoundScheduler | None = None
         self.testruns: TestRuns | None = None
@@ -165,7 +171,7 @@ class Monitor:
                 return self._rejected(now, "load", f"{path}: cannot load it",
                                       (f"{path}: {_one_line(exc)}",))
             try:
-                self.apply(new)
+                await self.apply_gradually(new)
             except Exception as exc:
                 log.debug("applying %s failed", path, exc_info=exc)
                 return self._rejected(now, "apply", f"{path}: cannot apply it",
@@ -189,22 +195,63 @@ class Monitor:
         return ReloadOutcome(False, errors, kept, stage)
 
     def apply(self, config: Config) -> None:
-        """Switch to ``config``, all or nothing. Everything new (windows, the judged
-        board, the event plan) is built aside first; then the swap, which only the
-        scheduler's jobs can fail, and they are put back as they were if they do."""
-        monitor = config.monitor
-        now = time.time()
-        windows = WindowStore(
-            window=self.windows.window,
-            # Copies: sync may resize a kept window, which the old store must not see.
-            sites={k: dataclasses.replace(v) for k, v in self.windows.sites.items()},
-            version=self.windows.version,
-        )
-        windows.sync(config.inventory, monitor.window)
+        """Switch to ``config``, all or nothing, in one go (at start, and in tests)."""
+        windows = self._new_windows(
+            config, {k: dataclasses.replace(v) for k, v in self.windows.sites.items()})
         board = Board()
-        board.sync(config.inventory, windows.sites, now)
+        board.sync(config.inventory, windows.sites, time.time())
+        self._swap(config, windows, board)
+
+    async def apply_gradually(self, config: Config) -> None:
+        """``apply`` for a running daemon: the new windows and board are built between loop
+        iterations (judging 12,000 sites takes 1-3 s, which in one piece would stall the
+        engine and page as a disturbed measurement), while the running ones go on serving.
+        Rounds recorded meanwhile are replayed into the new ones before the swap, which
+        happens with no await in between, so none is lost."""
+        self._replay = []
+        try:
+            copied: dict[str, SiteWindow] = {}
+            for index, (site_id, window) in enumerate(list(self.windows.sites.items()), 1):
+                copied[site_id] = dataclasses.replace(window)
+                if index % _STEP == 0:
+                    await asyncio.sleep(0)
+            windows = self._new_windows(config, copied)
+            await asyncio.sleep(0)
+            board = Board()
+            for _ in board.sync_in_steps(config.inventory, windows.sites, time.time(), _STEP):
+                await asyncio.sleep(0)
+            while len(self._replay) > _STEP:  # catch up while rounds keep landing
+                batch, self._replay = self._replay, []
+                self._replay_into(windows, board, batch)
+                await asyncio.sleep(0)
+            self._replay_into(windows, board, self._replay)
+            self._swap(config, windows, board)
+        finally:
+            self._replay = None
+
+    def _new_windows(self, config: Config, copies: dict[str, SiteWindow]) -> WindowStore:
+        """The windows for ``config``, from copies of the running ones: sync may resize a
+        kept window, which the running store must not see."""
+        windows = WindowStore(window=self.windows.window, sites=copies,
+                              version=self.windows.version)
+        windows.sync(config.inventory, config.monitor.window)
+        return windows
+
+    @staticmethod
+    def _replay_into(windows: WindowStore, board: Board,
+                     rounds: list[tuple[Site, SiteRound]]) -> None:
+        now = time.time()
+        for site, site_round in rounds:
+            if windows.holds(site.id, site_round):
+                continue  # its window was copied after the round landed
+            if windows.record(site.id, site.probe_key(), site_round):
+                board.update(site.id, now)
+
+    def _swap(self, config: Config, windows: WindowStore, board: Board) -> None:
+        """Everything new was built aside; now the switch, which only the scheduler's jobs
+        can fail, and they are put back as they were if they do."""
+        monitor = config.monitor
         events = self.testruns.prepare(config) if self.testruns is not None else None
-        # Nothing has changed so far. No await from here on: no round lands in between.
         if monitor.listen != self.config.monitor.listen:
             log.warning("listen address changes take effect on restart only")
         if monitor.state_dir != self.config.monitor.state_dir:
@@ -235,6 +282,8 @@ class Monitor:
         """A site's round is done: remember it and judge the site, once, now."""
         if self.windows.record(site.id, site.probe_key(), site_round):
             self.board.update(site.id, time.time())
+        if self._replay is not None:
+            self._replay.append((site, site_round))
 
     async def _keep_house(self) -> None:
         """Once a second: verdicts gone stale by time alone, and garbage-collector pacing."""

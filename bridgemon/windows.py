@@ -51,6 +51,11 @@ class WindowStore:
         self.window = window
         self.version += 1
 
+    def holds(self, site_id: str, site_round: SiteRound) -> bool:
+        """Is this very round (not an equal one) already in the site's window."""
+        site_window = self.sites.get(site_id)
+        return site_window is not None and any(r is site_round for r in site_window.rounds)
+
     def record(self, site_id: str, key: tuple[object, ...], site_round: SiteRound) -> bool:
         """Append a round to the site's window; False if the round no longer applies."""
         site_window = self.sites.get(site_id)

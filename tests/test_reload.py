@@ -298,3 +298,74 @@ async def test_an_unreadable_events_file_is_kept_aside_not_overwritten(
     [moved] = state.glob("events.json.bad-*")
     assert moved.read_text(encoding="utf-8") == '{"giao-ban": {"id": "giao-b'
     assert set(json.loads((state / "events.json").read_text(encoding="utf-8"))) == {"moi"}
+
+
+# -- a reload at scale does not stall the loop, and loses no round -------------------------
+
+
+def _national(tmp_path: Path, sites: int) -> Path:
+    from benchmarks.inventory import national_inventory
+
+    path = tmp_path / "national.toml"
+    path.write_text(national_inventory(sites, port=free_port(), interval="30s", count=1,
+                                       spacing="10ms", timeout="500ms"), encoding="utf-8")
+    return path
+
+
+def _round_for(site_id: str, monitor: Monitor, at: float) -> tuple[Any, Any]:
+    from bridgemon.probes.result import EchoBurst, ProbeResult, SiteRound
+
+    site = monitor.config.inventory.sites[site_id]
+    burst = EchoBurst(site.address, (0.0004,))
+    result = ProbeResult(check="icmp", kind="icmp", target=site.address, ok=True,
+                         started_at=at, duration=0.01, burst=burst)
+    return site, SiteRound(started_at=at, results=(result,))
+
+
+async def test_a_reload_is_built_between_loop_iterations_and_replays_what_landed(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    config = load_config(_national(tmp_path, 3000))
+    monitor = Monitor(config)
+    monitor.apply(config)  # not started: no probes of its own, only the rounds given here
+    started = time.perf_counter()
+    monitor.apply(load_config(config.path))  # the whole build in one piece, for scale
+    one_piece = time.perf_counter() - started
+
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    landed: list[Any] = []
+
+    # Rounds for communes late in the order land before their windows are copied (the copy
+    # holds them: not replayed twice); for early ones, after (replayed into the copy).
+    ids = [f"c{index}" for index in (*range(2500, 2520), *range(20))]
+
+    async def rounds_keep_landing() -> None:
+        for site_id in ids:  # rounds land while the reload builds
+            site, site_round = _round_for(site_id, monitor, time.time())
+            monitor.record(site, site_round)
+            landed.append(site_round)
+            await asyncio.sleep(0)
+
+    tick = asyncio.create_task(ticker())
+    feeder = asyncio.create_task(rounds_keep_landing())
+    await monitor.apply_gradually(load_config(config.path))
+    await feeder
+    stop.set()
+    await tick
+    assert max(gaps) < one_piece / 4, (max(gaps), one_piece)
+    for site_id, site_round in zip(ids, landed, strict=True):
+        assert monitor.windows.holds(site_id, site_round), site_id
+        assert len(monitor.windows.sites[site_id].rounds) == 1  # none replayed twice
+        assert monitor.board.views[site_id].verdict.last_probe == site_round.started_at
