@@ -335,9 +335,12 @@ async def _exchange(
             else:
                 reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_HEAD_BYTES)
             state.phase = "sending the request"
-            writer.write(_request(url, spec.method.upper()))
-            await writer.drain()
+            request = _request(url, spec.method.upper())
+            # Clock first: once written, the server may answer before this thread runs
+            # again, and a clock read after the write would shorten the server's time.
             sent = time.monotonic()
+            writer.write(request)
+            await writer.drain()
             state.phase = "waiting for the response"
             response = await _read_head(reader, state, sent)
             details["status"] = response.status
