@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import math
 from array import array
-from itertools import pairwise
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
 
 from bridgemon.stamp.video_mos import video_mos
@@ -136,6 +136,8 @@ class DirectionStats:
     duplicates: int
     carried_bps: float | None
     mos: float | None
+    # What entered this direction: our sends (downlink), the reflector's (uplink).
+    offered_bps: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,6 +148,7 @@ class DirectionStats:
             "reordered": self.reordered,
             "duplicates": self.duplicates,
             "carried_bps": None if self.carried_bps is None else round(self.carried_bps),
+            "offered_bps": None if self.offered_bps is None else round(self.offered_bps),
             "mos": None if self.mos is None else round(self.mos, 2),
         }
 
@@ -330,26 +333,40 @@ def analyse(
             up_expected, up_lost, up_delivered = r_hi - r_lo + 1, lost_up, distinct_r
             unattributed = n_tx - expected
 
+    # The duplicate of packet 0 is no part of the stream whose rate is measured.
+    twin_sent = n_tx > 1 and tx_seq[1] == 0
+    twin = int(twin_sent and 1 in first)
     down_loss = down_lost / down_expected if down_lost is not None and down_expected else None
     up_loss = up_lost / up_expected if up_lost is not None and up_expected else None
     t2_sorted = [t2s[i] for i in by_t2]
     down_carried = _carried(
-        down_counted if down_counted is not None else len(order),
+        (down_counted if down_counted is not None else len(order)) - twin,
         t2_sorted[-1] - t2_sorted[0] if t2_sorted else 0, 8.0 * wire_size,
     )  # fmt: skip
     t4_of = [t4s[i] for i in order]
     up_carried = _carried(
-        up_delivered, max(t4_of) - min(t4_of) if t4_of else 0, answer_wire_bits
+        up_delivered - twin, max(t4_of) - min(t4_of) if t4_of else 0, answer_wire_bits
     )
+    # What each direction was offered, by the clock of the end that sent it: a downlink
+    # bottleneck also thins the uplink, which is then no fault of the uplink's.
+    sends = [t for k, t in enumerate(tx_t1) if not (twin_sent and k == 1)]
+    down_offered = _carried(len(sends), max(sends) - min(sends) if sends else 0, 8.0 * wire_size)
+    t3_of = [t3s[i] for i in order]
+    up_offered = _carried(
+        (up_expected if up_expected is not None else len(order)) - twin,
+        max(t3_of) - min(t3_of) if up_timed and t3_of else 0, answer_wire_bits,
+    )  # fmt: skip
     downlink = DirectionStats(
         expected=down_expected, lost=down_lost, loss_ratio=down_loss, jitter=down_jitter,
         reordered=down_reordered, duplicates=down_dups, carried_bps=down_carried,
         mos=None if down_loss is None else video_mos(rate_bps, down_loss),
+        offered_bps=down_offered,
     )  # fmt: skip
     uplink = DirectionStats(
         expected=up_expected, lost=up_lost, loss_ratio=up_loss, jitter=up_jitter,
         reordered=up_reordered, duplicates=up_dups, carried_bps=up_carried,
         mos=None if up_loss is None else video_mos(rate_bps, up_loss),
+        offered_bps=up_offered,
     )  # fmt: skip
     ttls = [obs.ttl[i] for i in order if obs.ttl[i] >= 0]
     return PathFigures(

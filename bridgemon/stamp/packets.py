@@ -245,6 +245,7 @@ def reflect(
         seq & 0xFFFFFFFF, timestamp, error_estimate, ssid, receive_timestamp,
         sseq, sts, serr, 0, ttl & 0xFF,
     )  # fmt: skip
+    header += b"\0\0\0"  # the MBZ octets after the TTL: 44 octets
     if length >= REFLECTOR_HEADER:
-        return header + b"\0\0\0" + request[REFLECTOR_HEADER:]
+        return header + request[REFLECTOR_HEADER:]
     return header[:length]

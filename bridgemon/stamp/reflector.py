@@ -318,11 +318,9 @@ class Reflector:
         error = self._clock.error_estimate()
         header = _REFLECTED.pack(
             seq, ntp_from_ns(t3), error, ssid, ntp_from_ns(t2), sseq, sts, serr, 0, ttl & 0xFF
-        )
-        if length >= REFLECTOR_HEADER:
-            answer = header + b"\0\0\0" + data[REFLECTOR_HEADER:]
-        else:
-            answer = header[:length]  # 41-43 octets: the same length back, never more
+        ) + b"\0\0\0"
+        # 41-43 octets get the header cut to their length: the same length back, never more.
+        answer = header + data[REFLECTOR_HEADER:] if length >= REFLECTOR_HEADER else header[:length]
         try:
             _send_from(sock, answer, peer, local, tos & 0xFC)
         except OSError:

@@ -43,7 +43,10 @@ def parse_stamp_url(text: str) -> TrainSpec:
     scheme, sep, _ = raw.partition("://")
     if not sep or scheme.lower() != "stamp":
         raise fail("scheme", "must start with stamp:// (e.g. stamp://10.0.0.1?rate=2M)")
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError as exc:  # urllib's own checks (brackets, ports) come first
+        raise fail("host", str(exc)) from None
     if parts.fragment or "#" in raw:
         raise fail("fragment", "a stamp URL has no #fragment")
     if parts.path not in ("", "/"):
@@ -63,8 +66,6 @@ def parse_stamp_url(text: str) -> TrainSpec:
         if not value.strip():
             raise fail(f"parameter {name}", "empty value")
         values[name] = value.strip()
-    if parts.query and not values and "=" not in parts.query:
-        raise fail("query", f"{parts.query!r}: write name=value pairs joined by &")
 
     try:
         rate = parse_rate(values["rate"]) if "rate" in values else DEFAULT_RATE_BPS

@@ -228,11 +228,8 @@ def judge(result: TrainResult, thresholds: StampThresholds | None = None) -> Sta
         ))  # fmt: skip
 
     # ---- rate carried, jitter: per direction (both need timestamps only)
-    offered = spec.rate_bps
-    if result.pacing is not None and result.pacing.sent_bps:
-        offered = min(offered, result.pacing.sent_bps)
     for name, stats in directions:
-        reasons.extend(_direction_reasons(name, stats, rate, offered, t))
+        reasons.extend(_direction_reasons(name, stats, rate, t))
 
     if rt.rtt is not None:
         grade = _grade_high(rt.rtt.p95, t.rtt_good, t.rtt_bad)
@@ -278,11 +275,14 @@ def _loss_reason(
 
 
 def _direction_reasons(
-    name: str, stats: DirectionStats, rate: str, offered: float, t: StampThresholds
+    name: str, stats: DirectionStats, rate: str, t: StampThresholds
 ) -> list[StampReason]:
     where_en, where_vi = DIRECTION_TEXT[name]
     out: list[StampReason] = []
-    if stats.carried_bps is not None and offered > 0:
+    # Against what entered the direction, not the nominal rate: a monitor that fell
+    # behind its schedule, or a downlink that thinned the answers, is not this line's fault.
+    offered = stats.offered_bps
+    if stats.carried_bps is not None and offered:
         grade = _grade_low(stats.carried_bps / offered, t.carried_good, t.carried_bad)
         if grade is not None:
             carried = format_rate(stats.carried_bps)
