@@ -275,7 +275,7 @@ class Reflector:
         length = len(data)
         c["bytes_in"] += length
         source, port = str(peer[0]), int(peer[1])
-        if flags & _MSG_TRUNC:
+        if flags & _MSG_TRUNC or length > self.limits.max_packet:
             c["dropped_oversized"] += 1
             return
         if length < MIN_REFLECTABLE:
