@@ -503,6 +503,8 @@ def build_parser(prog: str = "python -m bridgemon.stamp.reflector") -> argparse.
                         help="copy the sender's sequence numbers (no loss per direction)")
     defaults = ReflectorLimits()
     parser.add_argument("--max-sessions", type=int, default=defaults.max_sessions)
+    parser.add_argument("--max-sessions-per-source", type=int,
+                        default=defaults.max_sessions_per_source)
     parser.add_argument("--max-rate", default=format_rate(defaults.max_bps).replace(" ", ""),
                         help="whole reflector, e.g. 100M (default %(default)s)")
     parser.add_argument("--max-pps", type=float, default=defaults.max_pps)
@@ -523,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         listen = [parse_listen(t) for t in args.listen] or [("0.0.0.0", DEFAULT_PORT)]
         allow = [parse_allow(t) for t in args.allow]
         limits = replace(ReflectorLimits(), max_sessions=args.max_sessions,
+                         max_sessions_per_source=args.max_sessions_per_source,
                          max_bps=parse_rate(args.max_rate), max_pps=args.max_pps)
     except ValueError as exc:
         print(f"bridgemon reflect: {exc}", file=sys.stderr)

@@ -7,12 +7,13 @@ as figures, anomalies or ``error``. Bounds: the train's packets and bytes (check
 :class:`TrainSpec`), the answers read (a reflector flooding us is cut off), every wait
 (the resolver's, the budget's, the answers' after the last packet, and the whole train's).
 
-Pacing. The event loop's timers fire up to a millisecond late (epoll counts whole
-milliseconds), so the pacer wakes half a millisecond *before* a packet is due and sends
-everything due within the next half millisecond: send times then fall within about
-±0.5 ms of the schedule instead of 0 to +1 ms, without spinning. Each send's error is
-recorded and reported (:class:`Pacing`), so a sender that could not keep up is visible
-rather than mistaken for a bad line.
+Pacing. An idle event loop's timers fire up to a millisecond late (epoll counts whole
+milliseconds); a busy one's fire about on time. So the pacer wakes a little *before* a
+packet is due and sends everything due within that lead, the lead being the timer
+lateness this train has observed (an average, between 0 and 1 ms, starting at 0.5):
+send times then centre on the schedule in both cases, without spinning. Each send's
+error is recorded and reported (:class:`Pacing`), so a sender that could not keep up is
+visible rather than mistaken for a bad line.
 
 Why a socket of its own per train (not one for all): its answers are told apart by the
 kernel, the reflector sees a session per train (its own sequence numbers), and an
@@ -42,8 +43,9 @@ from bridgemon.stamp.packets import MIN_REFLECTED, ns_from_timestamp, ntp_from_n
 from bridgemon.stamp.result import Anomalies, ErrorKind, Pacing, TrainResult
 from bridgemon.stamp.train import IPV4_OVERHEAD, IPV6_OVERHEAD, TrainPlan, TrainSpec
 
-#: Send what is due within this much of now: half the event loop's timer granularity.
+#: The first lead of the pacer (half the event loop's timer granularity), and its bounds.
 EARLY_S = 0.0005
+EARLY_MAX_S = 0.001
 #: Packets sent in one wake-up at most when the loop fell behind, so one late train
 #: cannot hold the loop for long; the rest go on the next turn.
 MAX_BURST = 32
@@ -180,6 +182,8 @@ class _Train:
         self.errors: array[float] = array("d")
         self.next_seq = 0
         self.t0 = 0.0
+        self.early = EARLY_S
+        self.wake_at = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.datagrams = 0
@@ -202,7 +206,8 @@ class _Train:
         self.loop.add_reader(self.sock.fileno(), self._on_readable)
         self.reading = True
         self.t0 = self.loop.time() + 0.002
-        self.timer = self.loop.call_at(self.t0 - EARLY_S, self._tick)
+        self.wake_at = self.t0 - self.early
+        self.timer = self.loop.call_at(self.wake_at, self._tick)
         deadline = self.spec.duration + self.spec.wait + 5.0
         try:
             async with asyncio.timeout(deadline):
@@ -246,7 +251,11 @@ class _Train:
         if self.done.done():
             return
         interval, t0, packets = self.plan.interval, self.t0, self.plan.packets
-        horizon = self.loop.time() + EARLY_S
+        now = self.loop.time()
+        # Learn how late this loop's timers fire, and lead by that much.
+        late = min(max(now - self.wake_at, 0.0), EARLY_MAX_S)
+        self.early += (late - self.early) * 0.1
+        horizon = now + self.early
         burst = 0
         while self.next_seq < packets and burst < MAX_BURST:
             due = t0 + self.next_seq * interval
@@ -258,7 +267,8 @@ class _Train:
             self.next_seq += 1
             burst += 1
         if self.next_seq < packets:
-            self.timer = self.loop.call_at(t0 + self.next_seq * interval - EARLY_S, self._tick)
+            self.wake_at = t0 + self.next_seq * interval - self.early
+            self.timer = self.loop.call_at(self.wake_at, self._tick)
         else:
             # Answers still on their way get ``wait`` seconds; all answered ends sooner.
             self.timer = self.loop.call_later(self.spec.wait, self._finish)
