@@ -61,8 +61,9 @@ class Anomalies:
 class Pacing:
     """How well the sender kept the train's schedule (send time − due time, seconds).
 
-    Early sends are negative: the pacer sends what is due within half a millisecond
-    rather than sleeping through the event loop's millisecond timer granularity.
+    Early sends are negative: the pacer sends what is due within its lead (the timer
+    lateness it has observed, up to a millisecond) rather than sleep through the event
+    loop's millisecond timer granularity.
     """
 
     error_p50: float
