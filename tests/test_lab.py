@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +71,8 @@ def test_impairment_validation() -> None:
     imp = impair.Impairment.build(delay_ms=40, jitter_ms=5, loss=0.1, drop="tcp:1720")
     assert imp.to_dict() == {
         "delay_ms": 40.0, "jitter_ms": 5.0, "loss": 0.1, "down": False, "drop": ["tcp:1720"],
+        "rate_bps": 0.0, "return_rate_bps": 0.0, "queue_ms": 100.0, "mtu": 0,
+        "mtu_blackhole": False,
     }  # fmt: skip
     assert impair.Impairment.from_dict(imp.to_dict()) == imp
     with pytest.raises(ValueError, match="loss"):
@@ -709,3 +712,245 @@ def test_a_lab_with_wait_queues_behind_another_on_its_range() -> None:
                 lab_addr=ALT["lab_addr"]).start()
     finally:
         third.stop()
+
+
+# --------------------------------------------------------------------------- bandwidth and MTU
+# Pure parts first (no root), then through the lab: a thin line passes ping and fails a
+# 2 Mbit/s STAMP train with its direction named; a small MTU fails the MTU check.
+
+
+def _udp_ipv4(size: int, *, df: bool, ident: int = 0x1234) -> bytes:
+    """An IPv4/UDP packet of ``size`` octets, host → 198.18.1.1, checksum filled in."""
+    payload = bytes(i & 0xFF for i in range(size - 28))
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, size, ident, 0x4000 if df else 0, 64, 17,
+                         0, socket.inet_aton("198.19.255.254"), socket.inet_aton("198.18.1.1"))
+    header = header[:10] + struct.pack("!H", impair.ip_checksum(header)) + header[12:]
+    return header + struct.pack("!HHHH", 40000, 862, size - 20, 0) + payload[8:]
+
+
+def test_impairment_bandwidth_and_mtu_fields() -> None:
+    imp = impair.Impairment.build(rate_bps=1e6, return_rate_bps=512e3, queue_ms=50, mtu=1400,
+                                  mtu_blackhole=True)  # fmt: skip
+    assert impair.Impairment.from_dict(imp.to_dict()) == imp
+    assert imp.describe() == ("rate 1Mbit/s (queue 50ms), return rate 512kbit/s (queue 50ms), "
+                              "mtu 1400 (black hole)")
+    for bad, match in (({"rate_bps": -1}, "rate_bps"), ({"rate_bps": 100}, "8000"),
+                       ({"return_rate_bps": 2e10}, "return_rate_bps"), ({"mtu": 40}, "mtu"),
+                       ({"mtu": 1400.5}, "mtu"), ({"queue_ms": 0}, "queue_ms"),
+                       ({"mtu_blackhole": True}, "needs an mtu")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            impair.Impairment.build(**bad)  # type: ignore[arg-type]
+
+
+def test_shaper_delays_before_it_drops() -> None:
+    shaper = impair.Shaper(1e6, queue_ms=100)  # 125,000 B/s, backlog up to 12,500 B
+    waits: list[float | None] = []
+    interval = 1228 * 8 / 2e6  # a 2 Mbit/s train into a 1 Mbit/s link
+    for i in range(400):
+        waits.append(shaper.admit(1228, i * interval))
+    assert waits[0] == 0.0 and waits[1] == 0.0  # the burst: two full frames
+    first_drop = waits.index(None)
+    queued = [w for w in waits[:first_drop] if w]
+    assert queued == sorted(queued) and 0.09 < max(queued) <= 0.1  # it queued first
+    accepted = sum(w is not None for w in waits)
+    assert accepted == pytest.approx(400 * 0.5, rel=0.1)  # then carries 1 Mbit/s
+    assert max(w for w in waits if w is not None) <= 0.1  # never more than the queue
+    idle = impair.Shaper(1e6, queue_ms=100)
+    assert all(idle.admit(1228, i * 0.02) == 0.0 for i in range(50))  # below the rate
+
+
+def test_frag_needed_is_what_a_router_sends() -> None:
+    pkt = _udp_ipv4(1500, df=True)
+    icmp = impair.frag_needed(pkt, 1400, socket.inet_aton("198.19.255.253"))
+    assert impair.ip_checksum(icmp[:20]) == 0  # a valid header checksum sums to zero
+    assert icmp[9] == 1 and icmp[12:16] == socket.inet_aton("198.19.255.253")
+    assert icmp[16:20] == socket.inet_aton("198.19.255.254")  # back to the sender
+    kind, code, _, _, mtu = struct.unpack_from("!BBHHH", icmp, 20)
+    assert (kind, code, mtu) == (3, 4, 1400)
+    assert impair.ip_checksum(icmp[20:]) == 0
+    assert icmp[28:] == pkt[:28]  # the original header and 8 octets: the UDP ports
+
+
+def test_fragment_is_what_a_router_does_without_df() -> None:
+    pkt = _udp_ipv4(3000, df=False)
+    parts = impair.fragment(pkt, 1400)
+    assert len(parts) == 3 and all(len(p) <= 1400 for p in parts)
+    assert all(impair.ip_checksum(p[:20]) == 0 for p in parts)
+    fields = [struct.unpack_from("!H", p, 6)[0] for p in parts]
+    assert [f & 0x2000 for f in fields] == [0x2000, 0x2000, 0]  # more fragments, then last
+    assert [(f & 0x1FFF) * 8 for f in fields] == [0, 1376, 2752]
+    assert b"".join(p[20:] for p in parts) == pkt[20:]
+    assert all(p[4:6] == pkt[4:6] for p in parts)  # same identification
+
+
+def test_decide_applies_mtu_then_rate() -> None:
+    rng = random.Random(1)
+    net = impair.parse_target("198.18.1.1")
+    icmp = impair.Rule(net, impair.Impairment.build(mtu=1400))
+    assert impair.decide(icmp, _udp_ipv4(1500, df=True), rng)[0] == impair.ICMP_MTU
+    assert impair.decide(icmp, _udp_ipv4(1500, df=False), rng)[0] == impair.FRAGMENT
+    assert impair.decide(icmp, _udp_ipv4(1400, df=True), rng)[0] == impair.FORWARD
+    hole = impair.Rule(net, impair.Impairment.build(mtu=1400, mtu_blackhole=True))
+    assert impair.decide(hole, _udp_ipv4(1500, df=True), rng)[0] == impair.DROP_MTU
+    thin = impair.Rule(net, impair.Impairment.build(rate_bps=1e6, queue_ms=10, delay_ms=5))
+    kinds = [impair.decide(thin, _udp_ipv4(1228, df=True), rng, now=0.0) for _ in range(5)]
+    assert kinds[0] == (impair.DELAY, 0.005)  # within the burst: only the delay
+    assert kinds[2][0] == impair.DELAY and kinds[2][1] > 0.005  # queued behind the burst
+    assert kinds[-1][0] == impair.DROP_RATE  # 10 ms of queue is 1250 octets
+    back = impair.Rule(net, impair.Impairment.build(return_rate_bps=1e6, queue_ms=10))
+    assert [impair.decide_return(back, 1228, 0.0)[0] for _ in range(4)] == [
+        impair.FORWARD, impair.FORWARD, impair.DELAY, impair.DROP_RATE]  # fmt: skip
+    assert back.counters["return_dropped_rate"] == 1
+
+
+@pytest.fixture(scope="module")
+def reflector(lab: Lab) -> Iterator[None]:
+    """bridgemon's STAMP reflector on port 862 of every lab address."""
+    argv = [sys.executable, "-m", "bridgemon.stamp.reflector", "--listen", "0.0.0.0:862",
+            "--ready"]  # fmt: skip
+    proc = lab.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("ready 0.0.0.0:862")
+    yield
+    proc.terminate()
+    proc.wait(5)
+
+
+def _train(address: str, **kw: object) -> tuple[Any, Any]:
+    """A 2 Mbit/s × 3 s train of 1200-octet packets and its verdict."""
+    import asyncio
+
+    from bridgemon.stamp import TrainSpec, judge, run_train
+
+    values: dict[str, object] = {"rate_bps": 2e6, "size": 1200, "duration": 3.0, "wait": 1.0}
+    values.update(kw)
+    result = asyncio.run(run_train(TrainSpec(address, **values)))  # type: ignore[arg-type]
+    return result, judge(result)
+
+
+@pytest.mark.lab
+def test_a_clean_site_passes_ping_the_train_and_the_mtu_check(lab: Lab, reflector: None) -> None:
+    import asyncio
+
+    from bridgemon.stamp import probe_pmtu
+
+    site = "198.18.20.1"
+    assert len(replies(fping([site], 5)[site])) == 5
+    result, verdict = _train(site)
+    assert verdict.state == "ready", verdict
+    assert result.figures.mode == "stateful" and result.figures.round_trip.lost == 0
+    # The answers came from the site's own address although the reflector binds 0.0.0.0.
+    assert result.anomalies.foreign == 0
+    mtu = asyncio.run(probe_pmtu(site))
+    assert mtu.outcome == "ok" and mtu.packet_size == 1500 and mtu.reason is None
+
+
+@pytest.mark.lab
+def test_a_1_mbit_downlink_passes_ping_and_fails_the_train(lab: Lab, reflector: None) -> None:
+    site = "198.18.20.2"
+    lab.impair(site, rate_bps=1e6)
+    assert len(replies(fping([site], 5, period_ms=200)[site])) == 5  # ping sees nothing
+    result, verdict = _train(site)
+    fig = result.figures
+    assert fig.mode == "stateful"
+    assert fig.downlink.loss_ratio == pytest.approx(0.5, abs=0.08)
+    assert fig.uplink.loss_ratio == pytest.approx(0.0, abs=0.01)
+    assert fig.downlink.carried_bps == pytest.approx(1e6, rel=0.1)
+    assert verdict.state == "not_ready"
+    named = {r.direction for r in verdict.reasons if r.code in ("stamp_loss", "stamp_rate")}
+    assert named == {"downlink"}, verdict
+    assert any(r.vi.startswith("luồng 2 Mbit/s mất") and "chiều xuống (downlink)" in r.vi
+               for r in verdict.reasons)  # fmt: skip
+    # Delay before loss: the queue (100 ms at 1 Mbit/s) shows in the round trip.
+    assert 0.08 < fig.round_trip.rtt.p95 < 0.13
+    (rule,) = lab.status()["impairments"]
+    assert rule["counters"]["dropped_rate"] > 0 and rule["counters"]["shaped"] > 0
+
+
+@pytest.mark.lab
+def test_a_1_mbit_uplink_is_named_as_the_uplink(lab: Lab, reflector: None) -> None:
+    site = "198.18.20.3"
+    lab.impair(site, return_rate_bps=1e6)
+    result, verdict = _train(site)
+    fig = result.figures
+    assert fig.downlink.loss_ratio == pytest.approx(0.0, abs=0.01)
+    assert fig.uplink.loss_ratio == pytest.approx(0.5, abs=0.08)
+    assert fig.uplink.carried_bps == pytest.approx(1e6, rel=0.1)
+    named = {r.direction for r in verdict.reasons if r.code in ("stamp_loss", "stamp_rate")}
+    assert named == {"uplink"}, verdict
+    assert any("chiều lên (uplink)" in r.vi for r in verdict.reasons)
+    assert lab.status()["counters"]["to_host"]["dropped_rate"] > 0
+
+
+@pytest.mark.lab
+def test_mtu_1400_with_icmp_fails_the_mtu_check(lab: Lab, reflector: None) -> None:
+    import asyncio
+
+    from bridgemon.stamp import probe_pmtu
+
+    site = "198.18.20.4"
+    lab.impair(site, mtu=1400)
+    assert len(replies(fping([site], 3)[site])) == 3  # small pings pass
+    result = asyncio.run(probe_pmtu(site))
+    assert result.outcome == "frag_needed" and result.mtu == 1400
+    assert result.reporter == lab.lab_addr and result.state == "not_ready"
+    assert result.reason is not None and "path MTU 1400" in result.reason[0]
+    assert "MTU đường truyền 1400" in result.reason[1]
+    # A train of packets too big for the path says so, with the MTU.
+    train, verdict = _train(site, size=1400, duration=0.5)
+    assert train.anomalies.path_mtu == 1400
+    assert any(r.code == "stamp_mtu" and "path MTU of 1400" in r.en for r in verdict.reasons)
+    # Packets that fit go through: the site is fine for 1200-octet video.
+    assert _train(site, duration=0.5)[1].state == "ready"
+
+
+@pytest.mark.lab
+def test_an_mtu_black_hole_is_told_from_icmp(lab: Lab) -> None:
+    import asyncio
+
+    from bridgemon.stamp import probe_pmtu
+
+    site = "198.18.20.5"
+    lab.impair(site, mtu=1400, mtu_blackhole=True)
+    result = asyncio.run(probe_pmtu(site, timeout=0.3, search_steps=12))
+    assert result.outcome == "black_hole" and result.reporter is None
+    assert (result.largest_ok, result.smallest_lost) == (1400, 1401)
+    assert result.reason is not None and "hố đen MTU" in result.reason[1]
+    (rule,) = lab.status()["impairments"]
+    assert rule["counters"]["dropped_mtu"] >= 2 and rule["counters"]["icmp_mtu"] == 0
+    down = "198.18.20.6"
+    lab.impair(down, down=True)
+    assert asyncio.run(probe_pmtu(down, timeout=0.2)).outcome == "no_reply"
+
+
+@pytest.mark.lab
+def test_packets_without_df_are_fragmented(lab: Lab, server: None) -> None:
+    site = "198.18.20.7"
+    lab.impair(site, mtu=1400)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER = IP_PMTUDISC_DONT
+        sock.settimeout(1.0)
+        sock.connect((site, 5060))
+        sock.send(bytes(2000))
+        assert sock.recv(4096) == bytes(2000)  # reassembled by the site, echoed back
+    (rule,) = lab.status()["impairments"]
+    assert rule["counters"]["fragmented"] == 1
+    assert lab.status()["counters"]["to_lab"]["fragments"] == 2
+
+
+@pytest.mark.lab
+def test_cli_sets_rate_and_mtu(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    target = "198.18.20.8"
+    assert cli.main(["set", target, "--rate", "1M", "--return-rate", "512k", "--queue", "50",
+                     "--mtu", "1400", "--mtu-blackhole", "--name", NAME]) == 0  # fmt: skip
+    assert capsys.readouterr().out.strip() == (
+        "198.18.20.8/32: rate 1Mbit/s (queue 50ms), return rate 512kbit/s (queue 50ms), "
+        "mtu 1400 (black hole)")  # fmt: skip
+    (rule,) = lab.status()["impairments"]
+    assert (rule["rate_bps"], rule["return_rate_bps"], rule["mtu"]) == (1e6, 512e3, 1400)
+    assert cli.main(["status", "--name", NAME]) == 0
+    assert "ICMP frag-needed" in capsys.readouterr().out
+    assert cli.main(["set", target, "--rate", "fast", "--name", NAME]) == 2
+    assert cli.main(["set", target, "--mtu", "20", "--name", NAME]) == 2
+    assert cli.main(["set", target, "--mtu-blackhole", "--name", NAME]) == 2
+    assert "needs an mtu" in capsys.readouterr().err

@@ -15,6 +15,8 @@ Usage::
         lab.impair("198.18.2.0/24", loss=0.1)
         lab.impair("198.18.1.4", down=True)
         lab.impair("198.18.1.5", drop=["udp:5060"])
+        lab.impair("198.18.1.6", rate_bps=1e6, return_rate_bps=512e3)  # a thin line
+        lab.impair("198.18.1.7", mtu=1400)  # PPPoE/VPN; mtu_blackhole=True: no ICMP
         server = lab.spawn([sys.executable, "-m", "bridgemon.lab.servers",
                             "--tcp", "1720", "--sip", "5060", "--ready"])
         lab.clear("198.18.1.2"); lab.clear()
@@ -47,7 +49,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from bridgemon.lab import control, netsetup
+from bridgemon.lab import control, impair, netsetup
 from bridgemon.lab.impair import Impairment, parse_filter, parse_target
 from bridgemon.lab.netsetup import (
     DEFAULT_HOST_ADDR,
@@ -364,19 +366,28 @@ class Lab:
         loss: float = 0.0,
         down: bool = False,
         drop: Iterable[str] = (),
+        rate_bps: float = 0.0,
+        return_rate_bps: float = 0.0,
+        queue_ms: float = impair.DEFAULT_QUEUE_MS,
+        mtu: int = 0,
+        mtu_blackhole: bool = False,
     ) -> dict[str, Any]:
-        """Set (replace) the impairment of an address or prefix, host → lab direction.
+        """Set (replace) the impairment of an address or prefix, host → lab direction
+        (``return_rate_bps``: the rate limit of what comes back from it).
 
         The most specific prefix covering a packet's destination applies; rules don't
-        merge. Returns the installed rule as the forwarder reports it.
+        merge. Returns the installed rule as the forwarder reports it. See
+        :class:`Impairment` for the order in which they apply.
         """
         net = parse_target(target)  # validate here: the error then points at the caller
         if not net.overlaps(self.net):
             # Packets for it never reach the lab, so such a rule could only hide a typo.
             raise ValueError(f"target {target} is outside the lab's range {self.net}")
         imp = Impairment.build(
-            delay_ms=delay_ms, jitter_ms=jitter_ms, loss=loss, down=down, drop=drop
-        )
+            delay_ms=delay_ms, jitter_ms=jitter_ms, loss=loss, down=down, drop=drop,
+            rate_bps=rate_bps, return_rate_bps=return_rate_bps, queue_ms=queue_ms, mtu=mtu,
+            mtu_blackhole=mtu_blackhole,
+        )  # fmt: skip
         reply = control.request(
             self.socket_path, {"cmd": "set", "target": str(net), **imp.to_dict()}
         )

@@ -5,6 +5,8 @@
     bridgemon lab up [--name N] [--foreground] [--net CIDR] [--host-addr A] [--lab-addr A]
     bridgemon lab set ADDR|PREFIX [--delay MS] [--jitter MS] [--loss RATIO|PCT%] [--down]
                                   [--drop tcp:1720 udp:5060 ...]
+                                  [--rate 1M] [--return-rate 512k] [--queue MS]
+                                  [--mtu 1400 [--mtu-blackhole]]
     bridgemon lab clear [ADDR|PREFIX]
     bridgemon lab status [--json]
     bridgemon lab exec -- COMMAND ...      (run a command, e.g. a server, in the namespace)
@@ -28,7 +30,9 @@ from typing import Any
 
 from bridgemon import exits
 from bridgemon.lab import Lab, LabError
+from bridgemon.lab.impair import DEFAULT_QUEUE_MS, describe_shaping
 from bridgemon.lab.netsetup import DEFAULT_HOST_ADDR, DEFAULT_LAB_ADDR, DEFAULT_NAME, DEFAULT_NET
+from bridgemon.stamp.units import parse_rate
 
 
 def _ratio(text: str) -> float:
@@ -50,6 +54,19 @@ def _ms(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"milliseconds must be ≥ 0, got {text}")
     return value
+
+
+def _rate(text: str) -> float:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _mtu(text: str) -> int:
+    if not text.isdigit() or not 68 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"MTU must be a whole number 68-65535, got {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILTER",
         help="drop matching packets: tcp:1720 udp:5060 udp:5060-5070 tcp icmp",
     )
+    st.add_argument("--rate", type=_rate, default=0.0, metavar="RATE",
+                    help="limit toward the site, e.g. 1M or 512k (a bottleneck with a queue)")
+    st.add_argument("--return-rate", type=_rate, default=0.0, metavar="RATE",
+                    help="limit of what comes back from the site (its uplink)")
+    st.add_argument("--queue", type=_ms, default=DEFAULT_QUEUE_MS, metavar="MS",
+                    help="queue of the rate limits, in ms at their rate (default %(default)g)")
+    st.add_argument("--mtu", type=_mtu, default=0, metavar="BYTES",
+                    help="largest packet toward the site; DF packets get ICMP "
+                    "'fragmentation needed', others are fragmented")
+    st.add_argument("--mtu-blackhole", action="store_true",
+                    help="drop too-large DF packets silently instead (an MTU black hole)")
 
     cl = sub.add_parser("clear", parents=[common], help="remove one impairment, or all")
     cl.add_argument("target", nargs="?", metavar="ADDR|PREFIX")
@@ -160,8 +188,11 @@ def _usage_text(lab: Lab) -> str:
         f"  impair:  bridgemon lab set{n} {example} --delay 40 --jitter 5 --loss 2%",
         f"           bridgemon lab set{n} {lab.net.network_address + 512}/24 --down",
         f"           bridgemon lab set{n} {example} --drop tcp:1720 udp:5060",
+        f"           bridgemon lab set{n} {example} --rate 1M --return-rate 512k --mtu 1400",
         f"  servers: bridgemon lab exec{n} -- {sys.executable} -m bridgemon.lab.servers "
         "--tcp 1720 --tcp 443 --sip 5060",
+        f"           bridgemon lab exec{n} -- {sys.executable} -m bridgemon.stamp.reflector "
+        "--listen 0.0.0.0:862   (a STAMP reflector on every lab address)",
         f"           (or: ip netns exec {lab.netns} COMMAND)",
         f"  status:  bridgemon lab status{n}     clear: bridgemon lab clear{n} [ADDR]",
         f"  stop:    bridgemon lab down{n}",
@@ -205,6 +236,11 @@ def _set(args: argparse.Namespace) -> int:
         loss=args.loss,
         down=args.down,
         drop=drop,
+        rate_bps=args.rate,
+        return_rate_bps=args.return_rate,
+        queue_ms=args.queue,
+        mtu=args.mtu,
+        mtu_blackhole=args.mtu_blackhole,
     )
     print(f"{rule['target']}: {_describe(rule)}")
     return exits.OK
@@ -229,6 +265,7 @@ def _describe(rule: dict[str, Any]) -> str:
         parts.append(f"loss {rule['loss'] * 100:g}%")
     if rule["drop"]:
         parts.append("drop " + ",".join(rule["drop"]))
+    parts.extend(describe_shaping(rule))
     return ", ".join(parts) or "no impairment"
 
 
@@ -245,7 +282,8 @@ def _status(args: argparse.Namespace) -> int:
     print("impairments:" if rules else "impairments: none")
     for rule in rules:
         c = rule["counters"]
-        dropped = c["dropped_down"] + c["dropped_filter"] + c["dropped_loss"]
+        dropped = (c["dropped_down"] + c["dropped_filter"] + c["dropped_loss"]
+                   + c["dropped_rate"] + c["dropped_mtu"] + c["return_dropped_rate"])
         print(
             f"  {rule['target']:<18} {_describe(rule):<40} matched {c['matched']}, "
             f"delayed {c['delayed']}, dropped {dropped}"
@@ -255,8 +293,11 @@ def _status(args: argparse.Namespace) -> int:
         f"host→lab: received {tl['received']}, forwarded {tl['forwarded']}, "
         f"delayed {tl['delayed']} (queued now {tl['queued']}), dropped down "
         f"{tl['dropped_down']} / filter {tl['dropped_filter']} / loss {tl['dropped_loss']}"
+        f" / rate {tl['dropped_rate']} / mtu {tl['dropped_mtu']}, ICMP frag-needed "
+        f"{tl['icmp_mtu']}, fragments {tl['fragments']}"
     )
-    print(f"lab→host: received {th['received']}, forwarded {th['forwarded']}")
+    print(f"lab→host: received {th['received']}, forwarded {th['forwarded']}, delayed "
+          f"{th['delayed']}, dropped rate {th['dropped_rate']}")
     late = status["release_lateness_us"]
     if late["samples"]:
         print(

@@ -5,8 +5,11 @@ namespace and both TUN devices (:mod:`bridgemon.lab.netsetup`), then copies pack
 between the TUNs until told to stop, and tears everything down on the way out.
 
 Host → lab packets go through the impairment rules (:mod:`bridgemon.lab.impair`);
-lab → host packets are forwarded at once, so a configured loss or delay is exactly the
-echo loss or the RTT increase a prober sees.
+lab → host packets are forwarded at once unless a rule limits the rate back from that
+site (``return_rate_bps``), so a configured loss or delay is exactly the echo loss or
+the RTT increase a prober sees. A packet larger than a rule's MTU is answered with ICMP
+"fragmentation needed" from the lab-side address (the "router"), dropped silently (an
+MTU black hole), or fragmented when it does not carry DF.
 
 Why a plain ``select.select`` loop and not asyncio (or threads): the release of delayed
 packets must be sub-millisecond accurate. epoll (asyncio's selector) takes its timeout
@@ -124,8 +127,11 @@ class Forwarder:
         self.parent_pid = parent_pid
         self.rng = random.Random(seed)
         self.host_addr = socket.inet_aton(spec.host_addr)
+        self.router_addr = socket.inet_aton(spec.lab_addr)
         self.rules = impair.RuleTable()
-        self.heap: list[tuple[float, int, bytes]] = []
+        self.return_shaping = False
+        # Delayed packets, each with the TUN it leaves by: (due, order, fd, packet).
+        self.heap: list[tuple[float, int, int, bytes]] = []
         self.seq = 0
         self.clients: dict[int, _Client] = {}
         self.stopping = False
@@ -138,6 +144,10 @@ class Forwarder:
             "dropped_down": 0,
             "dropped_filter": 0,
             "dropped_loss": 0,
+            "dropped_rate": 0,
+            "dropped_mtu": 0,
+            "icmp_mtu": 0,
+            "fragments": 0,
             "dropped_queue_full": 0,
             "dropped_other": 0,
             "write_errors": 0,
@@ -147,6 +157,9 @@ class Forwarder:
         self.to_host: dict[str, int] = {
             "received": 0,
             "forwarded": 0,
+            "delayed": 0,
+            "dropped_rate": 0,
+            "dropped_queue_full": 0,
             "dropped_other": 0,
             "write_errors": 0,
             "bytes": 0,
@@ -163,7 +176,7 @@ class Forwarder:
 
     def _pump_host(self) -> None:
         """Read host → lab packets, apply the rules, forward, delay or drop."""
-        host_fd, lab_fd = self.host_fd, self.lab_fd
+        host_fd = self.host_fd
         c = self.to_lab
         lookup = self.rules.lookup
         rng = self.rng
@@ -179,26 +192,51 @@ class Forwarder:
                 c["dropped_other"] += 1  # the lab is IPv4 only
                 continue
             rule = lookup(pkt[16:20]) if have_rules else None
-            if rule is not None:
-                kind, delay = impair.decide(rule, pkt, rng)
-                if kind == impair.DELAY:
-                    if len(self.heap) >= QUEUE_MAX:
-                        c["dropped_queue_full"] += 1
-                        continue
-                    self.seq += 1
-                    heapq.heappush(self.heap, (time.monotonic() + delay, self.seq, pkt))
-                    c["delayed"] += 1
-                    if len(self.heap) > c["max_queued"]:
-                        c["max_queued"] = len(self.heap)
-                    continue
-                if kind != impair.FORWARD:
-                    c["dropped_" + kind] += 1
-                    continue
-            try:
-                os.write(lab_fd, pkt)
-                c["forwarded"] += 1
-            except OSError:
-                c["write_errors"] += 1
+            if rule is None:
+                self._to_lab(pkt)
+                continue
+            now = time.monotonic()
+            kind, delay = impair.decide(rule, pkt, rng, now)
+            if kind == impair.FRAGMENT:
+                for part in impair.fragment(pkt, rule.imp.mtu):
+                    c["fragments"] += 1
+                    part_kind, part_delay = impair.after_mtu(rule, len(part), rng, now)
+                    self._dispatch(part_kind, part_delay, part, now)
+            elif kind == impair.ICMP_MTU:
+                c["icmp_mtu"] += 1
+                try:
+                    os.write(self.host_fd, impair.frag_needed(pkt, rule.imp.mtu,
+                                                              self.router_addr))
+                except OSError:
+                    c["write_errors"] += 1
+            else:
+                self._dispatch(kind, delay, pkt, now)
+
+    def _dispatch(self, kind: str, delay: float, pkt: bytes, now: float) -> None:
+        c = self.to_lab
+        if kind == impair.DELAY:
+            self._hold(pkt, now + delay, self.lab_fd, c)
+        elif kind == impair.FORWARD:
+            self._to_lab(pkt)
+        else:
+            c["dropped_" + kind] += 1
+
+    def _to_lab(self, pkt: bytes) -> None:
+        try:
+            os.write(self.lab_fd, pkt)
+            self.to_lab["forwarded"] += 1
+        except OSError:
+            self.to_lab["write_errors"] += 1
+
+    def _hold(self, pkt: bytes, due: float, fd: int, c: dict[str, int]) -> None:
+        if len(self.heap) >= QUEUE_MAX:
+            c["dropped_queue_full"] += 1
+            return
+        self.seq += 1
+        heapq.heappush(self.heap, (due, self.seq, fd, pkt))
+        c["delayed"] += 1
+        if len(self.heap) > self.to_lab["max_queued"]:
+            self.to_lab["max_queued"] = len(self.heap)
 
     def _pump_lab(self) -> None:
         """Lab → host: forward at once (impairments act toward the site only)."""
@@ -218,6 +256,17 @@ class Forwarder:
             if len(pkt) < 20 or pkt[0] >> 4 != 4 or pkt[16:20] != host_addr:
                 c["dropped_other"] += 1
                 continue
+            if self.return_shaping:
+                rule = self.rules.lookup(pkt[12:16])
+                if rule is not None:
+                    now = time.monotonic()
+                    kind, delay = impair.decide_return(rule, len(pkt), now)
+                    if kind == impair.DELAY:
+                        self._hold(pkt, now + delay, host_fd, c)
+                        continue
+                    if kind == impair.DROP_RATE:
+                        c["dropped_rate"] += 1
+                        continue
             try:
                 os.write(host_fd, pkt)
                 c["forwarded"] += 1
@@ -233,13 +282,14 @@ class Forwarder:
             while now < due:
                 now = time.monotonic()
         while heap and heap[0][0] <= now:
-            due, _, pkt = heapq.heappop(heap)
+            due, _, fd, pkt = heapq.heappop(heap)
             self.lateness_us.append((time.monotonic() - due) * 1e6)
+            c = self.to_lab if fd == self.lab_fd else self.to_host
             try:
-                os.write(self.lab_fd, pkt)
-                self.to_lab["forwarded"] += 1
+                os.write(fd, pkt)
+                c["forwarded"] += 1
             except OSError:
-                self.to_lab["write_errors"] += 1
+                c["write_errors"] += 1
 
     # ------------------------------------------------------------------ main loop
 
@@ -361,11 +411,14 @@ class Forwarder:
             net = impair.parse_target(str(req.get("target", "")))
             fields = {k: v for k, v in req.items() if k not in ("cmd", "target")}
             rule = self.rules.set(net, impair.Impairment.from_dict(fields))
+            self.return_shaping = self.rules.shapes_return
             return {"impairment": rule.to_dict()}
         if cmd == "clear":
             target = req.get("target")
             which = impair.parse_target(str(target)) if target else None
-            return {"cleared": self.rules.clear(which)}
+            cleared = self.rules.clear(which)
+            self.return_shaping = self.rules.shapes_return
+            return {"cleared": cleared}
         if cmd == "status":
             return {"status": self.status()}
         if cmd == "shutdown":

@@ -4,16 +4,22 @@ Pure code, no I/O, shared by the forwarder (which applies the rules to every pac
 the client side (:class:`bridgemon.lab.Lab`, the CLI), which validates a rule before
 sending it so a typo fails in the caller with a clear message.
 
-* :class:`Impairment` – one rule: delay, jitter, loss ratio, down, drop filters.
+* :class:`Impairment` – one rule: delay, jitter, loss ratio, down, drop filters, a rate
+  limit each way and an MTU toward the site.
 * :func:`parse_filter` – ``"tcp:1720"``, ``"udp:5060-5070"``, ``"tcp"``, ``"icmp"``.
 * :class:`RuleTable` – the rules by IPv4 prefix; the most specific prefix wins.
-* :func:`decide` – the per-packet verdict (forward now, drop, or delay by N seconds).
+* :class:`Shaper` – a token bucket with a bounded queue: a bottleneck link.
+* :func:`decide` – the per-packet verdict (forward now, drop, or delay by N seconds);
+  :func:`decide_return` the same for packets coming back from the site.
+* :func:`frag_needed` and :func:`fragment` – what a router does with a packet larger
+  than its next hop's MTU.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import random
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +34,16 @@ DELAY = "delay"
 DROP_DOWN = "down"
 DROP_FILTER = "filter"
 DROP_LOSS = "loss"
+DROP_RATE = "rate"  # the shaper's queue was full
+DROP_MTU = "mtu"  # too big, DF set, black hole: dropped without a word
+ICMP_MTU = "icmp_mtu"  # too big, DF set: "fragmentation needed" goes back to the sender
+FRAGMENT = "fragment"  # too big, DF clear: split, as a router would
+
+#: Rate limits at most 10 Gbit/s; queues at most 10 s of the rate.
+MAX_RATE_BPS = 10e9
+MAX_QUEUE_MS = 10_000.0
+DEFAULT_QUEUE_MS = 100.0
+MIN_MTU = 68  # RFC 791: every IPv4 host and router handles 68 octets
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +110,20 @@ def parse_target(target: str) -> ipaddress.IPv4Network:
 
 @dataclass(frozen=True, slots=True)
 class Impairment:
-    """What to do to packets toward one address or prefix (host → lab direction only).
+    """What to do to packets toward one address or prefix (host → lab direction), and
+    the rate limit of packets coming back from it.
 
-    Order of application: ``down`` drops everything; then ``drop`` filters; then ``loss``
-    (independent Bernoulli drop per packet); then ``delay_ms`` plus a uniform random
-    extra in ``[-jitter_ms, +jitter_ms]`` (total clamped at ≥ 0, so packets may reorder).
+    Order of application toward the site: ``down`` drops everything; then ``drop``
+    filters; then ``loss`` (independent Bernoulli drop per packet); then ``mtu`` (a packet
+    larger than it is refused with ICMP "fragmentation needed" when DF is set, or dropped
+    silently with ``mtu_blackhole``; without DF it is fragmented); then ``rate_bps``
+    (a :class:`Shaper`: packets wait in a queue of ``queue_ms`` at that rate, and are
+    dropped only when it is full); then ``delay_ms`` plus a uniform random extra in
+    ``[-jitter_ms, +jitter_ms]`` (total clamped at ≥ 0, so packets may reorder).
+
+    From the site back to the host only ``return_rate_bps`` applies (its own shaper,
+    same queue length), so a site's uplink can be narrower than its downlink.
+    Rates count whole IP packets; 0 means no limit.
     """
 
     delay_ms: float = 0.0
@@ -106,6 +131,11 @@ class Impairment:
     loss: float = 0.0
     down: bool = False
     drop: tuple[PortFilter, ...] = ()
+    rate_bps: float = 0.0
+    return_rate_bps: float = 0.0
+    queue_ms: float = DEFAULT_QUEUE_MS
+    mtu: int = 0
+    mtu_blackhole: bool = False
 
     def __post_init__(self) -> None:
         # Validate here so a bad rule is refused by the client and by the forwarder alike.
@@ -117,6 +147,21 @@ class Impairment:
                 raise ValueError(f"{name} must be ≤ 60000 ms, got {value!r}")
         if not isinstance(self.loss, int | float) or not (0.0 <= self.loss <= 1.0):
             raise ValueError(f"loss must be a ratio in [0, 1], got {self.loss!r}")
+        for name in ("rate_bps", "return_rate_bps"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value <= MAX_RATE_BPS:
+                raise ValueError(f"{name} must be 0 (no limit) to {MAX_RATE_BPS:g} bit/s, "
+                                 f"got {value!r}")
+            if 0 < value < 8_000:
+                raise ValueError(f"{name} must be at least 8000 bit/s (or 0), got {value!r}")
+        if not isinstance(self.queue_ms, int | float) or not 0 < self.queue_ms <= MAX_QUEUE_MS:
+            raise ValueError(f"queue_ms must be more than 0 and at most {MAX_QUEUE_MS:g} ms, "
+                             f"got {self.queue_ms!r}")
+        if (isinstance(self.mtu, bool) or not isinstance(self.mtu, int)
+                or not (self.mtu == 0 or MIN_MTU <= self.mtu <= 65535)):
+            raise ValueError(f"mtu must be 0 (none) or {MIN_MTU}-65535, got {self.mtu!r}")
+        if self.mtu_blackhole and not self.mtu:
+            raise ValueError("mtu_blackhole needs an mtu")
 
     @classmethod
     def build(
@@ -127,6 +172,11 @@ class Impairment:
         loss: float = 0.0,
         down: bool = False,
         drop: Iterable[str | PortFilter] = (),
+        rate_bps: float = 0.0,
+        return_rate_bps: float = 0.0,
+        queue_ms: float = DEFAULT_QUEUE_MS,
+        mtu: int = 0,
+        mtu_blackhole: bool = False,
     ) -> Impairment:
         """Construct from user-facing values (filters as strings)."""
         if isinstance(drop, str):  # a lone "tcp:1720" would otherwise iterate characters
@@ -138,24 +188,38 @@ class Impairment:
             loss=float(loss),
             down=bool(down),
             drop=filters,
+            rate_bps=float(rate_bps),
+            return_rate_bps=float(return_rate_bps),
+            queue_ms=float(queue_ms),
+            mtu=mtu,
+            mtu_blackhole=bool(mtu_blackhole),
         )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Impairment:
         """From the JSON form used on the control channel; unknown keys are an error."""
-        known = {"delay_ms", "jitter_ms", "loss", "down", "drop"}
+        known = {"delay_ms", "jitter_ms", "loss", "down", "drop", "rate_bps",
+                 "return_rate_bps", "queue_ms", "mtu", "mtu_blackhole"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown impairment field(s): {', '.join(sorted(unknown))}")
         drop = data.get("drop") or ()
         if isinstance(drop, str):
             drop = [drop]
+        mtu = data.get("mtu", 0) or 0
+        if isinstance(mtu, float) and mtu.is_integer():
+            mtu = int(mtu)
         return cls.build(
             delay_ms=data.get("delay_ms", 0.0) or 0.0,
             jitter_ms=data.get("jitter_ms", 0.0) or 0.0,
             loss=data.get("loss", 0.0) or 0.0,
             down=bool(data.get("down", False)),
             drop=drop,
+            rate_bps=data.get("rate_bps", 0.0) or 0.0,
+            return_rate_bps=data.get("return_rate_bps", 0.0) or 0.0,
+            queue_ms=data.get("queue_ms", DEFAULT_QUEUE_MS) or DEFAULT_QUEUE_MS,
+            mtu=mtu,
+            mtu_blackhole=bool(data.get("mtu_blackhole", False)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,6 +229,11 @@ class Impairment:
             "loss": self.loss,
             "down": self.down,
             "drop": [str(f) for f in self.drop],
+            "rate_bps": self.rate_bps,
+            "return_rate_bps": self.return_rate_bps,
+            "queue_ms": self.queue_ms,
+            "mtu": self.mtu,
+            "mtu_blackhole": self.mtu_blackhole,
         }
 
     def describe(self) -> str:
@@ -179,7 +248,63 @@ class Impairment:
             parts.append(f"loss {self.loss * 100:g}%")
         if self.drop:
             parts.append("drop " + ",".join(str(f) for f in self.drop))
+        parts.extend(describe_shaping(self.to_dict()))
         return ", ".join(parts) or "none"
+
+
+def _rate_text(bps: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if bps >= size:
+            return f"{bps / size:g}{unit}bit/s"
+    return f"{bps:g}bit/s"
+
+
+def describe_shaping(rule: Mapping[str, Any]) -> list[str]:
+    """``rate 1Mbit/s (queue 100ms)``, ``return rate …``, ``mtu 1400 (black hole)``."""
+    parts: list[str] = []
+    queue = f" (queue {rule.get('queue_ms', DEFAULT_QUEUE_MS):g}ms)"
+    if rule.get("rate_bps"):
+        parts.append(f"rate {_rate_text(rule['rate_bps'])}{queue}")
+    if rule.get("return_rate_bps"):
+        parts.append(f"return rate {_rate_text(rule['return_rate_bps'])}{queue}")
+    if rule.get("mtu"):
+        parts.append(f"mtu {rule['mtu']}" + (" (black hole)" if rule.get("mtu_blackhole")
+                                             else ""))
+    return parts
+
+
+class Shaper:
+    """A bottleneck: a token bucket of ``rate_bps`` whose backlog may reach ``queue_ms``.
+
+    A packet that finds tokens leaves at once; one that does not waits for them behind
+    the packets already waiting (the backlog is a token debt, so order is kept), and is
+    dropped only when the backlog would exceed the queue — delay first, then loss, as a
+    real link with a buffer behaves. The bucket holds a burst of two full-size frames or
+    5 ms of the rate, whichever is larger.
+    """
+
+    __slots__ = ("burst", "limit", "rate", "stamp", "tokens")
+
+    def __init__(self, rate_bps: float, queue_ms: float) -> None:
+        self.rate = rate_bps / 8.0  # bytes per second
+        self.burst = max(3028.0, self.rate * 0.005)
+        self.limit = max(1514.0, self.rate * queue_ms / 1000.0)  # bytes of backlog
+        self.tokens = self.burst
+        self.stamp: float | None = None
+
+    def admit(self, size: int, now: float) -> float | None:
+        """Seconds the packet waits before it leaves, or None when the queue is full."""
+        if self.stamp is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        after = self.tokens - size
+        if after >= 0.0:
+            self.tokens = after
+            return 0.0
+        if -after > self.limit:
+            return None
+        self.tokens = after
+        return -after / self.rate
 
 
 @dataclass(slots=True)
@@ -192,10 +317,17 @@ class Rule:
     delay_s: float = 0.0
     jitter_s: float = 0.0
     counters: dict[str, int] = field(default_factory=dict)
+    shaper: Shaper | None = None
+    return_shaper: Shaper | None = None
 
     def __post_init__(self) -> None:
         self.delay_s = self.imp.delay_ms / 1000.0
         self.jitter_s = self.imp.jitter_ms / 1000.0
+        imp = self.imp
+        self.shaper = Shaper(imp.rate_bps, imp.queue_ms) if imp.rate_bps else None
+        self.return_shaper = (
+            Shaper(imp.return_rate_bps, imp.queue_ms) if imp.return_rate_bps else None
+        )
         self.counters = {
             "matched": 0,
             "forwarded": 0,
@@ -203,6 +335,14 @@ class Rule:
             "dropped_down": 0,
             "dropped_filter": 0,
             "dropped_loss": 0,
+            "shaped": 0,
+            "dropped_rate": 0,
+            "dropped_mtu": 0,
+            "icmp_mtu": 0,
+            "fragmented": 0,
+            "return_matched": 0,
+            "return_shaped": 0,
+            "return_dropped_rate": 0,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,6 +367,11 @@ class RuleTable:
 
     def __len__(self) -> int:
         return len(self._rules)
+
+    @property
+    def shapes_return(self) -> bool:
+        """Whether any rule limits the rate of packets coming back from the lab."""
+        return any(rule.imp.return_rate_bps for rule in self._rules.values())
 
     def rules(self) -> list[Rule]:
         return sorted(self._rules.values(), key=lambda r: (r.net.network_address, r.net.prefixlen))
@@ -298,10 +443,15 @@ def filter_matches(filters: tuple[PortFilter, ...], pkt: bytes) -> bool:
     return False
 
 
-def decide(rule: Rule, pkt: bytes, rng: random.Random) -> tuple[str, float]:
+def decide(
+    rule: Rule, pkt: bytes, rng: random.Random, now: float = 0.0
+) -> tuple[str, float]:
     """Verdict for one host → lab IPv4 packet covered by ``rule``.
 
     Returns ``(kind, delay_seconds)``; the delay is meaningful only for ``DELAY``.
+    ``now`` (monotonic seconds) drives the rate limit. ``ICMP_MTU``, ``DROP_MTU`` and
+    ``FRAGMENT`` leave the rest to the caller: the forwarder answers, drops, or splits
+    the packet and passes each fragment to :func:`after_mtu`.
     Counters of the rule are updated here so the forwarder's hot path stays short.
     """
     c = rule.counters
@@ -316,13 +466,111 @@ def decide(rule: Rule, pkt: bytes, rng: random.Random) -> tuple[str, float]:
     if imp.loss and rng.random() < imp.loss:
         c["dropped_loss"] += 1
         return DROP_LOSS, 0.0
+    if imp.mtu and len(pkt) > imp.mtu:
+        if pkt[6] & 0x40:  # DF
+            if imp.mtu_blackhole:
+                c["dropped_mtu"] += 1
+                return DROP_MTU, 0.0
+            c["icmp_mtu"] += 1
+            return ICMP_MTU, 0.0
+        c["fragmented"] += 1
+        return FRAGMENT, 0.0
+    return after_mtu(rule, len(pkt), rng, now)
+
+
+def after_mtu(rule: Rule, size: int, rng: random.Random, now: float) -> tuple[str, float]:
+    """The rate limit and delay of a packet (or fragment) that fits the MTU."""
+    c = rule.counters
+    wait = 0.0
+    if rule.shaper is not None:
+        admitted = rule.shaper.admit(size, now)
+        if admitted is None:
+            c["dropped_rate"] += 1
+            return DROP_RATE, 0.0
+        if admitted > 0.0:
+            c["shaped"] += 1
+            wait = admitted
     delay = rule.delay_s
     if rule.jitter_s:
         delay += rng.uniform(-rule.jitter_s, rule.jitter_s)
         if delay < 0.0:
             delay = 0.0
+    delay += wait  # jitter shortens the path, never the bottleneck's queue
     if delay > 0.0:
         c["delayed"] += 1
         return DELAY, delay
     c["forwarded"] += 1
     return FORWARD, 0.0
+
+
+def decide_return(rule: Rule, size: int, now: float) -> tuple[str, float]:
+    """Verdict for one lab → host packet from an address covered by ``rule``: only the
+    return rate limit applies (FORWARD, DELAY by the queue's wait, or DROP_RATE)."""
+    c = rule.counters
+    c["return_matched"] += 1
+    if rule.return_shaper is None:
+        return FORWARD, 0.0
+    wait = rule.return_shaper.admit(size, now)
+    if wait is None:
+        c["return_dropped_rate"] += 1
+        return DROP_RATE, 0.0
+    if wait > 0.0:
+        c["return_shaped"] += 1
+        return DELAY, wait
+    return FORWARD, 0.0
+
+
+# ---------------------------------------------------------------------------- MTU
+
+
+def ip_checksum(header: bytes) -> int:
+    """The Internet checksum (RFC 1071) of an IPv4 header whose checksum field is zero."""
+    if len(header) % 2:
+        header += b"\0"
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return int(~total & 0xFFFF)
+
+
+def _ipv4_header(src: bytes, dst: bytes, proto: int, payload_len: int, ttl: int = 64,
+                 ident: int = 0, flags_frag: int = 0, tos: int = 0) -> bytes:
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + payload_len, ident, flags_frag,
+                         ttl, proto, 0, src, dst)
+    return header[:10] + struct.pack("!H", ip_checksum(header)) + header[12:]
+
+
+def frag_needed(pkt: bytes, mtu: int, router: bytes) -> bytes:
+    """The ICMP "fragmentation needed" (type 3, code 4, RFC 1191) a router at address
+    ``router`` sends back for ``pkt``: next-hop MTU, the original header and the first 8
+    octets of its payload (RFC 792), all a sender's kernel needs to match its socket."""
+    ihl = (pkt[0] & 0x0F) * 4
+    quoted = pkt[: ihl + 8]
+    body = struct.pack("!BBHHH", 3, 4, 0, 0, mtu) + quoted
+    body = body[:2] + struct.pack("!H", ip_checksum(body)) + body[4:]
+    return _ipv4_header(router, pkt[12:16], 1, len(body)) + body
+
+
+def fragment(pkt: bytes, mtu: int) -> list[bytes]:
+    """``pkt`` split into fragments of at most ``mtu`` octets (RFC 791 §3.2), as a router
+    forwards a packet without DF. Options are copied to every fragment (simplest, valid)."""
+    ihl = (pkt[0] & 0x0F) * 4
+    header, payload = pkt[:ihl], pkt[ihl:]
+    flags_frag = struct.unpack_from("!H", pkt, 6)[0]
+    more = flags_frag & 0x2000
+    offset = (flags_frag & 0x1FFF) * 8
+    step = (mtu - ihl) // 8 * 8
+    if step <= 0:
+        return []
+    out: list[bytes] = []
+    for start in range(0, len(payload), step):
+        part = payload[start : start + step]
+        last = start + step >= len(payload)
+        field = ((offset + start) // 8) | (0 if last and not more else 0x2000)
+        head = bytearray(header)
+        struct.pack_into("!HHH", head, 2, ihl + len(part), struct.unpack_from("!H", pkt, 4)[0],
+                         field)
+        head[10:12] = b"\0\0"
+        struct.pack_into("!H", head, 10, ip_checksum(bytes(head)))
+        out.append(bytes(head) + part)
+    return out
