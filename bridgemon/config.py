@@ -19,11 +19,10 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -38,7 +37,7 @@ from bridgemon.config_source import (
     longest_number,
     toml_key,
 )
-from bridgemon.durations import format_duration, parse_duration
+from bridgemon.durations import Duration, format_duration
 from bridgemon.events import Event, EventModel, build_event
 from bridgemon.inventory import Contact, Inventory, Level, Site, parent_cycles
 from bridgemon.specs import CheckSpec, IcmpSpec, Thresholds
@@ -47,7 +46,6 @@ DEFAULT_CONFIG = Path("config/sites.toml")
 DEFAULT_LEVELS = ("province", "district", "commune")
 DEFAULT_LISTEN = "127.0.0.1:9470"
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 # fullmatch, never match with "$": "$" also matches before a final newline.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _LABEL = re.compile(r"[a-z_][a-z0-9_]*")

@@ -35,12 +35,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from bridgemon.durations import parse_duration
+from bridgemon.durations import Duration
 from bridgemon.specs import CheckSpec, HttpSpec, SipSpec, TcpSpec
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 CheckType = Literal["tcp", "h323", "http", "https", "sip", "sips"]
 CHECK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 # A DNS host name (fullmatch): what a site address or a URL's host may be besides an IP.
