@@ -24,7 +24,7 @@ pretests = ["24h", "2h", "30m"]      # default
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -32,6 +32,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bridgemon.config_issues import Issue
+from bridgemon.config_source import Loc
 from bridgemon.durations import Duration, format_duration
 from bridgemon.inventory import Inventory, SelectorError
 
@@ -138,11 +140,8 @@ class Event:
         return f"T-{format_duration(offset)}"
 
 
-Issue = Callable[[tuple[str | int, ...], str], None]
-
-
 def build_event(
-    model: EventModel, inventory: Inventory, issue: Issue, loc: tuple[str | int, ...],
+    model: EventModel, inventory: Inventory, issue: Issue, loc: Loc,
     source: str = "config", broken: Collection[str] = (),
 ) -> Event | None:
     """Resolve an event against the inventory; report problems and return None if any.
