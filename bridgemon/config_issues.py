@@ -40,10 +40,12 @@ def _one_line(text: str) -> str:
 
 
 class ConfigError(Exception):
-    """Every problem found in one configuration file."""
+    """Every problem found in one configuration file: by line, each once, and on one line
+    in the order they were found (a set would order them by string hashes, which Python
+    salts per process: the same file would read differently from run to run)."""
 
     def __init__(self, issues: list[ConfigIssue]) -> None:
-        self.issues = sorted(set(issues), key=lambda issue: (issue.path, issue.line))
+        self.issues = sorted(dict.fromkeys(issues), key=lambda issue: (issue.path, issue.line))
         super().__init__("\n".join(str(issue) for issue in self.issues))
 
 
@@ -57,7 +59,8 @@ def dotted(loc: Iterable[str | int]) -> str:
 
 
 class IssueLog:
-    """The errors and warnings of one file, in the order they were found."""
+    """The errors and warnings of one file, in the order they were found (ConfigError
+    sorts them by line and keeps that order within a line)."""
 
     def __init__(self, path: str, source: SourceMap) -> None:
         self.path = path
