@@ -5,251 +5,47 @@ carries ALL the problems found, each as ``PATH:LINE: field: message``. Nothing i
 half-loaded: the caller swaps configurations only on success (a bad reload keeps the old
 one running).
 
-Shape checks (types, unknown keys, ranges) are pydantic's; relations between entries
-(duplicate ids, parents, levels, profiles) are checked here after it.
+The steps, each in a module of its own: TOML (here), shapes (config_models.py:
+pydantic, section by section and site by site), relations (config_inventory.py: levels,
+profiles, sites, parents), then the events (events.py) against the sites that were sound.
+Every step reports into one IssueLog (config_issues.py) and goes on, so all the problems
+are found in one pass.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import sys
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-)
-
-from bridgemon.config_checks import HOSTNAME, CheckModel, is_host, resolve_checks
-from bridgemon.config_source import (
-    SourceMap,
-    deepest_nesting,
-    line_count,
-    longest_number,
-    toml_key,
-)
-from bridgemon.durations import format_duration, parse_duration
+from bridgemon.config_inventory import build_inventory
+from bridgemon.config_issues import ConfigError, ConfigIssue, Issue, IssueLog
+from bridgemon.config_models import MonitorModel, parse_listen, validate_shapes
+from bridgemon.config_source import SourceMap, deepest_nesting, line_count, longest_number
 from bridgemon.events import Event, EventModel, build_event
-from bridgemon.inventory import Contact, Inventory, Level, Site, parent_cycles
-from bridgemon.specs import CheckSpec, IcmpSpec, Thresholds
+from bridgemon.inventory import Inventory
+
+# What the commands take from here (the rest is the loader's own business).
+__all__ = [
+    "DEFAULT_CONFIG",
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "MonitorModel",
+    "MonitorSettings",
+    "TestSettings",
+    "config_path",
+    "load_config",
+    "parse_config",
+    "parse_listen",
+]
 
 DEFAULT_CONFIG = Path("config/sites.toml")
-DEFAULT_LEVELS = ("province", "district", "commune")
-DEFAULT_LISTEN = "127.0.0.1:9470"
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-# fullmatch, never match with "$": "$" also matches before a final newline.
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_LABEL = re.compile(r"[a-z_][a-z0-9_]*")
-RESERVED_LABELS = frozenset(
-    {"site", "name", "level", "parent", "address", "contact", "phone", "profile", "instance", "job"}
-)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class IcmpOverride(_Strict):
-    count: int | None = Field(default=None, ge=1, le=1000)
-    spacing: Duration | None = Field(default=None, ge=0.001, le=60)
-    timeout: Duration | None = Field(default=None, ge=0.01, le=30)
-    size: int | None = Field(default=None, ge=8, le=65000)
-
-
-class ThresholdsOverride(_Strict):
-    rtt_good: Duration | None = Field(default=None, gt=0)
-    rtt_bad: Duration | None = Field(default=None, gt=0)
-    jitter_good: Duration | None = Field(default=None, gt=0)
-    jitter_bad: Duration | None = Field(default=None, gt=0)
-    loss_good: float | None = Field(default=None, ge=0, le=1)
-    loss_bad: float | None = Field(default=None, ge=0, le=1)
-
-
-class ProfileModel(_Strict):
-    interval: Duration | None = Field(default=None, ge=1, le=86400)
-    icmp: IcmpOverride = IcmpOverride()
-    thresholds: ThresholdsOverride = ThresholdsOverride()
-    checks: dict[str, CheckModel] = {}
-
-
-class MonitorModel(_Strict):
-    listen: str = DEFAULT_LISTEN
-    interval: Duration = Field(default=30.0, ge=1, le=86400)
-    window: int = Field(default=5, ge=1, le=1000)
-    spread: float = Field(default=0.8, gt=0, le=1)
-    max_concurrency: int = Field(default=4000, ge=1, le=1_000_000)
-    icmp_mode: Literal["auto", "raw", "dgram"] = "auto"
-    resolve_timeout: Duration = Field(default=2.0, gt=0, le=60)
-    check_sockets: int = Field(default=512, ge=1, le=65536)
-    state_dir: str | None = Field(default=None, min_length=1)  # see _state_dir
-    event_window: Duration = Field(default=7 * 86400.0, gt=0)
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_listen(value)
-        return value
-
-
-class LevelModel(_Strict):
-    id: str
-    name: str | None = None
-    profile: str = "default"
-    parents: list[str] | None = None
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        return _check_id(value)
-
-
-class ContactModel(_Strict):
-    name: str | None = None
-    phone: str | None = None
-    email: str | None = None
-
-
-class SiteModel(_Strict):
-    id: str
-    name: str = Field(min_length=1)
-    level: str
-    address: str
-    parent: str | None = None
-    profile: str | None = None
-    contact: ContactModel | None = None
-    labels: dict[str, str] = {}
-    icmp: IcmpOverride = IcmpOverride()
-    thresholds: ThresholdsOverride = ThresholdsOverride()
-    checks: dict[str, CheckModel] = {}
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        return _check_id(value)
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        return check_address(value)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not _LABEL.fullmatch(key):
-                raise ValueError(f"label name {key!r} must match [a-z_][a-z0-9_]*")
-            if key in RESERVED_LABELS or key.startswith("__"):
-                raise ValueError(f"label name {key!r} is reserved by bridgemon")
-        return value
-
-
-class TestModel(_Strict):
-    """Defaults of pre-event test runs (``bridgemon test`` and scheduled ones)."""
-
-    count: int = Field(default=50, ge=1, le=1000)
-    spacing: Duration = Field(default=0.1, ge=0.01, le=10)
-    timeout: Duration = Field(default=1.0, ge=0.05, le=30)
-    concurrency: int = Field(default=1000, ge=1, le=100_000)
-
-
-class ApiModel(_Strict):
-    """The mutating API needs a bearer token; without one configured it is refused."""
-
-    token: str | None = Field(default=None, min_length=16)
-    token_env: str = "BRIDGEMON_API_TOKEN"
-
-
-class ConfigModel(_Strict):
-    monitor: MonitorModel = MonitorModel()
-    test: TestModel = TestModel()
-    api: ApiModel = ApiModel()
-    events: list[EventModel] = []
-    levels: list[LevelModel] = Field(
-        default_factory=lambda: [
-            LevelModel(id="province", name="Cấp tỉnh"),
-            LevelModel(id="district", name="Cấp huyện"),
-            LevelModel(id="commune", name="Cấp xã"),
-        ],
-        min_length=1,
-    )
-    profiles: dict[str, ProfileModel] = {}
-    sites: list[SiteModel] = []
-
-
-def _check_id(value: str) -> str:
-    if not _ID.fullmatch(value):
-        raise ValueError(
-            f"bad id {value!r}: use letters, digits, '.', '_' or '-' (at most 64, no spaces)"
-        )
-    return value
-
-
-def check_address(value: str) -> str:
-    """An IP literal or a DNS host name; ValueError with the reason otherwise."""
-    text = value.strip()
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        if not HOSTNAME.fullmatch(text) or text.replace(".", "").isdigit():
-            raise ValueError(
-                f"bad address {value!r}: give an IPv4/IPv6 address or a host name"
-            ) from None
-        return text
-    if ip.is_unspecified or ip.is_multicast:
-        raise ValueError(f"bad address {value!r}: unspecified or multicast address")
-    return str(ip)
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"listen must be HOST:PORT (e.g. {DEFAULT_LISTEN!r}), got {value!r}")
-    host = host.strip("[]")
-    if not host:
-        raise ValueError(f"listen must name a host (e.g. {DEFAULT_LISTEN!r}), got {value!r}")
-    if not is_host(host):  # else the daemon dies binding it (UnicodeError, not OSError)
-        raise ValueError(f"listen must name an IP address or a host name, got {value!r}")
-    return host, int(port)
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigIssue:
-    path: str
-    line: int
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.field}: " if self.field else ""
-        return _one_line(f"{self.path}:{self.line}: {where}{self.message}")
-
-
-def _one_line(text: str) -> str:
-    """Messages quote user values with repr(); this is the guarantee behind that: no
-    character that any reader (str.splitlines, a terminal, a log) takes for a line break
-    or a control code gets out raw, so one issue is always exactly one line."""
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
-
-
-class ConfigError(Exception):
-    """Every problem found in one configuration file."""
-
-    def __init__(self, issues: list[ConfigIssue]) -> None:
-        self.issues = sorted(set(issues), key=lambda issue: (issue.path, issue.line))
-        super().__init__("\n".join(str(issue) for issue in self.issues))
 
 
 @dataclass(frozen=True)
@@ -307,31 +103,13 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 def parse_config(text: str, path: Path) -> Config:
     name = str(path)
     raw = _parse_toml(text, name)
-    source = SourceMap(text)
-    issues: list[ConfigIssue] = []
-
-    def issue(loc: tuple[str | int, ...], message: str) -> None:
-        issues.append(ConfigIssue(name, source.line_of(loc), _dotted(loc), message))
-
-    model, all_site_ids = _validate_shapes(raw, issue, path.absolute().parent)
-
-    warnings: list[ConfigIssue] = []
-    inventory = _build_inventory(model, all_site_ids, issue, warnings, source, name)
-    events: list[Event] = []
-    if inventory is not None:
-        seen_events: set[str] = set()
-        for i, event_model in enumerate(model.events):
-            if event_model.id in seen_events:
-                issue(("events", i, "id"), f"duplicate event id {event_model.id!r}")
-                continue
-            seen_events.add(event_model.id)
-            event = build_event(event_model, inventory, issue, ("events", i),
-                                broken=all_site_ids - inventory.sites.keys())
-            if event is not None:
-                events.append(event)
-    if issues:
-        raise ConfigError(issues)
-    assert inventory is not None
+    log = IssueLog(name, SourceMap(text))
+    model, sites, written_ids = validate_shapes(raw, log.error, path.absolute().parent)
+    inventory = build_inventory(model, sites, written_ids, log)
+    events = _build_events(model.events, inventory, written_ids - inventory.sites.keys(),
+                           log.error)
+    if log.errors:
+        raise ConfigError(log.errors)
     monitor = model.monitor
     return Config(
         path=path,
@@ -350,10 +128,28 @@ def parse_config(text: str, path: Path) -> Config:
         inventory=inventory,
         test=TestSettings(model.test.count, model.test.spacing, model.test.timeout,
                           model.test.concurrency),
-        events=tuple(events),
+        events=events,
         api_token=model.api.token or os.environ.get(model.api.token_env) or None,
-        warnings=tuple(warnings),
+        warnings=tuple(log.warnings),
     )
+
+
+def _build_events(
+    written: Sequence[EventModel], inventory: Inventory, broken: Collection[str], issue: Issue
+) -> tuple[Event, ...]:
+    """Events: each id once, participants among the sound sites (``build_event``).
+    ``broken``: sites the file has but the inventory lacks, whose own errors are told."""
+    events: list[Event] = []
+    seen: set[str] = set()
+    for i, event_model in enumerate(written):
+        if event_model.id in seen:
+            issue(("events", i, "id"), f"duplicate event id {event_model.id!r}")
+            continue
+        seen.add(event_model.id)
+        event = build_event(event_model, inventory, issue, ("events", i), broken=broken)
+        if event is not None:
+            events.append(event)
+    return tuple(events)
 
 
 def _parse_toml(text: str, name: str) -> dict[str, Any]:
@@ -389,267 +185,3 @@ def _state_dir(written: str | None, path: Path) -> Path:
     if written is None:  # from the environment: relative to where we were started
         return Path(chosen).absolute()
     return path.absolute().parent / chosen
-
-
-def _validate_shapes(
-    raw: dict[str, Any], issue: Any, base: Path
-) -> tuple[ConfigModel, set[str]]:
-    """Validate section by section and site by site, so one bad site does not hide the
-    relation errors of all the others. Returns the valid parts and every written site id.
-    ``base`` (the config file's directory) is where relative file names (ca_file) start."""
-    context = {"base": base, "loaded": {}}
-
-    def report(exc: ValidationError, prefix: tuple[str | int, ...]) -> None:
-        for error in exc.errors(include_url=False):
-            issue((*prefix, *error["loc"]), _pydantic_message(error))
-
-    sites_raw = raw.get("sites", [])
-    rest = {key: value for key, value in raw.items() if key != "sites"}
-    sections: dict[str, Any] = {}
-    for key, value in rest.items():
-        try:
-            sections[key] = getattr(
-                ConfigModel.model_validate({key: value}, context=context), key, None
-            )
-        except ValidationError as exc:
-            report(exc, ())
-    model = ConfigModel.model_validate({k: v for k, v in sections.items() if v is not None})
-    if not isinstance(sites_raw, list):
-        issue(("sites",), "sites must be an array of tables: write each site under [[sites]]")
-        return model, set()
-    sites: list[SiteModel] = []
-    written_ids: set[str] = set()
-    for i, site_raw in enumerate(sites_raw):
-        if isinstance(site_raw, dict) and isinstance(site_raw.get("id"), str):
-            written_ids.add(site_raw["id"])
-        try:
-            sites.append(SiteModel.model_validate(site_raw, context=context))
-        except ValidationError as exc:
-            report(exc, ("sites", i))
-            sites.append(None)  # type: ignore[arg-type]  # keeps indexes aligned with lines
-    return model.model_copy(update={"sites": sites}), written_ids
-
-
-def _dotted(loc: Iterable[str | int]) -> str:
-    out = ""
-    for part in loc:
-        key = toml_key(part)
-        out += f".{key}" if out and not isinstance(part, int) else key
-    return out
-
-
-def _pydantic_message(error: Any) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key (check the spelling; see docs/inventory.md)"
-    if kind == "missing":
-        return "required key is missing"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
-
-
-def _build_inventory(
-    model: ConfigModel,
-    written_ids: set[str],
-    issue: Any,
-    warnings: list[ConfigIssue],
-    source: SourceMap,
-    name: str,
-) -> Inventory | None:
-    # Levels: unique ids, parents that exist.
-    level_index: dict[str, int] = {}
-    for i, level in enumerate(model.levels):
-        if level.id in level_index:
-            issue(("levels", i, "id"), f"duplicate level {level.id!r}")
-        level_index.setdefault(level.id, i)
-    levels: list[Level] = []
-    for i, level in enumerate(model.levels):
-        parents: tuple[str, ...]
-        if level.parents is None:
-            parents = (model.levels[i - 1].id,) if i > 0 else ()
-        else:
-            for parent in level.parents:
-                if parent not in level_index:
-                    issue(("levels", i, "parents"), f"unknown level {parent!r}")
-                elif parent == level.id:
-                    issue(("levels", i, "parents"), "a level cannot be its own parent level")
-            # only known ids go on: the sites' messages print them
-            parents = tuple(parent for parent in level.parents if parent in level_index)
-        if level.profile != "default" and level.profile not in model.profiles:
-            issue(("levels", i, "profile"), f"unknown profile {level.profile!r}")
-        levels.append(
-            Level(id=level.id, name=level.name or level.id, profile=level.profile, parents=parents)
-        )
-    levels_by_id = {level.id: level for level in levels}
-
-    # Profiles: resolved on top of the built-in defaults; burst must fit the interval.
-    # Layers, later wins: built-in defaults, [profiles.default], the named profile, the site.
-    base = model.profiles.get("default", ProfileModel())
-
-    def resolve(
-        loc: tuple[str | int, ...], profile_name: str, profile: ProfileModel,
-        site: SiteModel | None = None,
-    ) -> tuple[float, IcmpSpec, Thresholds, tuple[CheckSpec, ...]] | None:
-        site_icmp = site.icmp if site is not None else None
-        site_thresholds = site.thresholds if site is not None else None
-        interval = profile.interval or base.interval or model.monitor.interval
-        icmp_values: dict[str, Any] = {}
-        threshold_values: dict[str, Any] = {}
-        for icmp_layer in (base.icmp, profile.icmp, site_icmp):
-            if icmp_layer is not None:
-                icmp_values.update(icmp_layer.model_dump(exclude_none=True))
-        for threshold_layer in (base.thresholds, profile.thresholds, site_thresholds):
-            if threshold_layer is not None:
-                threshold_values.update(threshold_layer.model_dump(exclude_none=True))
-        icmp = IcmpSpec(**icmp_values)
-        thresholds = Thresholds(**threshold_values)
-        ok = True
-        if icmp.duration >= interval:
-            issue(
-                (*loc, "icmp"),
-                f"a burst of {icmp.count} echoes {format_duration(icmp.spacing)} apart with a "
-                f"{format_duration(icmp.timeout)} timeout lasts {format_duration(icmp.duration)}"
-                f", not shorter than the {format_duration(interval)} interval",
-            )
-            ok = False
-        for metric in ("rtt", "jitter", "loss"):
-            good = getattr(thresholds, f"{metric}_good")
-            bad = getattr(thresholds, f"{metric}_bad")
-            if good > bad:
-                issue(
-                    (*loc, "thresholds", f"{metric}_good"),
-                    f"{metric}_good ({good:g}) is worse than {metric}_bad ({bad:g})",
-                )
-                ok = False
-        check_layers: list[tuple[tuple[str | int, ...], dict[str, CheckModel]]] = [
-            (("profiles", "default"), base.checks)
-        ]
-        if profile_name != "default":
-            check_layers.append((("profiles", profile_name), profile.checks))
-        if site is not None:
-            check_layers.append((loc, site.checks))
-        checks = resolve_checks(loc, check_layers, interval, issue)
-        if checks is None:
-            return None
-        return (interval, icmp, thresholds, checks) if ok else None
-
-    profiles = dict(model.profiles)
-    profiles.setdefault("default", ProfileModel())
-    bad_profiles = {
-        profile_name
-        for profile_name, profile in model.profiles.items()
-        if resolve(("profiles", profile_name), profile_name, profile) is None
-    }
-
-    # Sites: unique ids, known levels/profiles, parents at an allowed level, no cycles.
-    first_seen: dict[str, int] = {}
-    by_address: dict[str, int] = {}
-    for i, site in enumerate(model.sites):
-        if site is None:
-            continue
-        if site.id in first_seen:
-            other = source.line_of(("sites", first_seen[site.id], "id"))
-            issue(("sites", i, "id"), f"duplicate site id {site.id!r} (first at line {other})")
-        else:
-            first_seen[site.id] = i
-        if site.address in by_address:
-            other = source.line_of(("sites", by_address[site.address], "address"))
-            warnings.append(
-                ConfigIssue(
-                    name,
-                    source.line_of(("sites", i, "address")),
-                    f"sites[{i}].address",
-                    f"address {site.address} is also used by the site at line {other}",
-                )
-            )
-        else:
-            by_address[site.address] = i
-
-    sites: dict[str, Site] = {}
-    for i, site in enumerate(model.sites):
-        if site is None or first_seen.get(site.id) != i:
-            continue
-        site_level = levels_by_id.get(site.level)
-        if site_level is None:
-            known = ", ".join(repr(level_id) for level_id in levels_by_id)
-            issue(("sites", i, "level"), f"unknown level {site.level!r} (levels: {known})")
-            continue
-        if site.parent is None and site_level.parents:
-            issue(
-                ("sites", i, "parent"),
-                f"a {site_level.id} site needs a parent ({' or '.join(site_level.parents)})",
-            )
-        elif site.parent is not None:
-            if not site_level.parents:
-                issue(("sites", i, "parent"),
-                      f"a {site_level.id} site is at the top; it has no parent")
-            elif site.parent == site.id:
-                issue(("sites", i, "parent"), "a site cannot be its own parent")
-            elif site.parent not in first_seen:
-                if site.parent not in written_ids:  # else that site's own error says why
-                    issue(("sites", i, "parent"), f"unknown parent site {site.parent!r}")
-            else:
-                parent_level = model.sites[first_seen[site.parent]].level
-                # (an unknown parent_level is that site's own error, reported there)
-                if parent_level in levels_by_id and parent_level not in site_level.parents:
-                    issue(
-                        ("sites", i, "parent"),
-                        f"parent {site.parent!r} is a {parent_level} site; a {site_level.id} "
-                        f"site's parent must be a {' or '.join(site_level.parents)} site",
-                    )
-        profile_name = site.profile or site_level.profile
-        profile = profiles.get(profile_name)
-        if profile is None:
-            issue(("sites", i, "profile"), f"unknown profile {profile_name!r}")
-            continue
-        overridden = (
-            site.icmp != IcmpOverride() or site.thresholds != ThresholdsOverride() or site.checks
-        )
-        if profile_name in bad_profiles and not overridden:
-            continue  # the profile's own error says it once, not once per site
-        resolved = resolve(("sites", i), profile_name, profile, site)
-        if resolved is None:
-            continue
-        interval, icmp, thresholds, checks = resolved
-        contact = None
-        if site.contact is not None:
-            contact = Contact(site.contact.name, site.contact.phone, site.contact.email)
-        sites[site.id] = Site(
-            id=site.id,
-            name=site.name,
-            level=site.level,
-            address=site.address,
-            parent=site.parent,
-            profile=profile_name,
-            contact=contact,
-            labels=dict(site.labels),
-            interval=interval,
-            icmp=icmp,
-            thresholds=thresholds,
-            checks=checks,
-            line=source.line_of(("sites", i)),
-        )
-
-    # Cycles (possible when levels allow each other as parents). Their sites, and every
-    # site below them, stay out of the Inventory, which could not be built with them.
-    in_cycles: set[str] = set()
-    for cycle in parent_cycles({site_id: site.parent for site_id, site in sites.items()}):
-        in_cycles.update(cycle)
-        if len(cycle) > 1:  # a site that is its own parent: already reported above
-            issue(("sites", first_seen[cycle[0]], "parent"),
-                  "parent cycle: " + " -> ".join([*cycle, cycle[0]]))
-    if in_cycles:
-        sites = {site_id: site for site_id, site in sites.items()
-                 if not _leads_to(site_id, in_cycles, sites)}
-    return Inventory(levels=tuple(levels), sites=sites)
-
-
-def _leads_to(site_id: str, targets: set[str], sites: dict[str, Site]) -> bool:
-    """Whether ``site_id`` or a site above it is in ``targets`` (a set that holds every
-    cycle, so the walk up ends)."""
-    node: str | None = site_id
-    while node is not None and node in sites:
-        if node in targets:
-            return True
-        node = sites[node].parent
-    return False

@@ -30,17 +30,18 @@ import os
 import re
 import ssl
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from bridgemon.durations import parse_duration
+from bridgemon.config_issues import Issue
+from bridgemon.config_source import Loc
+from bridgemon.durations import Duration
 from bridgemon.specs import CheckSpec, HttpSpec, SipSpec, TcpSpec
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 CheckType = Literal["tcp", "h323", "http", "https", "sip", "sips"]
 CHECK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 # A DNS host name (fullmatch): what a site address or a URL's host may be besides an IP.
@@ -176,12 +177,9 @@ def _ca_problem(path: Path) -> str | None:
     return None
 
 
-Issue = Callable[[tuple[str | int, ...], str], None]
-
-
 def resolve_checks(
-    loc: tuple[str | int, ...],
-    layers: Sequence[tuple[tuple[str | int, ...], dict[str, CheckModel]]],
+    loc: Loc,
+    layers: Sequence[tuple[Loc, dict[str, CheckModel]]],
     interval: float,
     issue: Issue,
 ) -> tuple[CheckSpec, ...] | None:
@@ -191,7 +189,7 @@ def resolve_checks(
     None after reporting when anything is wrong.
     """
     merged: dict[str, dict[str, Any]] = {}
-    where: dict[str, tuple[str | int, ...]] = {}
+    where: dict[str, Loc] = {}
     ok = True
     for layer_loc, checks in layers:
         for name, check in checks.items():

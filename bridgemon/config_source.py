@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import re
 
-Path = tuple[str | int, ...]
+# Where a value is: its path of keys, array-of-tables indexes included ("sites", 12, "id").
+Loc = tuple[str | int, ...]
 
 _BARE = r"[A-Za-z0-9_-]+"
 _KEY = rf'(?:{_BARE}|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
@@ -44,9 +45,9 @@ class SourceMap:
     """Line numbers (1-based) of the keys and headers of one TOML document."""
 
     def __init__(self, text: str) -> None:
-        self.lines: dict[Path, int] = {}
-        array_counts: dict[Path, int] = {}
-        current: Path = ()
+        self.lines: dict[Loc, int] = {}
+        array_counts: dict[Loc, int] = {}
+        current: Loc = ()
         in_multiline: str | None = None
         for number, line in enumerate(toml_lines(text), start=1):
             if in_multiline is not None:
@@ -84,7 +85,7 @@ class SourceMap:
                 for inner in _INLINE_KEY.finditer(rest):
                     self.lines.setdefault(path + tuple(_split(inner.group(1))), number)
 
-    def line_of(self, path: Path) -> int:
+    def line_of(self, path: Loc) -> int:
         """The line of ``path`` or of its nearest recorded ancestor; 1 if nothing matches."""
         probe = tuple(path)
         while probe:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -53,6 +56,11 @@ def parse_duration(value: object) -> float:
             f"bad duration {_short(value)}: at most {format_duration(MAX_DURATION)} (a year)"
         )
     return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""A duration field of a pydantic model: written as parse_duration reads it, held in
+seconds. Bounds (``Field(ge=..., le=...)``) apply to the seconds."""
 
 
 def _short(value: object) -> str:

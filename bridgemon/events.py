@@ -24,15 +24,17 @@ pretests = ["24h", "2h", "30m"]      # default
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bridgemon.durations import format_duration, parse_duration
+from bridgemon.config_issues import Issue
+from bridgemon.config_source import Loc
+from bridgemon.durations import Duration, format_duration
 from bridgemon.inventory import Inventory, SelectorError
 
 DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
@@ -40,8 +42,6 @@ ZONE = ZoneInfo(DEFAULT_TIMEZONE)  # how times are shown to people, whatever the
 DEFAULT_PRETESTS = (86400.0, 7200.0, 1800.0)
 EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 FIRST_YEAR, LAST_YEAR = 2000, 2099  # of an event's start, as written
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class EventModel(BaseModel):
@@ -140,11 +140,8 @@ class Event:
         return f"T-{format_duration(offset)}"
 
 
-Issue = Callable[[tuple[str | int, ...], str], None]
-
-
 def build_event(
-    model: EventModel, inventory: Inventory, issue: Issue, loc: tuple[str | int, ...],
+    model: EventModel, inventory: Inventory, issue: Issue, loc: Loc,
     source: str = "config", broken: Collection[str] = (),
 ) -> Event | None:
     """Resolve an event against the inventory; report problems and return None if any.

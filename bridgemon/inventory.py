@@ -1,8 +1,9 @@
 """The site tree: levels, sites, parents and children, and selectors over them.
 
-Built only by bridgemon.config from a validated file; immutable afterwards, so a reload
-builds a new Inventory and swaps it whole. An Inventory is a forest by construction: one
-whose parents run in a cycle cannot be built, so every walk down from a site ends.
+Built only by the loader (config_inventory.py) from a validated file; immutable
+afterwards, so a reload builds a new Inventory and swaps it whole. An Inventory is a forest
+by construction: one whose parents run in a cycle cannot be built, so every walk down from
+a site ends.
 """
 
 from __future__ import annotations

@@ -674,6 +674,28 @@ id = "commune"
     ]
 
 
+def test_problems_on_one_line_keep_the_order_they_were_found(tmp_path: Path) -> None:
+    # ConfigError used to order a line's problems through a set(), that is by string
+    # hashes, which Python salts per process: check-config shuffled them from run to run.
+    text = """\
+[[levels]]
+id = "commune"
+parents = ["commune", "district", "nope", "ward", "x", "y"]
+"""
+    path, lines = errors(tmp_path, text)
+    assert lines == [f"{path}:3: levels[0].parents: a level cannot be its own parent level"] + [
+        f"{path}:3: levels[0].parents: unknown level {name!r}"
+        for name in ("district", "nope", "ward", "x", "y")
+    ]
+
+
+def test_config_error_sorts_by_line_and_says_each_problem_once() -> None:
+    found = [ConfigIssue("f.toml", 9, "a", f"problem {n}") for n in range(6)]
+    first = ConfigIssue("f.toml", 2, "b", "first")
+    error = ConfigError([*found, first, found[3], found[0], first])
+    assert error.issues == [first, *found]
+
+
 @pytest.mark.parametrize(
     ("address", "why"),
     [

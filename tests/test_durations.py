@@ -1,12 +1,14 @@
-"""Durations as written in the inventory: parse_duration and format_duration."""
+"""Durations as written in the inventory: parse_duration, format_duration and the Duration
+field type every model uses."""
 
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, Field, ValidationError
 
-from bridgemon.durations import MAX_DURATION, format_duration, parse_duration
+from bridgemon.durations import MAX_DURATION, Duration, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -163,3 +165,26 @@ def test_any_value_is_a_bounded_duration_or_a_value_error(value: object) -> None
     except ValueError:
         return
     assert 0 <= seconds <= MAX_DURATION
+
+
+class _Timed(BaseModel):
+    every: Duration = Field(default=30.0, ge=1, le=60)
+    offsets: list[Duration] = []
+
+
+def test_a_duration_field_reads_what_parse_duration_reads_and_holds_seconds() -> None:
+    timed = _Timed.model_validate({"every": "1m", "offsets": ["1h30m", 5, "200ms"]})
+    assert timed.every == 60.0
+    assert timed.offsets == [5400.0, 5.0, pytest.approx(0.2)]
+    assert _Timed().every == 30.0  # a default is seconds already
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("1m1s", "less than or equal to 60"),  # bounds apply to the seconds, not to the text
+    ("500ms", "greater than or equal to 1"),
+    ("soon", "bad duration 'soon'"),  # parse_duration's own words, not pydantic's
+    (True, "a duration, not a boolean"),
+])
+def test_a_duration_field_refuses_with_a_reason(value: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        _Timed.model_validate({"every": value})

@@ -34,8 +34,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("readiness", ("bridgemon.readiness",)),
     ("windows", ("bridgemon.windows",)),
     ("probes", ("bridgemon.probes",)),
-    ("configuration", ("bridgemon.config", "bridgemon.config_checks",
-                       "bridgemon.config_source", "bridgemon.events", "bridgemon.inventory")),
+    ("configuration", ("bridgemon.config", "bridgemon.config_models",
+                       "bridgemon.config_inventory", "bridgemon.config_checks",
+                       "bridgemon.config_issues", "bridgemon.config_source",
+                       "bridgemon.events", "bridgemon.inventory")),
     ("foundation", ("bridgemon.specs", "bridgemon.durations", "bridgemon.verdicts",
                     "bridgemon.exits", "bridgemon.media_types", "bridgemon.testrun_schema",
                     "bridgemon.gc_pacing", "bridgemon.loop_lag")),
@@ -204,6 +206,25 @@ def test_verdict_names_are_listed_in_verdicts_py_alone() -> None:
     # Their order and words live in one module; elsewhere a verdict is used by name
     # (State.READY), never listed again.
     assert verdict_listings() == []
+
+
+def type_aliases() -> dict[str, list[str]]:
+    """Module-level names bound to a subscripted type (``Annotated[...]``, ``Callable[...]``,
+    ``tuple[...]``), by what they are bound to."""
+    found: dict[str, list[str]] = {}
+    for module, path in modules().items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Subscript):
+                names = [target.id for target in node.targets if isinstance(target, ast.Name)]
+                found.setdefault(ast.unparse(node.value), []).extend(
+                    f"{module}.{name}" for name in names)
+    return found
+
+
+def test_a_type_alias_is_written_in_one_module() -> None:
+    # One name per thing: a second spelling of a type (three Durations, two Issue
+    # callbacks) drifts apart the day one of them changes. Import the one there is.
+    assert {value: names for value, names in type_aliases().items() if len(names) > 1} == {}
 
 
 ARCHITECTURE = REPO / "docs" / "architecture.md"
