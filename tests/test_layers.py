@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                              "bridgemon.snapshot")),
     ("readiness", ("bridgemon.readiness",)),
     ("windows", ("bridgemon.windows",)),
-    ("probes", ("bridgemon.probes",)),
+    ("probes", ("bridgemon.probes", "bridgemon.stamp")),
     ("configuration", ("bridgemon.config", "bridgemon.config_models",
                        "bridgemon.config_inventory", "bridgemon.config_checks",
                        "bridgemon.config_issues", "bridgemon.config_source",

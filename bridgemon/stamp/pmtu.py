@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bridgemon.stamp import sockopts
+from bridgemon.verdicts import State
 
 Outcome = Literal["ok", "frag_needed", "black_hole", "local_mtu", "no_reply"]
 IP_ICMP_HEADERS = 28
@@ -72,10 +73,10 @@ class PmtuResult:
         return self.outcome == "ok"
 
     @property
-    def state(self) -> Literal["ready", "not_ready", "unknown"]:
+    def state(self) -> State:
         if self.outcome == "ok":
-            return "ready"
-        return "unknown" if self.outcome == "no_reply" else "not_ready"
+            return State.READY
+        return State.UNKNOWN if self.outcome == "no_reply" else State.NOT_READY
 
     @property
     def reason(self) -> tuple[str, str] | None:

@@ -1,6 +1,6 @@
 """Judging a train: :class:`TrainResult` + :class:`StampThresholds` → :class:`StampVerdict`.
 
-Pure functions. States are the values of ``bridgemon.readiness.State`` (``ready``,
+Pure functions. States are ``bridgemon.verdicts.State`` (``ready``,
 ``degraded``, ``not_ready``, ``unknown``), so the wiring can map them one to one; each
 reason has a stable ``code`` (for metrics and alerts) and texts in English and
 Vietnamese, e.g. "luồng 2 Mbit/s mất 12 % chiều lên (uplink); ngưỡng 5 %".
@@ -18,9 +18,10 @@ from bridgemon.stamp.analysis import DirectionStats
 from bridgemon.stamp.result import TrainResult
 from bridgemon.stamp.train import IPV4_OVERHEAD, IPV6_OVERHEAD
 from bridgemon.stamp.units import format_rate
+from bridgemon.verdicts import State
 
-Severity = Literal["degraded", "not_ready", "unknown", "info"]
-_ORDER = {"not_ready": 0, "unknown": 1, "degraded": 2, "info": 3}
+Severity = State | Literal["info"]  # "info": a note, never a state
+_ORDER = {State.NOT_READY: 0, State.UNKNOWN: 1, State.DEGRADED: 2, "info": 3}
 
 DIRECTION_TEXT = {
     "downlink": ("on the downlink (monitor → site)", "chiều xuống (downlink)"),
@@ -43,7 +44,7 @@ class StampReason:
 
 @dataclass(frozen=True, slots=True)
 class StampVerdict:
-    state: Literal["ready", "degraded", "not_ready", "unknown"]
+    state: State
     reasons: tuple[StampReason, ...]
     notes: tuple[StampReason, ...]
 
@@ -103,17 +104,17 @@ def _ms(seconds: float) -> str:
 
 def _grade_high(value: float, good: float, bad: float) -> tuple[Severity, float] | None:
     if value > bad:
-        return "not_ready", bad
+        return State.NOT_READY, bad
     if value > good:
-        return "degraded", good
+        return State.DEGRADED, good
     return None
 
 
 def _grade_low(value: float, good: float, bad: float) -> tuple[Severity, float] | None:
     if value < bad:
-        return "not_ready", bad
+        return State.NOT_READY, bad
     if value < good:
-        return "degraded", good
+        return State.DEGRADED, good
     return None
 
 
@@ -127,9 +128,9 @@ def judge(result: TrainResult, thresholds: StampThresholds | None = None) -> Sta
     rate = format_rate(spec.rate_bps)
 
     if result.error is not None:
-        severity: Severity = ("unknown" if result.error_kind in ("budget", "timeout")
-                              else "not_ready")
-        code = "stamp_not_run" if severity == "unknown" else "stamp_error"
+        severity: Severity = (State.UNKNOWN if result.error_kind in ("budget", "timeout")
+                              else State.NOT_READY)
+        code = "stamp_not_run" if severity == State.UNKNOWN else "stamp_error"
         reasons.append(StampReason(
             code, severity, f"STAMP {rate} not tested: {result.error}",
             f"chưa đo được luồng STAMP {rate}: {result.error_vi or result.error}",
@@ -147,7 +148,7 @@ def judge(result: TrainResult, thresholds: StampThresholds | None = None) -> Sta
         mtu = f" of {anomalies.path_mtu} B" if anomalies.path_mtu else ""
         mtu_vi = f" {anomalies.path_mtu} B" if anomalies.path_mtu else ""
         reasons.append(StampReason(
-            "stamp_mtu", "not_ready",
+            "stamp_mtu", State.NOT_READY,
             f"{packet}-byte packets do not fit the path MTU{mtu} (fragmentation needed)",
             f"gói {packet} B không vừa MTU đường truyền{mtu_vi} (cần phân mảnh)",
         ))  # fmt: skip
@@ -157,7 +158,7 @@ def judge(result: TrainResult, thresholds: StampThresholds | None = None) -> Sta
         vi = (f"{anomalies.foreign} phản hồi đến từ {anomalies.foreign_source} thay vì "
               f"{target} nên bị bỏ qua (NAT, hoặc reflector trả lời từ địa chỉ khác)")
         if answered == 0:
-            reasons.append(StampReason("stamp_foreign", "not_ready", en, vi))
+            reasons.append(StampReason("stamp_foreign", State.NOT_READY, en, vi))
         else:
             notes.append(StampReason("stamp_foreign", "info", en, vi))
     if anomalies.invalid:
@@ -170,20 +171,20 @@ def judge(result: TrainResult, thresholds: StampThresholds | None = None) -> Sta
         reason_en = f"the reflector at {target} sent invalid STAMP answers: {en}"
         reason_vi = f"reflector tại {target} trả lời gói STAMP không hợp lệ: {vi}"
         if answered == 0:
-            reasons.append(StampReason("stamp_invalid", "not_ready", reason_en, reason_vi))
+            reasons.append(StampReason("stamp_invalid", State.NOT_READY, reason_en, reason_vi))
         elif anomalies.invalid > t.invalid_ratio * max(1, result.sent):
-            reasons.append(StampReason("stamp_invalid", "degraded", reason_en, reason_vi))
+            reasons.append(StampReason("stamp_invalid", State.DEGRADED, reason_en, reason_vi))
         else:
             notes.append(StampReason("stamp_invalid", "info", reason_en, reason_vi))
     if anomalies.flood:
         reasons.append(StampReason(
-            "stamp_flood", "degraded",
+            "stamp_flood", State.DEGRADED,
             f"far more datagrams than packets sent came back from {target}: stopped listening",
             f"nhận về nhiều gói hơn hẳn số gói đã gửi từ {target}: đã ngừng nhận",
         ))  # fmt: skip
 
     if figures is None or answered == 0:
-        if not any(r.severity == "not_ready" for r in reasons):
+        if not any(r.severity == State.NOT_READY for r in reasons):
             reasons.append(_no_answer(result, target))
         return _verdict(reasons, notes)
 
@@ -309,7 +310,7 @@ def _no_answer(result: TrainResult, target: str) -> StampReason:
     icmp = result.anomalies.icmp
     if icmp.get("port_unreachable"):
         return StampReason(
-            "stamp_no_answer", "not_ready",
+            "stamp_no_answer", State.NOT_READY,
             f"no STAMP reflector answers at {target} (ICMP port unreachable: nothing "
             "listens on that port)",
             f"không có reflector STAMP trả lời tại {target} (ICMP port unreachable: không "
@@ -321,19 +322,19 @@ def _no_answer(result: TrainResult, target: str) -> StampReason:
                          ("ttl_exceeded", "TTL exceeded", "hết TTL")):  # fmt: skip
         if icmp.get(kind):
             return StampReason(
-                "stamp_no_answer", "not_ready",
+                "stamp_no_answer", State.NOT_READY,
                 f"no answer from the STAMP reflector at {target} (ICMP {en})",
                 f"không có phản hồi từ reflector STAMP tại {target} (ICMP: {vi})",
             )  # fmt: skip
     if result.sent == 0 and result.anomalies.send_error:
         error = result.anomalies.send_error
         return StampReason(
-            "stamp_no_answer", "not_ready", f"could not send to {target}: {error}",
+            "stamp_no_answer", State.NOT_READY, f"could not send to {target}: {error}",
             f"không gửi được tới {target}: {error}",
         )  # fmt: skip
     wait = result.spec.wait
     return StampReason(
-        "stamp_no_answer", "not_ready",
+        "stamp_no_answer", State.NOT_READY,
         f"no answer from the STAMP reflector at {target} within {wait:g} s of the last "
         f"packet (no reflector, or a firewall drops UDP port {result.spec.port})",
         f"không có phản hồi từ reflector STAMP tại {target} trong {wait:g} s sau gói cuối "
@@ -343,8 +344,8 @@ def _no_answer(result: TrainResult, target: str) -> StampReason:
 
 def _verdict(reasons: list[StampReason], notes: list[StampReason]) -> StampVerdict:
     reasons.sort(key=lambda r: _ORDER[r.severity])
-    state: Literal["ready", "degraded", "not_ready", "unknown"] = "ready"
+    state: State = State.READY
     if reasons:
         worst = reasons[0].severity
-        state = "degraded" if worst == "info" else worst
+        state = State.DEGRADED if worst == "info" else worst
     return StampVerdict(state, tuple(reasons), tuple(notes))
