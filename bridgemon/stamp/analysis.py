@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal
 
+from bridgemon.probes.result import percentile
 from bridgemon.stamp.video_mos import video_mos
 
 Mode = Literal["stateful", "stateless", "unknown", "inconsistent"]
@@ -112,16 +113,6 @@ class RttSummary:
 
     def to_dict(self) -> dict[str, float]:
         return {name: round(getattr(self, name) * 1000, 3) for name in ("min", "avg", "p95", "max")}
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """Linear-interpolated percentile of a sorted, non-empty list."""
-    if len(ordered) == 1:
-        return ordered[0]
-    pos = q * (len(ordered) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 @dataclass(frozen=True, slots=True)

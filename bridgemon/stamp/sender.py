@@ -35,8 +35,9 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
+from bridgemon.probes.result import percentile
 from bridgemon.stamp import sockopts
-from bridgemon.stamp.analysis import Observations, analyse, percentile
+from bridgemon.stamp.analysis import Observations, analyse
 from bridgemon.stamp.budget import BandwidthBudget, BudgetError
 from bridgemon.stamp.clock import SHARED as CLOCK
 from bridgemon.stamp.packets import MIN_REFLECTED, ns_from_timestamp, ntp_from_ns, pack_sender_into
