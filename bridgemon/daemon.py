@@ -286,11 +286,16 @@ class Monitor:
             self._replay.append((site, site_round))
 
     async def _keep_house(self) -> None:
-        """Once a second: verdicts gone stale by time alone, and garbage-collector pacing."""
+        """Verdicts gone stale by time alone (once a second), and garbage-collector pacing
+        (four times a second: see gc_pacing)."""
+        swept = time.monotonic()
         while True:
-            await asyncio.sleep(1.0)
-            self.board.sweep(time.time())
-            self.gc_pacer.step()
+            await asyncio.sleep(self.gc_pacer.freeze_every)
+            now = time.monotonic()
+            if now - swept >= 1.0:
+                swept = now
+                self.board.sweep(time.time())
+            self.gc_pacer.step(now)
 
     def snapshot(self) -> Snapshot:
         pinger = self.pinger
