@@ -1,4 +1,5 @@
-"""A train as a check: :class:`TrainResult` + its :class:`StampVerdict` → the
+"""A train as a check (``type = "stamp"`` in a profile, ``probes/dispatch.py``'s row for
+:class:`StampSpec`): :class:`TrainResult` + its :class:`StampVerdict` → the
 :class:`ProbeResult` every other check returns, so ``bridgemon probe``, the test-run
 report and readiness read a train as they read a SIP or HTTPS check.
 
@@ -11,9 +12,13 @@ answer, a budget with no room) → failed. ``details`` carry the train's figures
 
 from __future__ import annotations
 
+from bridgemon.probes import ProbeContext
 from bridgemon.probes.result import ProbeResult
+from bridgemon.specs import StampSpec
 from bridgemon.stamp.result import TrainResult
-from bridgemon.stamp.verdict import StampVerdict
+from bridgemon.stamp.sender import run_train
+from bridgemon.stamp.train import TrainSpec
+from bridgemon.stamp.verdict import StampVerdict, judge
 from bridgemon.verdicts import CAN_JOIN
 
 KIND = "stamp"
@@ -37,3 +42,12 @@ def train_check(result: TrainResult, verdict: StampVerdict, *, name: str = KIND)
             "notes": [note.to_dict() for note in verdict.notes],
         },
     )
+
+
+async def probe(target: str, spec: StampSpec, ctx: ProbeContext) -> ProbeResult:
+    """The check's train to the reflector at ``target``, within the process's budget."""
+    train = TrainSpec(host=target, port=spec.port, rate_bps=spec.rate_bps, size=spec.size,
+                      duration=spec.duration, dscp=spec.dscp, reflector=spec.reflector,
+                      wait=spec.wait)
+    result = await run_train(train, budget=ctx.trains)
+    return train_check(result, judge(result), name=spec.name)
