@@ -1,5 +1,5 @@
 """Command line: ``bridgemon run | check-config | sites | test | probe | history | report |
-lab``.
+reflect | lab``.
 
 Exit codes: ``bridgemon.exits``.
 """
@@ -24,6 +24,8 @@ DEFAULT_LOG_LEVEL = "info"
 # `bridgemon run -c F` alike). Where they stand decides the attribute they land in, so one
 # given in both places is seen and refused rather than silently overriding the other.
 GLOBAL_OPTIONS = (("config", "config_after"), ("log_level", "log_level_after"))
+# Commands with a parser of their own: everything after their name is handed to it.
+PROG_REFLECT = "bridgemon reflect"
 
 
 def _global_options(*, after_command: bool) -> argparse.ArgumentParser:
@@ -88,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "probe", help="one check against one target, now (exit 0 pass, 1 fail, 2 bad URL)",
         description="Run one check right now and print the result: icmp://HOST, "
         "tcp://HOST:PORT, h323://HOST, sip://HOST[:PORT][;transport=udp|tcp|tls], "
-        "sips://HOST[:PORT], http://..., https://...",
+        "sips://HOST[:PORT], http://..., https://..., and a video-grade packet train: "
+        "stamp://HOST[:PORT]?rate=2M&size=1200&duration=5s[&dscp=AF41][&wait=1s]",
     )
     probe.add_argument("url", metavar="URL")
     probe.add_argument("--format", choices=["table", "json"], default="table")
@@ -108,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
     report.add_argument("-o", "--output", metavar="FILE", help="write the report here")
 
+    # `reflect` is run by the reflector's own command line (see main); its options are
+    # declared here too, from that parser, so `bridgemon --help` lists it and a README
+    # command line using it parses.
+    from bridgemon.stamp.reflector import build_parser as reflector_parser
+
+    commands.add_parser(
+        "reflect", help="STAMP reflector for a site without one in its router (UDP 862)",
+        description="Answer STAMP (RFC 8762) and TWAMP-light packet trains, bounded in "
+        "rate and sessions. Exit 0 when stopped (SIGTERM, Ctrl-C), 1 when it cannot "
+        "listen, 2 on a usage error.",
+        add_help=False, global_options=False, parents=[reflector_parser(PROG_REFLECT)],
+    )
     commands.add_parser(
         "lab", help="network emulator for demos and tests (root): up, set, clear, status, down",
         add_help=False, global_options=False,
@@ -126,9 +141,10 @@ class _Commands:
         self._options = options
 
     def add_parser(self, name: str, *, global_options: bool = True,
+                   parents: Sequence[argparse.ArgumentParser] = (),
                    **kwargs: Any) -> argparse.ArgumentParser:
-        parents = [self._options] if global_options else []
-        return self._action.add_parser(name, parents=parents, **kwargs)
+        own = [self._options] if global_options else []
+        return self._action.add_parser(name, parents=[*own, *parents], **kwargs)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
@@ -166,16 +182,34 @@ def _load(args: argparse.Namespace) -> Config | None:
     return config
 
 
+def command_word(argv: Sequence[str]) -> int | None:
+    """Where the command's name is in ``argv`` (the first word that is neither a global
+    option nor an option's value), or None."""
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg in ("-c", "--config", "--log-level"):
+            index += 2
+        elif arg.startswith("-"):
+            index += 1
+        else:
+            return index
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `bridgemon lab ...` has its own parser; hand it everything after the word.
-    if "lab" in argv:
-        index = argv.index("lab")
-        if all(arg.startswith("-") or argv[i - 1] in ("-c", "--config", "--log-level")
-               for i, arg in enumerate(argv[:index])):
-            from bridgemon.lab.cli import main as lab_main
+    # `bridgemon lab ...` and `bridgemon reflect ...` have their own parsers; hand them
+    # everything after the word.
+    index = command_word(argv)
+    if index is not None and argv[index] == "lab":
+        from bridgemon.lab.cli import main as lab_main
 
-            return lab_main(argv[index + 1 :])
+        return lab_main(argv[index + 1 :])
+    if index is not None and argv[index] == "reflect":
+        from bridgemon.stamp.reflector import main as reflector_main
+
+        return reflector_main(argv[index + 1 :], prog=PROG_REFLECT)
     parser = build_parser()
     args = parse_args(parser, argv)
     logging.basicConfig(

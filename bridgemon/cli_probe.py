@@ -1,7 +1,9 @@
 """``bridgemon probe URL``: what a technician types while on the phone with a site.
 
 No inventory needed: the URL says what to check. The JSON has the fields of a check in a
-test-run report.
+test-run report. ``stamp://`` URLs (a video-grade packet train, ``bridgemon.stamp``) take
+their own path: the train's figures are the check's fields, and its verdict decides the
+exit (ready or degraded pass, as a site that can join does).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import dataclasses
 import json
 import sys
 from collections.abc import Mapping
+from typing import Any
 
 from bridgemon import exits
-from bridgemon.cli_probe_url import parse_probe_url
+from bridgemon.cli_probe_url import is_stamp_url, parse_probe_url
 from bridgemon.config import MonitorModel
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.dispatch import run_check
@@ -25,6 +28,8 @@ from bridgemon.views import check_json
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    if is_stamp_url(args.url):
+        return _probe_stamp(args)
     try:
         _kind, host, spec = parse_probe_url(args.url)
         spec = _adjust(spec, args)
@@ -93,3 +98,99 @@ def _print_table(url: str, view: Mapping[str, object]) -> None:
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         table.add_row(Text(key), Text(str(value)))
     Console(highlight=False).print(table)
+
+
+def _probe_stamp(args: argparse.Namespace) -> int:
+    from bridgemon.stamp import judge, parse_stamp_url, run_train
+    from bridgemon.stamp.check import train_check
+
+    try:
+        spec = parse_stamp_url(args.url)
+        for option, given in (("--count", args.count is not None),
+                              ("--timeout", args.timeout is not None),
+                              ("--insecure", args.insecure)):
+            if given:
+                raise ValueError(f"{option} does not apply to stamp:// (a train lasts its "
+                                 "duration=, then waits wait= for the last answers)")
+    except ValueError as exc:
+        print(f"bridgemon probe: {exc}", file=sys.stderr)
+        return exits.USAGE
+    # run_train bounds itself (resolver, train, answers' wait) and never raises for what
+    # the network does.
+    train = asyncio.run(run_train(spec))
+    verdict = judge(train)
+    result = train_check(train, verdict)
+    view = check_json(result)
+    if args.format == "json":
+        print(json.dumps(view, ensure_ascii=False, indent=2))
+    else:
+        _print_train(args.url, view)
+    return exits.OK if result.ok else exits.FAIL
+
+
+def _print_train(url: str, view: Mapping[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from bridgemon.verdicts import WORDS_EN, known, words_vi
+
+    ok = bool(view["ok"])
+    state = str(view["state"])
+    verdict = ("ĐẠT (pass)", "green") if ok else ("KHÔNG ĐẠT (fail)", "red")
+    table = Table(title=Text.assemble(url, " — ", verdict), show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+
+    def row(label: str, value: object) -> None:
+        # Every value is data (a reflector's address, a reason quoting a URL): Text.
+        table.add_row(Text(label), Text(str(value)))
+
+    row("kết quả (verdict)", f"{words_vi(state)} ({WORDS_EN[known(state)]})")
+    row("đoàn gói (train)", f"{_rate(view['rate_bps'])} × {view['duration_s']:g} s, "
+        f"{view['size']} B, {view['dscp']} → {view['target']}"
+        + (f" ({view['address']})" if view["address"] and
+           not str(view["target"]).startswith(str(view["address"])) else ""))
+    if view["error"] is not None:
+        row("lỗi (error)", f"{view['error_vi']} ({view['error']})")
+    trip = view.get("round_trip")
+    if isinstance(trip, dict):
+        row("gói (packets)", f"{view['sent']} sent, {trip['received']} answered, "
+            f"{_pct(trip['loss_ratio'])} lost round trip")
+        rtt = trip["rtt_ms"]
+        if rtt is not None:
+            row("trễ khứ hồi (RTT)", "min {min} / avg {avg} / p95 {p95} / max {max} ms"
+                .format(**rtt))
+        for direction, label in (("downlink", "chiều xuống (downlink)"),
+                                 ("uplink", "chiều lên (uplink)")):
+            stats = view[direction]
+            parts = []
+            if stats["loss_ratio"] is not None:
+                parts.append(f"loss {_pct(stats['loss_ratio'])}")
+            if stats["jitter_ms"] is not None:
+                parts.append(f"jitter {stats['jitter_ms']} ms")
+            if stats["carried_bps"] is not None:
+                parts.append(f"carried {_rate(stats['carried_bps'])}")
+            row(label, ", ".join(parts) or "—")
+        row("MOS (video)", view["mos"])
+        row("reflector", view["reflector_mode"])
+    anomalies = [f"{k} {v}" for k, v in view["anomalies"].items()
+                 if v and k not in ("icmp", "foreign_source", "send_error")]
+    anomalies += [f"ICMP {k} {v}" for k, v in view["anomalies"]["icmp"].items()]
+    if anomalies:
+        row("bất thường (anomalies)", ", ".join(anomalies))
+    for reason in view["reasons"]:
+        row("lý do (reason)", f"{reason['vi']} — {reason['en']}")
+    for note in view["notes"]:
+        row("ghi chú (note)", f"{note['vi']} — {note['en']}")
+    Console(highlight=False).print(table)
+
+
+def _rate(bps: float) -> str:
+    from bridgemon.stamp.units import format_rate
+
+    return format_rate(bps)
+
+
+def _pct(ratio: float | None) -> str:
+    return "—" if ratio is None else f"{ratio * 100:.1f} %"

@@ -8,7 +8,9 @@ into ``(kind, host, spec)``: ``kind`` is the ProbeResult kind the check will hav
 (icmp, tcp, h323, sip, http, https), ``host`` the address or name to probe, ``spec``
 the default spec of that check with what the URL says.
 
-Anything else raises ValueError whose message a technician on the phone can act on.
+``stamp://…`` (a packet train) is recognised here (:func:`is_stamp_url`) and parsed by
+``bridgemon.stamp.parse_stamp_url``, its own parser. Anything else raises ValueError
+whose message a technician on the phone can act on.
 Must not: resolve names, open sockets, or know about the inventory's profiles.
 """
 
@@ -22,11 +24,17 @@ from bridgemon.specs import CheckSpec, HttpSpec, IcmpSpec, SipSpec, TcpSpec
 
 FORMS = (
     "icmp://HOST, tcp://HOST:PORT, h323://HOST[:PORT], "
-    "sip://HOST[:PORT][;transport=udp|tcp|tls], sips://HOST[:PORT], http://…, https://…"
+    "sip://HOST[:PORT][;transport=udp|tcp|tls], sips://HOST[:PORT], http://…, https://…, "
+    "stamp://HOST[:PORT]?rate=2M&size=1200&duration=5s"
 )
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?", re.ASCII)
 _PORT = re.compile(r"[0-9]{1,5}", re.ASCII)
+
+
+def is_stamp_url(url: str) -> bool:
+    """A packet train (``stamp://…``): parsed and run by ``bridgemon.stamp``, not here."""
+    return url.strip().lower().startswith("stamp:")
 
 
 def parse_probe_url(url: str) -> tuple[str, str, CheckSpec | IcmpSpec]:

@@ -15,7 +15,16 @@ type = "h323"             # TCP 1720
 type = "https"
 verify_tls = false        # codecs often have self-signed certificates
 required = false          # failing makes the site degraded, not not_ready
+[profiles.codec.checks.video]
+type = "stamp"            # a packet train to the site's STAMP reflector (UDP 862)
+rate = "2M"               # the conference's bitrate; size = 1200, duration = "10s",
+duration = "10s"          # dscp = "AF41", reflector = "auto", wait = "1s"
+rounds = false            # the default: test runs only (a train costs its bandwidth)
 ```
+
+A stamp check's train is checked at load as ``stamp.TrainSpec`` checks it (rate, size,
+duration within bounds, at least 10 packets), so a bad one is a ``PATH:LINE`` error, not a
+failed probe.
 
 ``url``, ``path`` and ``ca_file`` are checked here, at load, not when the first probe
 runs: a URL must be http(s)://HOST[:PORT][/PATH] with the scheme of its check, a path must
@@ -40,9 +49,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from bridgemon.config_issues import Issue
 from bridgemon.config_source import Loc
 from bridgemon.durations import Duration
-from bridgemon.specs import CheckSpec, HttpSpec, SipSpec, TcpSpec
+from bridgemon.specs import CheckSpec, HttpSpec, SipSpec, StampSpec, TcpSpec
+from bridgemon.stamp.train import ReflectorMode, TrainSpec
+from bridgemon.stamp.units import parse_dscp, parse_rate
 
-CheckType = Literal["tcp", "h323", "http", "https", "sip", "sips"]
+CheckType = Literal["tcp", "h323", "http", "https", "sip", "sips", "stamp"]
 CHECK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 # A DNS host name (fullmatch): what a site address or a URL's host may be besides an IP.
 HOSTNAME = re.compile(
@@ -61,7 +72,18 @@ APPLIES: dict[str, set[str]] = {
                         "max_body_bytes", "verify_tls", "cert_expiry_warn", "ca_file"},
     "sip": _COMMON | {"transport", "accept", "verify_tls", "ca_file"},
     "sips": _COMMON | {"accept", "verify_tls", "ca_file"},
+    # No timeout: a train lasts its duration, then waits its wait.
+    "stamp": (_COMMON - {"timeout"}) | {"rate", "size", "duration", "dscp", "reflector",
+                                         "wait", "rounds"},
 }
+STAMP_KEYS = ("port", "rate", "size", "duration", "dscp", "reflector", "wait")
+
+
+def _train_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """A stamp check's keys as TrainSpec's (and StampSpec's) fields: ``rate`` is
+    ``rate_bps``."""
+    return {("rate_bps" if key == "rate" else key): values[key]
+            for key in STAMP_KEYS if key in values}
 
 
 class CheckModel(BaseModel):
@@ -85,6 +107,23 @@ class CheckModel(BaseModel):
     max_body_bytes: int | None = Field(default=None, ge=0, le=16 * 1024 * 1024)
     cert_expiry_warn: Duration | None = Field(default=None, ge=0)
     ca_file: str | None = None  # a PEM bundle to trust instead of the system's (an internal CA)
+    rate: float | None = None  # stamp: bit/s, written "2M", "512k" or a number
+    size: int | None = None
+    duration: Duration | None = None
+    dscp: int | None = None  # written "AF41" or 0-63
+    reflector: ReflectorMode | None = None
+    wait: Duration | None = None
+    rounds: bool | None = None
+
+    @field_validator("rate", mode="before")
+    @classmethod
+    def _rate(cls, value: object) -> float:
+        return parse_rate(value)
+
+    @field_validator("dscp", mode="before")
+    @classmethod
+    def _dscp(cls, value: object) -> int:
+        return parse_dscp(value)
 
     @field_validator("path")
     @classmethod
@@ -201,7 +240,7 @@ def resolve_checks(
             values = check.model_dump(exclude_none=True, exclude_unset=True)
             if name not in merged and "type" not in values:
                 issue(check_loc, f"check {name!r} needs a type (tcp, h323, http, https, sip, "
-                                 "sips) — or a profile check of that name to override")
+                                 "sips, stamp) — or a profile check of that name to override")
                 ok = False
                 continue
             merged.setdefault(name, {}).update(values)
@@ -228,8 +267,15 @@ def resolve_checks(
                                          f"the check ({kind}): the scheme decides the probe")
             ok = False
             continue
+        if kind == "stamp":
+            problem = _train_problem(values)
+            if problem is not None:
+                key, message = problem
+                issue((*where[name], key) if key else where[name], message)
+                ok = False
+                continue
         spec = _build(name, kind, values)
-        if spec.timeout >= interval:
+        if (not isinstance(spec, StampSpec) or spec.rounds) and spec.timeout >= interval:
             issue(where[name], f"timeout {spec.timeout:g} s is not shorter than the "
                                f"{interval:g} s interval")
             ok = False
@@ -238,11 +284,26 @@ def resolve_checks(
     return tuple(specs) if ok else None
 
 
+def _train_problem(values: dict[str, Any]) -> tuple[str | None, str] | None:
+    """(the key at fault, why) when the train is not one the sender accepts."""
+    try:
+        # The host is the site's (checked elsewhere); the rest is what the sender will get.
+        TrainSpec(host="site", **_train_fields(values))
+    except ValueError as exc:
+        message = str(exc)
+        key = message.split(" ", 1)[0].rstrip(":")
+        return (key if key in STAMP_KEYS else None), f"stamp train: {message}"
+    return None
+
+
 def _build(name: str, kind: str, values: dict[str, Any]) -> CheckSpec:
     common: dict[str, Any] = {"name": name}
     for key in ("timeout", "required"):
         if key in values:
             common[key] = values[key]
+    if kind == "stamp":
+        rounds = {"rounds": values["rounds"]} if "rounds" in values else {}
+        return StampSpec(**_train_fields(values), **rounds, **common)
     if kind in ("tcp", "h323"):
         return TcpSpec(port=values.get("port", 1720), kind=kind, **common)
     if kind in ("http", "https"):

@@ -169,13 +169,16 @@ def _check_reasons(site: Site, last: SiteRound) -> list[Reason]:
         if result.kind == "icmp" or result.check not in required:
             continue
         code = f"check:{result.check}"
+        # A probe that words its reason in Vietnamese too (a packet train) says it so.
+        text_vi = result.details.get("reason_vi") or result.reason
         if not result.ok:
             severity = State.NOT_READY if required[result.check] else State.DEGRADED
             text = result.reason or f"{result.check} check failed"
-            reasons.append(Reason(code, severity, text, f"kiểm tra {result.check} lỗi: {text}"))
+            reasons.append(Reason(code, severity, text,
+                                  f"kiểm tra {result.check} lỗi: {text_vi or text}"))
         elif result.reason:  # passed, with a warning (a certificate about to expire)
             reasons.append(Reason(code, State.DEGRADED, result.reason,
-                                  f"cảnh báo {result.check}: {result.reason}"))
+                                  f"cảnh báo {result.check}: {text_vi}"))
     return reasons
 
 

@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridgemon.stamp.train import (
+    DEFAULT_DSCP,
+    DEFAULT_DURATION,
+    DEFAULT_PORT,
+    DEFAULT_RATE_BPS,
+    DEFAULT_SIZE,
+    DEFAULT_WAIT,
+    ReflectorMode,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class IcmpSpec:
@@ -85,4 +95,28 @@ class SipSpec:
     required: bool = True
 
 
-CheckSpec = TcpSpec | HttpSpec | SipSpec
+@dataclass(frozen=True, slots=True)
+class StampSpec:
+    """A STAMP packet train (bridgemon.stamp) to a reflector at the site's address: can
+    the line carry a video stream of ``rate_bps``? It costs that bandwidth for
+    ``duration``, so test runs run it and the rounds only with ``rounds``. The loader has
+    checked that the train is one ``stamp.TrainSpec`` accepts."""
+
+    name: str
+    port: int = DEFAULT_PORT
+    rate_bps: float = DEFAULT_RATE_BPS
+    size: int = DEFAULT_SIZE
+    duration: float = DEFAULT_DURATION
+    dscp: int = DEFAULT_DSCP
+    reflector: ReflectorMode = "auto"
+    wait: float = DEFAULT_WAIT
+    rounds: bool = False
+    required: bool = True
+
+    @property
+    def timeout(self) -> float:
+        """The train, the answers' wait, and a name lookup (5 s: the sender's bound)."""
+        return self.duration + self.wait + 5.0
+
+
+CheckSpec = TcpSpec | HttpSpec | SipSpec | StampSpec

@@ -40,7 +40,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                        "bridgemon.events", "bridgemon.inventory")),
     ("foundation", ("bridgemon.specs", "bridgemon.durations", "bridgemon.verdicts",
                     "bridgemon.exits", "bridgemon.media_types", "bridgemon.testrun_schema",
-                    "bridgemon.gc_pacing", "bridgemon.loop_lag")),
+                    "bridgemon.gc_pacing", "bridgemon.loop_lag", "bridgemon.stamp.train",
+                    "bridgemon.stamp.units", "bridgemon.stamp.packets")),
 )
 ROOT = "bridgemon"  # the package itself (its version): below everything
 
@@ -154,7 +155,9 @@ def test_no_import_cycles() -> None:
 
 @pytest.mark.parametrize(("importer", "allowed"), [
     # Probes return data: they never touch windows, readiness, metrics, the board, the web.
-    ("bridgemon.probes", ("bridgemon.probes", "bridgemon.specs", "bridgemon.inventory")),
+    # (The packet train is a probe too: its code is in stamp/, beside them.)
+    ("bridgemon.probes", ("bridgemon.probes", "bridgemon.specs", "bridgemon.inventory",
+                          "bridgemon.stamp")),
     # Pure functions over a window and thresholds.
     ("bridgemon.readiness", ("bridgemon.readiness", "bridgemon.inventory", "bridgemon.specs",
                              "bridgemon.probes.result", "bridgemon.verdicts")),

@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from bridgemon.probes.pinger import Pinger
+from bridgemon.stamp.budget import BandwidthBudget
+
+#: What all packet trains of one process may send at once: ten 2 Mbit/s trains. A test
+#: run of 260 sites must measure the sites, not the monitor's own uplink; trains beyond
+#: it wait their turn (bounded) and then fail with the budget as their reason.
+TRAIN_BUDGET_BPS = 20_000_000.0
 
 
 class ProbeSettings(Protocol):
@@ -36,6 +42,7 @@ class ProbeContext:
     pinger: Pinger
     resolve_timeout: float = 2.0
     sockets: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(512))
+    trains: BandwidthBudget = field(default_factory=lambda: BandwidthBudget(TRAIN_BUDGET_BPS))
 
     @classmethod
     def from_settings(cls, settings: ProbeSettings) -> ProbeContext:

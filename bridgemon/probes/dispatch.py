@@ -15,11 +15,12 @@ from typing import Any, Generic, TypeVar
 
 from bridgemon.probes import ProbeContext, http, icmp, sip, tcp
 from bridgemon.probes.result import EchoBurst, ProbeResult
-from bridgemon.specs import CheckSpec, HttpSpec, IcmpSpec, SipSpec, TcpSpec
+from bridgemon.specs import CheckSpec, HttpSpec, IcmpSpec, SipSpec, StampSpec, TcpSpec
+from bridgemon.stamp import check as stamp
 
 log = logging.getLogger(__name__)
 
-Spec = TypeVar("Spec", IcmpSpec, TcpSpec, HttpSpec, SipSpec)
+Spec = TypeVar("Spec", IcmpSpec, TcpSpec, HttpSpec, SipSpec, StampSpec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ PROBERS: dict[type[Any], Prober[Any]] = dict((
     _row(TcpSpec, tcp.probe, lambda spec: spec.kind),
     _row(HttpSpec, http.probe, lambda spec: spec.scheme),
     _row(SipSpec, sip.probe, lambda spec: "sip"),
+    _row(StampSpec, stamp.probe, lambda spec: stamp.KIND),
 ))
 
 

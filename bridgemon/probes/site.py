@@ -14,15 +14,22 @@ from bridgemon.inventory import Site
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.dispatch import run_check
 from bridgemon.probes.result import SiteRound
+from bridgemon.specs import StampSpec
 
 
-async def probe_site(site: Site, ctx: ProbeContext) -> SiteRound:
-    """The site's ICMP burst and its service checks, side by side."""
+async def probe_site(site: Site, ctx: ProbeContext, *, trains: bool = False) -> SiteRound:
+    """The site's ICMP burst and its service checks, side by side.
+
+    ``trains``: every packet train too (test runs); without it, only those marked for the
+    rounds (a train costs its bandwidth every time).
+    """
     started = time.time()
     if not site.checks:  # the common case at scale: no gather, no extra tasks
         return SiteRound(started, (await run_check(site.address, site.icmp, ctx),))
+    checks = [check for check in site.checks
+              if trains or not isinstance(check, StampSpec) or check.rounds]
     results = await asyncio.gather(
         run_check(site.address, site.icmp, ctx),
-        *(run_check(site.address, check, ctx) for check in site.checks),
+        *(run_check(site.address, check, ctx) for check in checks),
     )
     return SiteRound(started_at=started, results=tuple(results))

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bridgemon import exits
 from bridgemon.stamp import sockopts
 from bridgemon.stamp.clock import SHARED as CLOCK
 from bridgemon.stamp.packets import MIN_REFLECTABLE, REFLECTOR_HEADER, ntp_from_ns
@@ -513,14 +514,15 @@ def build_parser(prog: str = "python -m bridgemon.stamp.reflector") -> argparse.
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line (also what ``bridgemon reflect`` runs). Exit 0 stopped, 1 cannot
-    listen, 2 usage error."""
-    parser = build_parser()
+def main(argv: list[str] | None = None, *,
+         prog: str = "python -m bridgemon.stamp.reflector") -> int:
+    """Command line (also what ``bridgemon reflect`` runs, with its ``prog``). Exit
+    ``exits.OK`` stopped, ``exits.FAIL`` cannot listen, ``exits.USAGE`` usage error."""
+    parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
-        return int(exc.code or 0)
+        return exits.OK if exc.code in (None, 0) else exits.USAGE
     try:
         listen = [parse_listen(t) for t in args.listen] or [("0.0.0.0", DEFAULT_PORT)]
         allow = [parse_allow(t) for t in args.allow]
@@ -529,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
                          max_bps=parse_rate(args.max_rate), max_pps=args.max_pps)
     except ValueError as exc:
         print(f"bridgemon reflect: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     def ready(reflector: Reflector) -> None:
@@ -552,9 +554,9 @@ def main(argv: list[str] | None = None) -> int:
         final = asyncio.run(run())
     except OSError as exc:
         print(f"bridgemon reflect: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return exits.FAIL
     log.info("reflector stopped: %s", {k: v for k, v in final.items() if k != "sessions"})
-    return 0
+    return exits.OK
 
 
 if __name__ == "__main__":

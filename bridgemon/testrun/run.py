@@ -98,7 +98,7 @@ async def run_test(
                          size=site.icmp.size)
         tested = replace(site, icmp=burst)  # judged with the burst it had, not the round's
         try:
-            site_round = await probe_site(tested, ctx)
+            site_round = await probe_site(tested, ctx, trains=True)
         finally:
             limit.release()
         own[site.id] = (judge_own(tested, (site_round,), time.time()), site_round)
