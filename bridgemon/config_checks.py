@@ -20,11 +20,15 @@ type = "stamp"            # a packet train to the site's STAMP reflector (UDP 86
 rate = "2M"               # the conference's bitrate; size = 1200, duration = "10s",
 duration = "10s"          # dscp = "AF41", reflector = "auto", wait = "1s"
 rounds = false            # the default: test runs only (a train costs its bandwidth)
+[profiles.codec.checks.mtu]
+type = "mtu"              # ICMP echoes with DF set: does a 1500-octet packet get through?
+size = 1472               # ICMP payload octets (+ 28 = the packet), 57-65507
+rounds = false            # the default: test runs only
 ```
 
 A stamp check's train is checked at load as ``stamp.TrainSpec`` checks it (rate, size,
 duration within bounds, at least 10 packets), so a bad one is a ``PATH:LINE`` error, not a
-failed probe.
+failed probe. So is an mtu check's size outside 57-65507 (no IPv4 packet is larger).
 
 ``url``, ``path`` and ``ca_file`` are checked here, at load, not when the first probe
 runs: a URL must be http(s)://HOST[:PORT][/PATH] with the scheme of its check, a path must
@@ -49,11 +53,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from bridgemon.config_issues import Issue
 from bridgemon.config_source import Loc
 from bridgemon.durations import Duration
-from bridgemon.specs import CheckSpec, HttpSpec, SipSpec, StampSpec, TcpSpec
+from bridgemon.specs import (
+    MTU_MAX_SIZE,
+    MTU_MIN_SIZE,
+    CheckSpec,
+    HttpSpec,
+    MtuSpec,
+    SipSpec,
+    StampSpec,
+    TcpSpec,
+    in_rounds,
+)
 from bridgemon.stamp.train import ReflectorMode, TrainSpec
 from bridgemon.stamp.units import parse_dscp, parse_rate
 
-CheckType = Literal["tcp", "h323", "http", "https", "sip", "sips", "stamp"]
+CheckType = Literal["tcp", "h323", "http", "https", "sip", "sips", "stamp", "mtu"]
 CHECK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 # A DNS host name (fullmatch): what a site address or a URL's host may be besides an IP.
 HOSTNAME = re.compile(
@@ -75,6 +89,8 @@ APPLIES: dict[str, set[str]] = {
     # No timeout: a train lasts its duration, then waits its wait.
     "stamp": (_COMMON - {"timeout"}) | {"rate", "size", "duration", "dscp", "reflector",
                                          "wait", "rounds"},
+    # No port (ICMP) and no timeout (a few echoes of one second each).
+    "mtu": {"type", "enabled", "required", "size", "rounds"},
 }
 STAMP_KEYS = ("port", "rate", "size", "duration", "dscp", "reflector", "wait")
 
@@ -240,7 +256,7 @@ def resolve_checks(
             values = check.model_dump(exclude_none=True, exclude_unset=True)
             if name not in merged and "type" not in values:
                 issue(check_loc, f"check {name!r} needs a type (tcp, h323, http, https, sip, "
-                                 "sips, stamp) — or a profile check of that name to override")
+                                 "sips, stamp, mtu) — or a profile check of that name to override")
                 ok = False
                 continue
             merged.setdefault(name, {}).update(values)
@@ -274,8 +290,15 @@ def resolve_checks(
                 issue((*where[name], key) if key else where[name], message)
                 ok = False
                 continue
+        if kind == "mtu" and not MTU_MIN_SIZE <= values.get("size", MTU_MIN_SIZE) \
+                <= MTU_MAX_SIZE:
+            issue((*where[name], "size"),
+                  f"mtu check: size {values['size']} must be {MTU_MIN_SIZE}-{MTU_MAX_SIZE} "
+                  "octets of ICMP payload (the packet is 28 more: 1472 fills a 1500 MTU)")
+            ok = False
+            continue
         spec = _build(name, kind, values)
-        if (not isinstance(spec, StampSpec) or spec.rounds) and spec.timeout >= interval:
+        if in_rounds(spec) and spec.timeout >= interval:
             issue(where[name], f"timeout {spec.timeout:g} s is not shorter than the "
                                f"{interval:g} s interval")
             ok = False
@@ -301,9 +324,12 @@ def _build(name: str, kind: str, values: dict[str, Any]) -> CheckSpec:
     for key in ("timeout", "required"):
         if key in values:
             common[key] = values[key]
+    rounds = {"rounds": values["rounds"]} if "rounds" in values else {}
     if kind == "stamp":
-        rounds = {"rounds": values["rounds"]} if "rounds" in values else {}
         return StampSpec(**_train_fields(values), **rounds, **common)
+    if kind == "mtu":
+        size = {"size": values["size"]} if "size" in values else {}
+        return MtuSpec(**size, **rounds, **common)
     if kind in ("tcp", "h323"):
         return TcpSpec(port=values.get("port", 1720), kind=kind, **common)
     if kind in ("http", "https"):

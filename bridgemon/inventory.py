@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from bridgemon.specs import CheckSpec, IcmpSpec, StampSpec, Thresholds
+from bridgemon.specs import CheckSpec, IcmpSpec, Thresholds, in_rounds
 
 
 class SelectorError(ValueError):
@@ -91,10 +91,10 @@ class Site:
 
     @property
     def longest_probe(self) -> float:
-        """The most time this site's probes can take in one round (packet trains not run
-        in the rounds do not count)."""
+        """The most time this site's probes can take in one round (packet trains and MTU
+        checks not run in the rounds do not count)."""
         return max([self.icmp.duration, *(check.timeout for check in self.checks
-                                          if not isinstance(check, StampSpec) or check.rounds)])
+                                          if in_rounds(check))])
 
 
 @dataclass(frozen=True)

@@ -119,4 +119,40 @@ class StampSpec:
         return self.duration + self.wait + 5.0
 
 
-CheckSpec = TcpSpec | HttpSpec | SipSpec | StampSpec
+#: The path MTU check's bounds, in octets of ICMP payload (bridgemon.stamp.pmtu's own, kept
+#: here because the loader may not import the probes; a test holds the two equal): 1472
+#: fills a 1500-octet Ethernet MTU, 65507 is the largest an IPv4 packet can carry.
+MTU_DEFAULT_SIZE = 1472
+MTU_MIN_SIZE = 57
+MTU_MAX_SIZE = 65507
+MTU_ECHO_TIMEOUT = 1.0
+MTU_ATTEMPTS = 2
+MTU_SEARCH_STEPS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class MtuSpec:
+    """Path MTU: do ``size`` octets of ICMP payload with DF set reach the site, and if not,
+    does a router say "fragmentation needed" or are they lost silently? A few large
+    echoes each time, so test runs run it and the rounds only with ``rounds``."""
+
+    name: str
+    size: int = MTU_DEFAULT_SIZE
+    rounds: bool = False
+    required: bool = True
+
+    @property
+    def timeout(self) -> float:
+        """At most two tries at full size, two small, then the search, one echo timeout
+        each; and a name lookup (5 s, as a train's)."""
+        echoes = 2 * MTU_ATTEMPTS + MTU_SEARCH_STEPS
+        return echoes * MTU_ECHO_TIMEOUT + 5.0
+
+
+CheckSpec = TcpSpec | HttpSpec | SipSpec | StampSpec | MtuSpec
+
+
+def in_rounds(check: CheckSpec) -> bool:
+    """Whether the rounds run ``check``: packet trains and MTU checks only with
+    ``rounds = true`` (they cost bandwidth or large packets); test runs run every check."""
+    return not isinstance(check, StampSpec | MtuSpec) or check.rounds

@@ -15,12 +15,21 @@ from typing import Any, Generic, TypeVar
 
 from bridgemon.probes import ProbeContext, http, icmp, sip, tcp
 from bridgemon.probes.result import EchoBurst, ProbeResult
-from bridgemon.specs import CheckSpec, HttpSpec, IcmpSpec, SipSpec, StampSpec, TcpSpec
+from bridgemon.specs import (
+    CheckSpec,
+    HttpSpec,
+    IcmpSpec,
+    MtuSpec,
+    SipSpec,
+    StampSpec,
+    TcpSpec,
+)
 from bridgemon.stamp import check as stamp
+from bridgemon.stamp import pmtu_check
 
 log = logging.getLogger(__name__)
 
-Spec = TypeVar("Spec", IcmpSpec, TcpSpec, HttpSpec, SipSpec, StampSpec)
+Spec = TypeVar("Spec", IcmpSpec, TcpSpec, HttpSpec, SipSpec, StampSpec, MtuSpec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,7 @@ PROBERS: dict[type[Any], Prober[Any]] = dict((
     _row(HttpSpec, http.probe, lambda spec: spec.scheme),
     _row(SipSpec, sip.probe, lambda spec: "sip"),
     _row(StampSpec, stamp.probe, lambda spec: stamp.KIND),
+    _row(MtuSpec, pmtu_check.probe, lambda spec: pmtu_check.KIND),
 ))
 
 

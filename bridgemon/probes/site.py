@@ -14,20 +14,20 @@ from bridgemon.inventory import Site
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.dispatch import run_check
 from bridgemon.probes.result import SiteRound
-from bridgemon.specs import StampSpec
+from bridgemon.specs import in_rounds
 
 
 async def probe_site(site: Site, ctx: ProbeContext, *, trains: bool = False) -> SiteRound:
     """The site's ICMP burst and its service checks, side by side.
 
-    ``trains``: every packet train too (test runs); without it, only those marked for the
-    rounds (a train costs its bandwidth every time).
+    ``trains``: every packet train and MTU check too (test runs); without it, only those
+    marked for the rounds (a train costs its bandwidth every time).
     """
     started = time.time()
     if not site.checks:  # the common case at scale: no gather, no extra tasks
         return SiteRound(started, (await run_check(site.address, site.icmp, ctx),))
     checks = [check for check in site.checks
-              if trains or not isinstance(check, StampSpec) or check.rounds]
+              if trains or in_rounds(check)]
     results = await asyncio.gather(
         run_check(site.address, site.icmp, ctx),
         *(run_check(site.address, check, ctx) for check in checks),
