@@ -239,6 +239,12 @@ class Pinger:
 
     # -- sockets -------------------------------------------------------------------------
 
+    @property
+    def mode(self) -> Mode:
+        """The ICMP socket mode asked for ("auto", "raw" or "dgram"); other ICMP users in
+        the process (the path-MTU check) follow it."""
+        return self._mode
+
     def _socket_for(self, family: int) -> _FamilySocket:
         fam = self._sockets.get(family)
         if fam is None:

@@ -48,7 +48,8 @@ async def probe(target: str, spec: MtuSpec, ctx: ProbeContext) -> ProbeResult:
     try:
         address = await resolve(target, ctx.resolve_timeout)
         result = await probe_pmtu(address, size=spec.size, timeout=MTU_ECHO_TIMEOUT,
-                                  attempts=MTU_ATTEMPTS, search_steps=MTU_SEARCH_STEPS)
+                                  attempts=MTU_ATTEMPTS, search_steps=MTU_SEARCH_STEPS,
+                                  mode=ctx.pinger.mode)
     except (ResolveError, PmtuError) as exc:
         return ProbeResult(
             check=spec.name,
