@@ -184,3 +184,42 @@ async def await_for(
             return
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def one_check_inventory(check_name: str, check: str, *, address: str = "127.0.0.1",
+                        interval: str = "30s", site_extra: str = "") -> str:
+    """An inventory of one site "a" whose level's profile has one check, ``check_name``,
+    with the TOML lines ``check``; ``site_extra`` is appended to the site."""
+    return f'''
+[monitor]
+interval = "{interval}"
+
+[profiles.default.icmp]
+count = 2
+spacing = "50ms"
+timeout = "500ms"
+
+[profiles.codec.checks.{check_name}]
+{check}
+[[levels]]
+id = "xa"
+profile = "codec"
+
+[[sites]]
+id = "a"
+name = "Điểm cầu A"
+level = "xa"
+address = "{address}"
+{site_extra}'''
+
+
+def config_errors(text: str) -> list[str]:
+    """The loader's problems with ``text`` (as sites.toml), one line each; it must refuse."""
+    from bridgemon.config import ConfigError, parse_config
+
+    try:
+        parse_config(text, Path("sites.toml"))
+    except ConfigError as caught:
+        return [str(issue) for issue in caught.issues]
+    raise AssertionError("the loader accepted it")
+

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 from bridgemon import exits, specs
-from bridgemon.config import ConfigError, parse_config
+from bridgemon.config import parse_config
 from bridgemon.inventory import Site
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.pinger import Pinger
@@ -27,42 +27,21 @@ from bridgemon.stamp import pmtu
 from bridgemon.stamp.pmtu_check import mtu_check
 from bridgemon.verdicts import State
 from tests.conftest import REPO, needs_root
+from tests.helpers import config_errors, one_check_inventory
 
 HOST = "127.0.0.1"
 
 
 def inventory(check: str, *, interval: str = "30s", site_extra: str = "") -> str:
-    return f'''
-[monitor]
-interval = "{interval}"
-
-[profiles.default.icmp]
-count = 2
-spacing = "50ms"
-timeout = "500ms"
-
-[profiles.codec.checks.mtu]
-{check}
-[[levels]]
-id = "xa"
-profile = "codec"
-
-[[sites]]
-id = "a"
-name = "Điểm cầu A"
-level = "xa"
-address = "{HOST}"
-{site_extra}'''
+    return one_check_inventory("mtu", check, address=HOST, interval=interval,
+                               site_extra=site_extra)
 
 
 def load(text: str) -> Site:
     return parse_config(text, Path("sites.toml")).inventory.sites["a"]
 
 
-def errors(text: str) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        parse_config(text, Path("sites.toml"))
-    return [str(issue) for issue in caught.value.issues]
+errors = config_errors
 
 
 def test_the_loader_bounds_are_the_probes() -> None:

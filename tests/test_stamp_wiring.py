@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 from bridgemon import exits
-from bridgemon.config import ConfigError, parse_config
+from bridgemon.config import parse_config
 from bridgemon.inventory import Site
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.pinger import Pinger
@@ -23,6 +23,7 @@ from bridgemon.probes.site import probe_site
 from bridgemon.specs import StampSpec
 from bridgemon.stamp import Reflector
 from tests.conftest import REPO, needs_root
+from tests.helpers import config_errors, one_check_inventory
 from tests.test_cli_reflect import HOST, reflecting
 
 # 1 Mbit/s of 200-octet packets for half a second: 274 packets, light on a shared box.
@@ -30,37 +31,15 @@ LIGHT = 'rate = "1M"\nsize = 200\nduration = "500ms"\nwait = "500ms"\n'
 
 
 def inventory(check: str, *, interval: str = "30s", site_extra: str = "") -> str:
-    return f'''
-[monitor]
-interval = "{interval}"
-
-[profiles.default.icmp]
-count = 2
-spacing = "50ms"
-timeout = "500ms"
-
-[profiles.codec.checks.video]
-{check}
-[[levels]]
-id = "xa"
-profile = "codec"
-
-[[sites]]
-id = "a"
-name = "Điểm cầu A"
-level = "xa"
-address = "{HOST}"
-{site_extra}'''
+    return one_check_inventory("video", check, address=HOST, interval=interval,
+                               site_extra=site_extra)
 
 
 def load(text: str) -> Site:
     return parse_config(text, Path("sites.toml")).inventory.sites["a"]
 
 
-def errors(text: str) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        parse_config(text, Path("sites.toml"))
-    return [str(issue) for issue in caught.value.issues]
+errors = config_errors
 
 
 def test_a_stamp_check_becomes_a_spec_off_in_the_rounds() -> None:
