@@ -84,17 +84,19 @@ class Site:
     thresholds: Thresholds
     checks: tuple[CheckSpec, ...] = ()
     line: int = 0
+    # The most time this site's probes can take in one round (packet trains and MTU checks
+    # not run in the rounds do not count); read at every judgement, so worked out once.
+    longest_probe: float = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "longest_probe", max([
+            self.icmp.duration,
+            *(check.timeout for check in self.checks if in_rounds(check)),
+        ]))
 
     def probe_key(self) -> tuple[object, ...]:
         """What decides the measurements: when it changes on reload, the window restarts."""
         return (self.address, self.icmp, self.interval, self.checks)
-
-    @property
-    def longest_probe(self) -> float:
-        """The most time this site's probes can take in one round (packet trains and MTU
-        checks not run in the rounds do not count)."""
-        return max([self.icmp.duration, *(check.timeout for check in self.checks
-                                          if in_rounds(check))])
 
 
 @dataclass(frozen=True)

@@ -245,8 +245,13 @@ def _family_headers() -> tuple[bytes, ...]:
 _HEADERS = _family_headers()
 
 
+_INF = math.inf
+
+
 def _num(value: float) -> str:
     """A sample value as Prometheus reads it; repr is exact and fast for finite floats."""
+    if value.__class__ is float and -_INF < value < _INF:
+        return repr(value)
     number = float(value)
     if math.isfinite(number):
         return repr(number)
@@ -272,6 +277,38 @@ def info_series(site: Site, extra: Sequence[str]) -> bytes:
     return f"bridgemon_site_info{{{labels}}} 1.0\n".encode()
 
 
+# Line templates, the site's labels written in place of "\0" (a character no escaped label
+# value holds) by one str.replace: a site's lines are rebuilt every round, and formatting
+# each label and value separately cost more than judging the site.
+_HOLE = "\0"
+_STATE_LINES = {
+    state: "".join(f'bridgemon_site_state{{{_HOLE},state="{name.value}"}} '
+                   f"{'1.0' if name == state else '0.0'}\n" for name in STATES)
+    for state in STATES
+}
+_READY_LINES = {
+    True: f"bridgemon_site_ready{{{_HOLE}}} 1.0\n",
+    False: f"bridgemon_site_ready{{{_HOLE}}} 0.0\n",
+}
+_UP_LINES = {
+    True: f"bridgemon_site_up{{{_HOLE}}} 1.0\n",
+    False: f"bridgemon_site_up{{{_HOLE}}} 0.0\n",
+    None: "",
+}
+_RTT_LINES = (
+    f'bridgemon_icmp_rtt_seconds{{{_HOLE},stat="min"}} %s\n'
+    f'bridgemon_icmp_rtt_seconds{{{_HOLE},stat="avg"}} %s\n'
+    f'bridgemon_icmp_rtt_seconds{{{_HOLE},stat="max"}} %s\n'
+    f'bridgemon_icmp_rtt_seconds{{{_HOLE},stat="p95"}} %s\n'
+)
+_JITTER_LINE = f"bridgemon_icmp_jitter_seconds{{{_HOLE}}} %s\n"
+_LOSS_LINE = f"bridgemon_icmp_loss_ratio{{{_HOLE}}} %s\n"
+_MOS_LINE = f"bridgemon_site_mos{{{_HOLE}}} %s\n"
+_LAST_LINE = f"bridgemon_last_probe_timestamp_seconds{{{_HOLE}}} %s\n"
+_ECHO_LINES = (f"bridgemon_icmp_echoes_sent_total{{{_HOLE}}} %s\n",
+               f"bridgemon_icmp_echoes_received_total{{{_HOLE}}} %s\n")
+
+
 def site_series(
     site_id: str, info: bytes, verdict: Verdict, latest: Sequence[ProbeResult],
     echoes: tuple[int, int] | None,
@@ -282,47 +319,36 @@ def site_series(
     """
     site = f'site="{_escape(site_id)}"'
     num = _num
-    up = rtt = jitter = loss = mos = last = sent = received = ""
-    ready = f"bridgemon_site_ready{{{site}}} {num(1 if verdict.ready else 0)}\n"
-    state = "".join(
-        f'bridgemon_site_state{{{site},state="{name.value}"}} '
-        f"{'1.0' if verdict.state == name else '0.0'}\n"
-        for name in STATES
-    )
+    rtt = jitter = loss = mos = last = sent = received = ""
     problem = "".join(
         f'bridgemon_site_problem{{{site},problem="{_escape(reason.code)}",'
         f'severity="{reason.severity.value}"}} 1.0\n'
         for reason in verdict.reasons
     )
-    if verdict.up is not None:
-        up = f"bridgemon_site_up{{{site}}} {'1.0' if verdict.up else '0.0'}\n"
     if verdict.last_probe is not None:
-        last = f"bridgemon_last_probe_timestamp_seconds{{{site}}} {num(verdict.last_probe)}\n"
+        last = _LAST_LINE % num(verdict.last_probe)
     quality = verdict.quality
     if quality is not None and quality.sent:
-        loss = f"bridgemon_icmp_loss_ratio{{{site}}} {num(quality.loss_ratio)}\n"
-        if quality.rtt is not None:
-            stats = quality.rtt
-            rtt = (
-                f'bridgemon_icmp_rtt_seconds{{{site},stat="min"}} {num(stats.min)}\n'
-                f'bridgemon_icmp_rtt_seconds{{{site},stat="avg"}} {num(stats.avg)}\n'
-                f'bridgemon_icmp_rtt_seconds{{{site},stat="max"}} {num(stats.max)}\n'
-                f'bridgemon_icmp_rtt_seconds{{{site},stat="p95"}} {num(stats.p95)}\n'
-            )
+        loss = _LOSS_LINE % num(quality.loss_ratio)
+        stats = quality.rtt
+        if stats is not None:
+            rtt = _RTT_LINES % (num(stats.min), num(stats.avg), num(stats.max), num(stats.p95))
         if quality.jitter is not None:
-            jitter = f"bridgemon_icmp_jitter_seconds{{{site}}} {num(quality.jitter)}\n"
+            jitter = _JITTER_LINE % num(quality.jitter)
         if quality.mos is not None:
-            mos = f"bridgemon_site_mos{{{site}}} {num(quality.mos)}\n"
+            mos = _MOS_LINE % num(quality.mos)
     if echoes is not None:
-        sent = f"bridgemon_icmp_echoes_sent_total{{{site}}} {num(echoes[0])}\n"
-        received = f"bridgemon_icmp_echoes_received_total{{{site}}} {num(echoes[1])}\n"
+        sent = _ECHO_LINES[0] % num(echoes[0])
+        received = _ECHO_LINES[1] % num(echoes[1])
     check_up, duration, sip_code, expiry = _check_series(site, latest)
     return (info, *(
-        part.encode() for part in (
-            up, ready, state, problem, rtt, jitter, loss, mos, last, sent, received,
-            check_up, duration, sip_code, expiry,
+        part.replace(_HOLE, site).encode() for part in (
+            _UP_LINES[verdict.up], _READY_LINES[verdict.ready], _STATE_LINES[verdict.state],
         )
-    ))
+    ), problem.encode(), *(
+        part.replace(_HOLE, site).encode() for part in (rtt, jitter, loss, mos, last, sent,
+                                                          received)
+    ), check_up.encode(), duration.encode(), sip_code.encode(), expiry.encode())
 
 
 def _check_series(site: str, latest: Sequence[ProbeResult]) -> tuple[str, str, str, str]:

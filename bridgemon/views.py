@@ -5,6 +5,7 @@ One function per thing shown, so the API and the reports cannot drift apart.
 
 from __future__ import annotations
 
+import math
 from typing import Any, cast
 
 import orjson
@@ -16,8 +17,25 @@ from bridgemon.testrun_schema import CheckReport, RttMs
 from bridgemon.verdicts import State
 
 
+def rounded(value: float, scale: float) -> float:
+    """``value`` rounded to ``1/scale`` (a power of ten), as ``round(value, n)`` but ten
+    times cheaper (rows are built for every site every round, with a dozen figures each):
+    ``floor(value * scale + 0.5) / scale`` divides two exact numbers, so the result is the
+    double nearest that decimal and prints as it. Ties round up, not to even."""
+    try:
+        return math.floor(value * scale + 0.5) / scale
+    except (ValueError, OverflowError):  # NaN and infinities stay what they are
+        return value
+
+
 def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 4)
+    """Seconds as milliseconds to 0.1 µs."""
+    if seconds is None:
+        return None
+    try:
+        return math.floor(seconds * 1e7 + 0.5) / 1e4
+    except (ValueError, OverflowError):
+        return seconds * 1000
 
 
 def rtt_json(rtt: RttStats | None) -> RttMs:
@@ -33,7 +51,7 @@ def quality_json(quality: PathQuality | None) -> dict[str, Any]:
     return {
         "sent": quality.sent,
         "received": quality.received,
-        "loss_ratio": round(quality.loss_ratio, 6),
+        "loss_ratio": rounded(quality.loss_ratio, 1e6),
         "rtt_ms": rtt_json(quality.rtt),
         "jitter_ms": _ms(quality.jitter),
     }
@@ -54,7 +72,7 @@ def check_json(result: ProbeResult) -> CheckReport:
         rtt = RttStats.of(burst.replied)
         out["sent"] = burst.sent
         out["received"] = burst.received
-        out["loss_ratio"] = (round((burst.sent - burst.received) / burst.sent, 6)
+        out["loss_ratio"] = (rounded((burst.sent - burst.received) / burst.sent, 1e6)
                              if burst.sent else None)
         out["rtt_ms"] = rtt_json(rtt)
         out["rtts_ms"] = [_ms(value) for value in burst.rtts]
@@ -98,7 +116,7 @@ def site_state_json(verdict: Verdict | None, latest: tuple[ProbeResult, ...] = (
         "reasons_vi": [reason.vi for reason in verdict.reasons] if verdict else [],
         "problems": [reason.code for reason in verdict.reasons] if verdict else [],
         "up": verdict.up if verdict else None,
-        "mos": round(quality.mos, 3) if quality is not None and quality.mos is not None
+        "mos": rounded(quality.mos, 1e3) if quality is not None and quality.mos is not None
         else None,
         "window": quality_json(quality),
         "last_probe": verdict.last_probe if verdict else None,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from bridgemon.board import Board
-from bridgemon.inventory import Inventory, Level, Site
+from bridgemon.inventory import Inventory, Level
 from bridgemon.readiness import judge_all
 from bridgemon.verdicts import State
 from bridgemon.views import site_json
@@ -22,8 +23,7 @@ LEVELS = (
 
 def tree() -> Inventory:
     commune = make_site("20335", "Phường Tân Thạnh", "502", "127.49.2.10")
-    commune = Site(**{**{f: getattr(commune, f) for f in commune.__slots__},
-                      "level": "commune"})
+    commune = dataclasses.replace(commune, level="commune")
     sites = [
         make_site("49", "UBND tỉnh Quảng Nam", None, "127.49.0.1"),
         make_site("502", "Thành phố Tam Kỳ", "49", "127.49.2.1"),
