@@ -12,13 +12,15 @@ import re
 from typing import Any, get_type_hints
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from bridgemon import testrun_schema
 from bridgemon.report import render
 from bridgemon.report.csvout import COLUMNS, render_csv
 from bridgemon.report.html import render_html
 from bridgemon.report.table import render_table
-from bridgemon import testrun_schema
 from tests.report_samples import REPO, sample_report
 from tests.stamp_report_samples import path_report
 
@@ -206,3 +208,40 @@ def test_html_shows_trains_and_mtu_checks() -> None:
 def test_html_has_no_path_sections_without_path_checks() -> None:
     html = render_html(sample_report())
     assert "STAMP" not in html and "sites path" not in html
+
+
+# --- any train or MTU check the schema allows renders ----------------------------------
+
+
+def _optional_paths(schema_def: dict[str, Any]) -> list[str]:
+    return [key for key in schema_def["properties"] if key not in schema_def.get("required", [])]
+
+
+@settings(max_examples=25, deadline=2000)
+@given(data=st.data())
+def test_every_format_renders_any_schema_valid_train_and_mtu_check(data: Any) -> None:
+    """A stored run may come from an older or newer bridgemon: optional fields missing or
+    null. Whatever the schema accepts, every format renders (no KeyError, no crash)."""
+    report = copy.deepcopy(path_report())
+    defs = SCHEMA["$defs"]
+    for site in report["sites"][:5]:
+        for check in site["checks"]:
+            kind = check["type"]
+            if kind not in ("stamp", "mtu"):
+                continue
+            for key in _optional_paths(defs[kind]):
+                if key in check and data.draw(st.booleans()):
+                    del check[key]
+            for name in ("downlink", "uplink"):
+                stats = check.get(name)
+                if isinstance(stats, dict):
+                    for key in ("loss_ratio", "jitter_ms", "carried_bps"):
+                        if data.draw(st.booleans()):
+                            stats[key] = None
+            trip = check.get("round_trip")
+            if isinstance(trip, dict) and data.draw(st.booleans()):
+                trip["rtt_ms"] = None
+    assume_valid = schema_errors(report)
+    assert assume_valid == [], assume_valid  # the mutations stay within the schema
+    for fmt in ("table", "json", "csv", "html"):
+        assert render(report, fmt)
