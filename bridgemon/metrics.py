@@ -14,6 +14,7 @@ import math
 import platform
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -62,7 +63,6 @@ def render_parts(snapshot: Snapshot) -> Iterator[bytes]:
     yield _generate(lambda: _self_metrics(snapshot))
     yield from _site_families(snapshot)
     yield _events_exposition(snapshot)
-    yield _generate(lambda: _testrun_path_metrics(snapshot))
 
 
 # The current events' exposition, with the objects it was rendered from (compared by
@@ -84,7 +84,7 @@ def _events_exposition(snap: Snapshot) -> bytes:
     for inventory, events, cached_key, body in _EVENTS_CACHE:
         if inventory is snap.inventory and events is snap.events and cached_key == key:
             return body
-    body = _generate(lambda: _event_metrics(snap))
+    body = _generate(lambda: chain(_event_metrics(snap), _testrun_path_metrics(snap)))
     _EVENTS_CACHE[:] = [(snap.inventory, snap.events, key, body)]
     return body
 
