@@ -20,7 +20,7 @@ type = "stamp"            # a packet train to the site's STAMP reflector (UDP 86
 rate = "2M"               # the conference's bitrate; size = 1200, duration = "10s",
 duration = "10s"          # dscp = "AF41", reflector = "auto", wait = "1s"
 rounds = false            # the default: test runs only (a train costs its bandwidth)
-loss_bad = 0.03           # thresholds (specs.StampThresholds): loss, jitter, rtt (p95),
+loss_bad = 0.03           # thresholds (stamp.train.StampThresholds): loss, jitter, rtt (p95),
                           # carried (share of the rate), mos; each *_good and *_bad
 [profiles.codec.checks.mtu]
 type = "mtu"              # ICMP echoes with DF set: does a 1500-octet packet get through?
@@ -141,7 +141,7 @@ class CheckModel(BaseModel):
     reflector: ReflectorMode | None = None
     wait: Duration | None = None
     rounds: StrictBool | None = None
-    # stamp thresholds (specs.StampThresholds): ratios, durations, scores
+    # stamp thresholds (stamp.train.StampThresholds): ratios, durations, scores
     loss_good: float | None = Field(default=None, ge=0, le=1)
     loss_bad: float | None = Field(default=None, ge=0, le=1)
     jitter_good: Duration | None = Field(default=None, gt=0, le=10)
@@ -349,7 +349,7 @@ def _thresholds_problem(values: dict[str, Any],
     the keys the last layer wrote, where a site's override is at fault rather than the
     profile's line (a site raising loss_good above the profile's loss_bad)."""
     try:
-        thresholds = _thresholds(values)
+        _thresholds(values)
     except ValueError as exc:
         message = str(exc)  # "loss_good must not exceed loss_bad"
         pair = [word for word in message.split() if word in STAMP_THRESHOLD_KEYS]
@@ -359,7 +359,6 @@ def _thresholds_problem(values: dict[str, Any],
             f"{key} = {values.get(key, getattr(defaults, key)):g}"
             + ("" if key in values else " (the default)") for key in pair)
         return ours[0], f"stamp thresholds: {message} ({shown})"
-    del thresholds
     return None
 
 
