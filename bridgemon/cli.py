@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one check right now and print the result: icmp://HOST, "
         "tcp://HOST:PORT, h323://HOST, sip://HOST[:PORT][;transport=udp|tcp|tls], "
         "sips://HOST[:PORT], http://..., https://..., and a video-grade packet train: "
-        "stamp://HOST[:PORT]?rate=2M&size=1200&duration=5s[&dscp=AF41][&wait=1s]",
+        "stamp://HOST[:PORT]?rate=2M&size=1200&duration=5s[&dscp=AF41][&wait=1s]; and the "
+        "path MTU: mtu://HOST[?size=1472]",
     )
     probe.add_argument("url", metavar="URL")
     probe.add_argument("--format", choices=["table", "json"], default="table")

@@ -3,7 +3,8 @@
 No inventory needed: the URL says what to check. The JSON has the fields of a check in a
 test-run report. ``stamp://`` URLs (a video-grade packet train, ``bridgemon.stamp``) take
 their own path: the train's figures are the check's fields, and its verdict decides the
-exit (ready or degraded pass, as a site that can join does).
+exit (ready or degraded pass, as a site that can join does). ``mtu://HOST?size=1472``
+runs the path MTU check as a profile's ``type = "mtu"`` check would.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bridgemon.probes import ProbeContext
 from bridgemon.probes.dispatch import run_check
 from bridgemon.probes.pinger import PingerUnavailable
 from bridgemon.probes.result import ProbeResult
-from bridgemon.specs import CheckSpec, HttpSpec, IcmpSpec, SipSpec
+from bridgemon.specs import CheckSpec, HttpSpec, IcmpSpec, MtuSpec, SipSpec
 from bridgemon.views import check_json
 
 
@@ -55,9 +56,44 @@ def cmd_probe(args: argparse.Namespace) -> int:
     view = check_json(result)
     if args.format == "json":
         print(json.dumps(view, ensure_ascii=False, indent=2))
+    elif isinstance(spec, MtuSpec):
+        _print_mtu(args.url, view)
     else:
         _print_table(args.url, view)
     return exits.OK if result.ok else exits.FAIL
+
+
+def _print_mtu(url: str, view: Mapping[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    ok = bool(view["ok"])
+    verdict = ("ĐẠT (pass)", "green") if ok else ("KHÔNG ĐẠT (fail)", "red")
+    table = Table(title=Text.assemble(url, " — ", verdict), show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+
+    def row(label: str, value: object) -> None:
+        table.add_row(Text(label), Text(str(value)))
+
+    row("đích (target)", view["target"])
+    packet = view.get("packet_size")
+    row("gói thử (packet)", f"{packet if packet is not None else view['size'] + 28} B "
+        f"({view['size']} B ICMP payload), DF")
+    if view.get("outcome"):
+        row("kết quả (outcome)", view["outcome"])
+    if view.get("mtu") is not None:
+        row("MTU đường truyền (path MTU)", view["mtu"])
+    if view.get("largest_ok") and view.get("smallest_lost"):
+        row("dò (search)", f"{view['largest_ok']} B pass, {view['smallest_lost']} B lost")
+    if view.get("reporter"):
+        row("router báo (reported by)", view["reporter"])
+    if view.get("echo_rtt_ms") is not None:
+        row("RTT", f"{view['echo_rtt_ms']} ms")
+    if view.get("reason"):
+        row("lý do (reason)", f"{view.get('reason_vi') or ''} — {view['reason']}")
+    Console(highlight=False).print(table)
 
 
 def _adjust(spec: CheckSpec | IcmpSpec, args: argparse.Namespace) -> CheckSpec | IcmpSpec:
@@ -69,6 +105,8 @@ def _adjust(spec: CheckSpec | IcmpSpec, args: argparse.Namespace) -> CheckSpec |
             raise ValueError("--count must be between 1 and 1000")
         changes["count"] = args.count
     if args.timeout is not None:
+        if isinstance(spec, MtuSpec):
+            raise ValueError("--timeout does not apply to mtu:// (a few echoes of 1 s each)")
         if not 0 < args.timeout <= 300:
             raise ValueError("--timeout must be between 0 and 300 seconds")
         changes["timeout"] = args.timeout

@@ -3,10 +3,11 @@ one check against one target, typed by hand.
 
 Holds :func:`parse_probe_url`, which turns ``icmp://HOST``, ``tcp://HOST:PORT``,
 ``h323://HOST[:PORT]``, ``sip://HOST[:PORT][;transport=udp|tcp|tls]`` (also written
-``sip:HOST``, as SIP URIs are), ``sips://HOST[:PORT]``, ``http://…`` and ``https://…``
-into ``(kind, host, spec)``: ``kind`` is the ProbeResult kind the check will have
-(icmp, tcp, h323, sip, http, https), ``host`` the address or name to probe, ``spec``
-the default spec of that check with what the URL says.
+``sip:HOST``, as SIP URIs are), ``sips://HOST[:PORT]``, ``http://…``, ``https://…`` and
+``mtu://HOST[?size=1472]`` (the path MTU check: ICMP echoes of ``size`` payload octets
+with DF set) into ``(kind, host, spec)``: ``kind`` is the ProbeResult kind the check will
+have (icmp, tcp, h323, sip, http, https, mtu), ``host`` the address or name to probe,
+``spec`` the default spec of that check with what the URL says.
 
 ``stamp://…`` (a packet train) is recognised here (:func:`is_stamp_url`) and parsed by
 ``bridgemon.stamp.parse_stamp_url``, its own parser. Anything else raises ValueError
@@ -20,12 +21,22 @@ import ipaddress
 import re
 
 from bridgemon.probes.http import split_url
-from bridgemon.specs import CheckSpec, HttpSpec, IcmpSpec, SipSpec, TcpSpec
+from bridgemon.specs import (
+    MTU_DEFAULT_SIZE,
+    MTU_MAX_SIZE,
+    MTU_MIN_SIZE,
+    CheckSpec,
+    HttpSpec,
+    IcmpSpec,
+    MtuSpec,
+    SipSpec,
+    TcpSpec,
+)
 
 FORMS = (
     "icmp://HOST, tcp://HOST:PORT, h323://HOST[:PORT], "
     "sip://HOST[:PORT][;transport=udp|tcp|tls], sips://HOST[:PORT], http://…, https://…, "
-    "stamp://HOST[:PORT]?rate=2M&size=1200&duration=5s"
+    "stamp://HOST[:PORT]?rate=2M&size=1200&duration=5s, mtu://HOST[?size=1472]"
 )
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?", re.ASCII)
@@ -53,6 +64,8 @@ def parse_probe_url(url: str) -> tuple[str, str, CheckSpec | IcmpSpec]:
             name=scheme, scheme=scheme, port=parts.port, path=parts.target, url=parts.text
         )
         return scheme, parts.host, spec
+    if scheme == "mtu":
+        return _parse_mtu(url, rest)
     if scheme not in ("icmp", "tcp", "h323", "sip", "sips"):
         raise ValueError(f"{url!r}: unknown scheme {scheme!r}; use one of {FORMS}")
     if rest.startswith("//"):
@@ -84,6 +97,39 @@ def parse_probe_url(url: str) -> tuple[str, str, CheckSpec | IcmpSpec]:
         raise ValueError(f"{url!r}: sips means TLS; use sip://…;transport={transport}")
     default = 5061 if transport == "tls" else 5060
     return "sip", host, SipSpec(name="sip", transport=transport, port=port or default)
+
+
+def _parse_mtu(url: str, rest: str) -> tuple[str, str, MtuSpec]:
+    """``mtu://HOST[?size=N]``: IPv4 (or a name), no port (ICMP), one parameter."""
+    if not rest.startswith("//"):
+        raise ValueError(f"{url!r}: write it as mtu://HOST[?size=1472]")
+    rest, _, query = rest[2:].partition("?")
+    rest = rest.removesuffix("/")
+    for bad, what in (("/", "path"), ("#", "fragment"), (";", ";parameter"), ("@", "user name")):
+        if bad in rest or bad in query:
+            raise ValueError(f"{url!r}: an mtu URL takes no {what}")
+    if rest.startswith("["):
+        raise ValueError(f"{url!r}: the path MTU check is IPv4 only for now")
+    host, port = _host_port(url, rest)
+    if port is not None:
+        raise ValueError(f"{url!r}: the MTU check is ICMP, it has no port; use mtu://HOST")
+    size = MTU_DEFAULT_SIZE
+    seen: set[str] = set()
+    for item in query.split("&") if query else ():
+        name, equals, value = item.partition("=")
+        name = name.strip().lower()
+        if name != "size":
+            raise ValueError(f"{url!r}: unknown parameter {name!r}; only ?size=N")
+        if name in seen:
+            raise ValueError(f"{url!r}: size is given twice")
+        seen.add(name)
+        value = value.strip()
+        if not equals or not value.isdigit() or not MTU_MIN_SIZE <= int(value) <= MTU_MAX_SIZE:
+            raise ValueError(
+                f"{url!r}: size {value!r} must be {MTU_MIN_SIZE}-{MTU_MAX_SIZE} octets of ICMP "
+                f"payload (the packet is 28 more: 1472 fills a 1500-octet MTU)")
+        size = int(value)
+    return "mtu", host, MtuSpec(name="mtu", size=size)
 
 
 def _split_params(url: str, scheme: str, rest: str) -> tuple[str, dict[str, str]]:

@@ -20,6 +20,8 @@ type = "stamp"            # a packet train to the site's STAMP reflector (UDP 86
 rate = "2M"               # the conference's bitrate; size = 1200, duration = "10s",
 duration = "10s"          # dscp = "AF41", reflector = "auto", wait = "1s"
 rounds = false            # the default: test runs only (a train costs its bandwidth)
+loss_bad = 0.03           # thresholds (stamp.train.StampThresholds): loss, jitter, rtt (p95),
+                          # carried (share of the rate), mos; each *_good and *_bad
 [profiles.codec.checks.mtu]
 type = "mtu"              # ICMP echoes with DF set: does a 1500-octet packet get through?
 size = 1472               # ICMP payload octets (+ 28 = the packet), 57-65507
@@ -28,7 +30,9 @@ rounds = false            # the default: test runs only
 
 A stamp check's train is checked at load as ``stamp.TrainSpec`` checks it (rate, size,
 duration within bounds, at least 10 packets), so a bad one is a ``PATH:LINE`` error, not a
-failed probe. So is an mtu check's size outside 57-65507 (no IPv4 packet is larger).
+failed probe; so are its thresholds, each in range and each pair in order once a site's
+overrides are merged (a site raising ``loss_good`` above its profile's ``loss_bad``).
+So is an mtu check's size outside 57-65507 (no IPv4 packet is larger).
 
 ``url``, ``path`` and ``ca_file`` are checked here, at load, not when the first probe
 runs: a URL must be http(s)://HOST[:PORT][/PATH] with the scheme of its check, a path must
@@ -48,7 +52,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
 from bridgemon.config_issues import Issue
 from bridgemon.config_source import Loc
@@ -64,7 +68,12 @@ from bridgemon.specs import (
     TcpSpec,
     in_rounds,
 )
-from bridgemon.stamp.train import ReflectorMode, TrainSpec
+from bridgemon.stamp.train import (
+    STAMP_THRESHOLD_KEYS,
+    ReflectorMode,
+    StampThresholds,
+    TrainSpec,
+)
 from bridgemon.stamp.units import parse_dscp, parse_rate
 
 CheckType = Literal["tcp", "h323", "http", "https", "sip", "sips", "stamp", "mtu"]
@@ -88,7 +97,7 @@ APPLIES: dict[str, set[str]] = {
     "sips": _COMMON | {"accept", "verify_tls", "ca_file"},
     # No timeout: a train lasts its duration, then waits its wait.
     "stamp": (_COMMON - {"timeout"}) | {"rate", "size", "duration", "dscp", "reflector",
-                                         "wait", "rounds"},
+                                         "wait", "rounds", *STAMP_THRESHOLD_KEYS},
     # No port (ICMP) and no timeout (a few echoes of one second each).
     "mtu": {"type", "enabled", "required", "size", "rounds"},
 }
@@ -111,7 +120,9 @@ class CheckModel(BaseModel):
     enabled: bool = True
     port: int | None = Field(default=None, ge=1, le=65535)
     timeout: Duration | None = Field(default=None, gt=0, le=300)
-    required: bool | None = None
+    # Strict: pydantic's lax bool took "yes", "off" and 1, which TOML writes differently
+    # (a quoted string or a number is a typo for true/false, not a choice).
+    required: StrictBool | None = None
     transport: Literal["udp", "tcp", "tls"] | None = None
     accept: list[Annotated[int, Field(ge=200, le=699)]] | None = None
     verify_tls: bool | None = None
@@ -129,7 +140,18 @@ class CheckModel(BaseModel):
     dscp: int | None = None  # written "AF41" or 0-63
     reflector: ReflectorMode | None = None
     wait: Duration | None = None
-    rounds: bool | None = None
+    rounds: StrictBool | None = None
+    # stamp thresholds (stamp.train.StampThresholds): ratios, durations, scores
+    loss_good: float | None = Field(default=None, ge=0, le=1)
+    loss_bad: float | None = Field(default=None, ge=0, le=1)
+    jitter_good: Duration | None = Field(default=None, gt=0, le=10)
+    jitter_bad: Duration | None = Field(default=None, gt=0, le=10)
+    rtt_good: Duration | None = Field(default=None, gt=0, le=10)
+    rtt_bad: Duration | None = Field(default=None, gt=0, le=10)
+    carried_good: float | None = Field(default=None, ge=0, le=1)
+    carried_bad: float | None = Field(default=None, ge=0, le=1)
+    mos_good: float | None = Field(default=None, ge=1, le=5)
+    mos_bad: float | None = Field(default=None, ge=1, le=5)
 
     @field_validator("rate", mode="before")
     @classmethod
@@ -245,6 +267,7 @@ def resolve_checks(
     """
     merged: dict[str, dict[str, Any]] = {}
     where: dict[str, Loc] = {}
+    written: dict[str, set[str]] = {}
     ok = True
     for layer_loc, checks in layers:
         for name, check in checks.items():
@@ -261,6 +284,7 @@ def resolve_checks(
                 continue
             merged.setdefault(name, {}).update(values)
             where[name] = check_loc
+            written[name] = set(values)
     if not ok:
         return None
     specs: list[CheckSpec] = []
@@ -284,7 +308,7 @@ def resolve_checks(
             ok = False
             continue
         if kind == "stamp":
-            problem = _train_problem(values)
+            problem = _train_problem(values) or _thresholds_problem(values, written[name])
             if problem is not None:
                 key, message = problem
                 issue((*where[name], key) if key else where[name], message)
@@ -319,6 +343,30 @@ def _train_problem(values: dict[str, Any]) -> tuple[str | None, str] | None:
     return None
 
 
+def _thresholds_problem(values: dict[str, Any],
+                        written: set[str]) -> tuple[str | None, str] | None:
+    """(the key at fault, why) when the merged thresholds are out of order; ``written``:
+    the keys the last layer wrote, where a site's override is at fault rather than the
+    profile's line (a site raising loss_good above the profile's loss_bad)."""
+    try:
+        _thresholds(values)
+    except ValueError as exc:
+        message = str(exc)  # "loss_good must not exceed loss_bad"
+        pair = [word for word in message.split() if word in STAMP_THRESHOLD_KEYS]
+        ours = [key for key in pair if key in written] or pair
+        defaults = StampThresholds()
+        shown = ", ".join(
+            f"{key} = {values.get(key, getattr(defaults, key)):g}"
+            + ("" if key in values else " (the default)") for key in pair)
+        return ours[0], f"stamp thresholds: {message} ({shown})"
+    return None
+
+
+def _thresholds(values: dict[str, Any]) -> StampThresholds:
+    return StampThresholds(**{key: float(values[key]) for key in STAMP_THRESHOLD_KEYS
+                              if key in values})
+
+
 def _build(name: str, kind: str, values: dict[str, Any]) -> CheckSpec:
     common: dict[str, Any] = {"name": name}
     for key in ("timeout", "required"):
@@ -326,7 +374,8 @@ def _build(name: str, kind: str, values: dict[str, Any]) -> CheckSpec:
             common[key] = values[key]
     rounds = {"rounds": values["rounds"]} if "rounds" in values else {}
     if kind == "stamp":
-        return StampSpec(**_train_fields(values), **rounds, **common)
+        return StampSpec(**_train_fields(values), **rounds, **common,
+                         thresholds=_thresholds(values))
     if kind == "mtu":
         size = {"size": values["size"]} if "size" in values else {}
         return MtuSpec(**size, **rounds, **common)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import platform
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from itertools import chain
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -82,7 +84,7 @@ def _events_exposition(snap: Snapshot) -> bytes:
     for inventory, events, cached_key, body in _EVENTS_CACHE:
         if inventory is snap.inventory and events is snap.events and cached_key == key:
             return body
-    body = _generate(lambda: _event_metrics(snap))
+    body = _generate(lambda: chain(_event_metrics(snap), _testrun_path_metrics(snap)))
     _EVENTS_CACHE[:] = [(snap.inventory, snap.events, key, body)]
     return body
 
@@ -193,6 +195,26 @@ def _self_metrics(snap: Snapshot) -> Iterator[Metric]:
     yield mode
 
 
+# Path tests in the rounds (a stamp or mtu check with rounds = true), by _path_series: the
+# latest round's train and MTU figures, only for sites that have such a check. Directions
+# are the monitor's: downlink monitor → site, uplink site → monitor, round_trip where a
+# stateless reflector cannot tell them apart.
+PATH_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("bridgemon_stamp_loss_ratio", "gauge",
+     "Packets of the STAMP train lost / sent, per direction, in the latest round"),
+    ("bridgemon_stamp_jitter_seconds", "gauge",
+     "RFC 3550 interarrival jitter of the STAMP train, per direction"),
+    ("bridgemon_stamp_delay_seconds", "gauge",
+     "Round-trip delay of the STAMP train's packets: min, avg, p95, max"),
+    ("bridgemon_stamp_rate_bits_per_second", "gauge",
+     "Rate of the STAMP train that got through, per direction, on the wire"),
+    ("bridgemon_stamp_mos", "gauge",
+     "Video score of the STAMP train (ITU-T G.1070, 1-5), the worse direction's"),
+    ("bridgemon_path_mtu_bytes", "gauge",
+     "Path MTU: the size a router reported or the search bracketed, or the size tested "
+     "when it passed (the path carries at least that)"),
+)
+
 # The per-site families, in exposition order: (name, type, help).
 SITE_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("bridgemon_site_info", "gauge",
@@ -219,6 +241,7 @@ SITE_FAMILIES: tuple[tuple[str, str, str], ...] = (
      "Final status code of the latest SIP OPTIONS (0: none)"),
     ("bridgemon_tls_cert_expiry_timestamp_seconds", "gauge",
      "When the site's TLS certificate expires (Unix time)"),
+    *PATH_FAMILIES,
 )
 
 
@@ -348,7 +371,8 @@ def site_series(
     ), problem.encode(), *(
         part.replace(_HOLE, site).encode() for part in (rtt, jitter, loss, mos, last, sent,
                                                           received)
-    ), check_up.encode(), duration.encode(), sip_code.encode(), expiry.encode())
+    ), *(part.encode() for part in (check_up, duration, sip_code, expiry,
+                                   *_path_series(site, latest))))
 
 
 def _check_series(site: str, latest: Sequence[ProbeResult]) -> tuple[str, str, str, str]:
@@ -376,6 +400,90 @@ def _check_series(site: str, latest: Sequence[ProbeResult]) -> tuple[str, str, s
                 f"bridgemon_tls_cert_expiry_timestamp_seconds{{{labels}}} {num(not_after)}\n"
             )
     return "".join(up), "".join(duration), "".join(sip_code), "".join(expiry)
+
+
+def _path_series(site: str, latest: Sequence[ProbeResult]) -> tuple[str, ...]:
+    """The ``PATH_FAMILIES`` lines of the round's stamp and mtu checks."""
+    lines: tuple[list[str], ...] = tuple([] for _ in PATH_FAMILIES)
+    for result in latest:
+        if result.kind not in ("stamp", "mtu"):
+            continue
+        labels = f'{site},check="{_escape(result.check)}"'
+        for index, extra, value in path_figures(result.kind, result.ok, result.details):
+            more = "".join(f',{key}="{label}"' for key, label in extra)
+            lines[index].append(f"{PATH_FAMILIES[index][0]}{{{labels}{more}}} {_num(value)}\n")
+    return tuple("".join(family) for family in lines)
+
+
+def path_figures(
+    kind: str, ok: bool, details: Mapping[str, Any]
+) -> list[tuple[int, tuple[tuple[str, str], ...], float]]:
+    """(index in ``PATH_FAMILIES``, labels beyond site and check, value) of one stamp or mtu
+    check, from its details (stamp.result.TrainResult.to_dict, stamp.pmtu.PmtuResult's;
+    the same keys in a test-run report's check): base units, ms turned to seconds."""
+    out: list[tuple[int, tuple[tuple[str, str], ...], float]] = []
+    if kind == "mtu":
+        size = details.get("packet_size") if ok else details.get("mtu")
+        if isinstance(size, int | float):
+            out.append((5, (), float(size)))
+        return out
+    trip = details.get("round_trip")
+    if kind != "stamp" or not isinstance(trip, Mapping):
+        return out  # no answer at all: the check's failure says it
+    known = [(name, details[name]) for name in ("downlink", "uplink")
+             if isinstance(details.get(name), Mapping)
+             and details[name].get("loss_ratio") is not None]
+    for name, stats in known or [("round_trip", trip)]:
+        out.append((0, (("direction", name),), float(stats["loss_ratio"])))
+        if stats.get("jitter_ms") is not None:
+            out.append((1, (("direction", name),), stats["jitter_ms"] / 1000))
+    rtt = trip.get("rtt_ms")
+    if isinstance(rtt, Mapping):
+        out.extend((2, (("stat", stat),), rtt[stat] / 1000) for stat in ("min", "avg", "p95",
+                                                                         "max"))
+    for name in ("downlink", "uplink"):
+        stats = details.get(name)
+        if isinstance(stats, Mapping) and stats.get("carried_bps") is not None:
+            out.append((3, (("direction", name),), float(stats["carried_bps"])))
+    if details.get("mos") is not None:
+        out.append((4, (), float(details["mos"])))
+    return out
+
+
+def _testrun_path_metrics(snap: Snapshot) -> Iterator[Metric]:
+    """``PATH_FAMILIES`` as ``bridgemon_testrun_…{event, site, check, …}`` from each event's
+    latest test run (trains and MTU checks run there by default): only for the events and
+    sites ``_event_metrics`` shows, and only when such checks ran."""
+    families = [
+        GaugeMetricFamily(name.replace("bridgemon_", "bridgemon_testrun_", 1),
+                          f"{text}, in the event's latest test run",
+                          labels=["event", "site", "check", *extra])
+        for (name, _, text), extra in zip(PATH_FAMILIES, _PATH_LABELS, strict=True)
+    ]
+    latest = snap.latest_runs or {}
+    for event in snap.events:
+        report = latest.get(event.id)
+        if report is None or event.end.timestamp() < snap.taken_at - snap.event_window \
+                or event.start.timestamp() > snap.taken_at + snap.event_window:
+            continue
+        for site in report["sites"]:
+            if site["id"] not in snap.inventory.sites:
+                continue
+            for check in site["checks"]:
+                kind = check.get("type")
+                if kind not in ("stamp", "mtu"):
+                    continue
+                name = str(check.get("name") or kind)
+                for index, extra, value in path_figures(kind, bool(check.get("ok")), check):
+                    families[index].add_metric(
+                        [event.id, site["id"], name, *(label for _, label in extra)], value)
+    yield from (family for family in families if family.samples)
+
+
+# The labels each of PATH_FAMILIES has beyond site and check.
+_PATH_LABELS: tuple[tuple[str, ...], ...] = (
+    ("direction",), ("direction",), ("stat",), ("direction",), (), (),
+)
 
 
 def _site_families(snap: Snapshot) -> Iterator[bytes]:

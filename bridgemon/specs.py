@@ -6,7 +6,7 @@ probes and readiness only read them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bridgemon.stamp.train import (
     DEFAULT_DSCP,
@@ -16,6 +16,7 @@ from bridgemon.stamp.train import (
     DEFAULT_SIZE,
     DEFAULT_WAIT,
     ReflectorMode,
+    StampThresholds,
 )
 
 
@@ -112,6 +113,7 @@ class StampSpec:
     wait: float = DEFAULT_WAIT
     rounds: bool = False
     required: bool = True
+    thresholds: StampThresholds = field(default_factory=StampThresholds)
 
     @property
     def timeout(self) -> float:

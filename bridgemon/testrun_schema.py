@@ -34,6 +34,45 @@ class RttMs(TypedDict):
     p95: float | None
 
 
+class StampDirection(TypedDict):
+    """One direction of a train (``$defs/stamp_direction``); loss figures are None where
+    the reflector cannot tell them (a stateless one)."""
+
+    expected: NotRequired[int | None]
+    lost: NotRequired[int | None]
+    loss_ratio: float | None
+    jitter_ms: float | None  # RFC 3550 interarrival jitter
+    reordered: int
+    duplicates: int
+    carried_bps: float | None  # the rate that got through, on the wire
+    offered_bps: NotRequired[float | None]  # the rate that entered the direction
+    mos: NotRequired[float | None]
+
+
+class StampRoundTrip(TypedDict):
+    """The train over the round trip (``$defs/stamp_round_trip``)."""
+
+    sent: int
+    received: int
+    lost: int
+    loss_ratio: float
+    rtt_ms: RttMs | None
+    jitter_ms: float | None
+    reordered: int
+    duplicates: int
+    mos: float
+
+
+class StampReasonReport(TypedDict):
+    """A reason or note of a train's verdict, in both languages (``$defs/stamp_reason``)."""
+
+    code: str  # stamp_loss, stamp_rate, stamp_jitter, stamp_rtt, stamp_mos, ...
+    severity: str  # a verdict, or "info" for a note
+    en: str
+    vi: str
+    direction: str | None  # downlink, uplink, round_trip
+
+
 class CheckReport(TypedDict):
     """One probe of a site (``$defs/check``); the ICMP fields are ``$defs/icmp``'s."""
 
@@ -50,6 +89,30 @@ class CheckReport(TypedDict):
     rtt_ms: NotRequired[RttMs]
     rtts_ms: NotRequired[list[float | None]]  # every echo's RTT in order sent, None: lost
     jitter_ms: NotRequired[float | None]
+    # stamp and mtu: the check's own verdict and the Vietnamese words of its reason.
+    state: NotRequired[str]
+    reason_vi: NotRequired[str | None]
+    size: NotRequired[int]  # stamp: UDP payload octets; mtu: ICMP payload octets
+    # stamp only ($defs/stamp): the train sent and its figures.
+    rate_bps: NotRequired[int]
+    duration_s: NotRequired[float]
+    dscp: NotRequired[str]
+    planned: NotRequired[int]
+    reflector_mode: NotRequired[str]  # stateful, stateless, inconsistent, unknown
+    round_trip: NotRequired[StampRoundTrip]
+    downlink: NotRequired[StampDirection]
+    uplink: NotRequired[StampDirection]
+    mos: NotRequired[float]  # the worse direction's video score (ITU-T G.1070)
+    reasons: NotRequired[list[StampReasonReport]]
+    notes: NotRequired[list[StampReasonReport]]
+    # mtu only ($defs/mtu): what the path did with full-size packets with DF set.
+    outcome: NotRequired[str]  # ok, frag_needed, black_hole, local_mtu, no_reply
+    packet_size: NotRequired[int]  # IP octets: size + 28
+    mtu: NotRequired[int | None]  # reported (frag_needed, local_mtu) or bracketed
+    largest_ok: NotRequired[int | None]
+    smallest_lost: NotRequired[int | None]
+    reporter: NotRequired[str | None]  # the router that said "fragmentation needed"
+    echo_rtt_ms: NotRequired[float | None]
 
 
 class Contact(TypedDict):

@@ -852,12 +852,81 @@ def site() -> Json:
             unit="pps",
         ), 12),
     )
+    site_path_tests(g, s)
     return dashboard(
         "bridgemon-site",
         "Điểm cầu — Chi tiết",
         "Một điểm cầu: độ trễ, jitter, mất gói, MOS, kiểm tra dịch vụ, chứng chỉ TLS. / One "
         "site: latency, jitter, loss, MOS, service checks, TLS certificates.",
         [LEVEL_VAR, PARENT_VAR, SITE_VAR], g, [down_annotation(', site="$site"')],
+    )
+
+
+def site_path_tests(g: Grid, s: str) -> None:
+    """The site dashboard's "Path test (STAMP)" row: a stamp or mtu check in the rounds
+    (``rounds = true``); empty for a site without one."""
+    g.row("Kiểm tra đường truyền (STAMP) / Path test (STAMP)")
+    where = "{{check}} {{direction}}"
+    g.line(
+        7,
+        (timeseries(
+            "Mất gói luồng STAMP",
+            "Tỉ lệ gói của luồng thử bị mất theo từng chiều (xuống: máy giám sát → điểm cầu, "
+            "lên: điểm cầu → máy giám sát; khứ hồi khi reflector không cho biết chiều); vạch: "
+            "1 % và 5 %. / Train packets lost per direction (downlink: monitor → site, "
+            "uplink: site → monitor; round_trip when the reflector cannot tell); lines: the "
+            "1 % and 5 % defaults.",
+            refs(target(f"bridgemon_stamp_loss_ratio{{{s}}}", where)),
+            unit="percentunit",
+            defaults={"min": 0,
+                      "thresholds": steps(("green", None), ("yellow", 0.01), ("red", 0.05))},
+            custom={"thresholdsStyle": {"mode": "dashed"}},
+        ), 8),
+        (timeseries(
+            "Jitter luồng STAMP",
+            "Jitter theo RFC 3550 của luồng thử, từng chiều; vạch: 20 ms và 50 ms. / RFC 3550 "
+            "interarrival jitter of the train per direction; lines: the 20 ms and 50 ms "
+            "defaults.",
+            refs(target(f"bridgemon_stamp_jitter_seconds{{{s}}}", where)),
+            unit="s",
+            defaults={"thresholds": steps(("green", None), ("yellow", 0.02), ("red", 0.05))},
+            custom={"thresholdsStyle": {"mode": "dashed"}},
+        ), 8),
+        (timeseries(
+            "Trễ khứ hồi luồng STAMP",
+            "Trễ khứ hồi của các gói luồng thử: nhỏ nhất, trung bình, p95, lớn nhất. / "
+            "Round-trip delay of the train's packets: min, avg, p95, max.",
+            refs(target(f"bridgemon_stamp_delay_seconds{{{s}}}", "{{check}} {{stat}}")),
+            unit="s",
+        ), 8),
+    )
+    g.line(
+        5,
+        (timeseries(
+            "Tốc độ đi qua",
+            "Tốc độ luồng thử thực sự đi qua được, từng chiều. / The rate of the train that "
+            "got through, per direction.",
+            refs(target(f"bridgemon_stamp_rate_bits_per_second{{{s}}}", where)),
+            unit="bps",
+        ), 12),
+        (stat(
+            "MOS video (STAMP)",
+            "Điểm chất lượng video theo ITU-T G.1070 của chiều kém hơn (1–5). / Video score "
+            "(ITU-T G.1070) of the worse direction (1–5).",
+            refs(target(f"bridgemon_stamp_mos{{{s}}}", "{{check}}", instant=True)),
+            unit="none", decimals=2, text_mode="value_and_name",
+            thresholds=steps(("red", None), ("yellow", 2.5), ("green", 3.5)),
+        ), 6),
+        (stat(
+            "MTU đường truyền",
+            "MTU đường truyền: kích thước router báo hoặc dò được, hoặc kích thước đã thử khi "
+            "đạt; dưới 1500 là cần xem lại (VPN, PPPoE). / Path MTU: the size a router "
+            "reported or the search found, or the size tested when it passed; below 1500 "
+            "needs a look (VPN, PPPoE).",
+            refs(target(f"bridgemon_path_mtu_bytes{{{s}}}", "{{check}}", instant=True)),
+            unit="bytes", decimals=0, text_mode="value_and_name",
+            thresholds=steps(("red", None), ("yellow", 1400), ("green", 1500)),
+        ), 6),
     )
 
 

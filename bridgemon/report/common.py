@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from bridgemon import verdicts
-from bridgemon.testrun_schema import CheckReport, Report, RttMs, SiteReport
+from bridgemon.testrun_schema import CheckReport, Report, RttMs, SiteReport, StampDirection
 from bridgemon.verdicts import Summary
 
 UNKNOWN = verdicts.State.UNKNOWN  # what a site without a verdict counts and sorts as
@@ -192,3 +192,95 @@ def grouped(
         key=lambda item: min(verdicts.rank(s.get("verdict", UNKNOWN)) for s in item[1]),
     )
     return [(parent, names[parent], by_severity(members)) for parent, members in ordered]
+
+
+# --- path tests: STAMP trains and path MTU --------------------------------------------
+# A stamp check carries its train's figures (stamp.result.TrainResult.to_dict), an mtu
+# check its outcome (stamp.pmtu.PmtuResult.to_dict); docs/testrun.schema.json's
+# $defs/stamp and $defs/mtu. Every format shows them from these helpers, so the table,
+# the page and the sheet say the same figures.
+
+DIRECTION_VI = {"downlink": "xuống", "uplink": "lên", "round_trip": "khứ hồi"}
+MTU_OUTCOME_VI = {
+    "ok": "đạt",
+    "frag_needed": "cần phân mảnh",
+    "black_hole": "hố đen MTU",
+    "local_mtu": "MTU máy giám sát nhỏ hơn",
+    "no_reply": "không trả lời ping",
+}
+
+
+def train_checks(site: SiteReport) -> list[CheckReport]:
+    return [c for c in site.get("checks") or () if c.get("type") == "stamp"]
+
+
+def mtu_checks(site: SiteReport) -> list[CheckReport]:
+    return [c for c in site.get("checks") or () if c.get("type") == "mtu"]
+
+
+def train_directions(check: CheckReport) -> list[tuple[str, StampDirection]]:
+    """(direction, its figures): downlink and uplink where the reflector tells them apart
+    (a stateful one), else the round trip alone; none for a train that got no answer."""
+    directions: list[tuple[str, StampDirection]] = []
+    for name in ("downlink", "uplink"):
+        stats = check.get(name)
+        if isinstance(stats, Mapping) and stats.get("loss_ratio") is not None:
+            directions.append((name, stats))  # type: ignore[arg-type]
+    trip = check.get("round_trip")
+    if not directions and isinstance(trip, Mapping):
+        # The round trip's loss and jitter; its rate is the uplink's (what came back).
+        uplink = check.get("uplink")
+        carried = uplink.get("carried_bps") if isinstance(uplink, Mapping) else None
+        directions.append(("round_trip", {
+            "loss_ratio": trip.get("loss_ratio"), "jitter_ms": trip.get("jitter_ms"),
+            "reordered": trip.get("reordered", 0), "duplicates": trip.get("duplicates", 0),
+            "carried_bps": carried,
+        }))
+    return directions
+
+
+def train_title(check: CheckReport, *, decimal: str = ",") -> str:
+    """ "video: 2 Mbit/s, 1200 B, 10 s" — what was sent."""
+    parts = [rate(check.get("rate_bps"), decimal=decimal)]
+    if check.get("size") is not None:
+        parts.append(f"{check.get('size')} B")
+    if check.get("duration_s") is not None:
+        seconds = num(check.get("duration_s"), 1, decimal=decimal)
+        parts.append(f"{seconds.removesuffix(decimal + '0')} s")
+    return f"{check.get('name') or 'stamp'}: {', '.join(parts)}"
+
+
+def rate(bps: float | int | None, *, decimal: str = ",") -> str:
+    """``1_980_000 -> "1,98 Mbit/s"``; "—" without a figure."""
+    if bps is None:
+        return DASH
+    value = float(bps)
+    for scale, unit in ((1e9, "Gbit/s"), (1e6, "Mbit/s"), (1e3, "kbit/s")):
+        if value >= scale:
+            text = num(value / scale, 2, decimal=decimal).rstrip("0").rstrip(decimal)
+            return f"{text} {unit}"
+    return f"{num(value, 0, decimal=decimal)} bit/s"
+
+
+def train_delay(check: CheckReport) -> RttMs | None:
+    """Round-trip delay min/avg/p95/max in ms, or None when nothing came back."""
+    trip = check.get("round_trip")
+    if not isinstance(trip, Mapping):
+        return None
+    rtt = trip.get("rtt_ms")
+    return rtt if isinstance(rtt, Mapping) else None
+
+
+def mtu_outcome(check: CheckReport, lang: str = "vi") -> str:
+    """The MTU check's outcome in words: "đạt: gói 1500 B đi qua" or its reason."""
+    outcome = str(check.get("outcome") or "")
+    packet = check.get("packet_size")
+    if check.get("ok"):
+        if lang == "vi":
+            return f"đạt: gói {packet} B có cờ DF đi qua"
+        return f"passed: {packet}-byte packets with DF set get through"
+    if lang == "vi":
+        why = check.get("reason_vi") or check.get("reason") or MTU_OUTCOME_VI.get(outcome,
+                                                                                 outcome)
+        return vi_numbers(str(why))
+    return str(check.get("reason") or outcome or "failed")

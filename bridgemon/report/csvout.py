@@ -4,18 +4,30 @@ UTF-8 with a byte-order mark (without it Excel reads Vietnamese as mojibake), co
 separated, CRLF line ends, a bilingual header row ("Điểm cầu (site)"). Rows are in the
 report's order (the inventory's), so a sheet can be sorted and filtered as its user
 likes. Numbers are plain machine numbers (``12.5``) unless ``decimal=","`` is asked for.
-Reads only the report dict.
+Reads only the report dict. A site's path tests take the last columns: its first STAMP
+train (loss, jitter, reordering and duplicates, rate carried per direction; round-trip
+delay; video MOS) and its first path MTU check (a site has one of each in practice; the
+others are in the JSON).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridgemon import verdicts
-from bridgemon.report.common import failing_checks, path_figures
-from bridgemon.testrun_schema import Contact, Report, SiteReport
+from bridgemon.report.common import (
+    failing_checks,
+    mtu_checks,
+    mtu_outcome,
+    path_figures,
+    train_checks,
+    train_delay,
+    train_title,
+)
+from bridgemon.testrun_schema import Contact, Report, RttMs, SiteReport
 
 BOM = "\ufeff"
 # (header, how to get the value). The header is what a person reads in row 1.
@@ -46,6 +58,30 @@ COLUMNS: tuple[str, ...] = (
     "Email",
     "Mã lần kiểm tra (run id)",
     "Thời gian kiểm tra (started at)",
+    *(f"{vi} ({en})" for vi, en in (
+        ("STAMP luồng", "STAMP train"),
+        ("STAMP kết quả", "STAMP state"),
+        ("STAMP mất gói chiều xuống %", "STAMP downlink loss %"),
+        ("STAMP mất gói chiều lên %", "STAMP uplink loss %"),
+        ("STAMP mất gói khứ hồi %", "STAMP round-trip loss %"),
+        ("STAMP jitter chiều xuống ms", "STAMP downlink jitter ms"),
+        ("STAMP jitter chiều lên ms", "STAMP uplink jitter ms"),
+        ("STAMP đảo thứ tự chiều xuống", "STAMP downlink reordered"),
+        ("STAMP đảo thứ tự chiều lên", "STAMP uplink reordered"),
+        ("STAMP gói trùng chiều xuống", "STAMP downlink duplicates"),
+        ("STAMP gói trùng chiều lên", "STAMP uplink duplicates"),
+        ("STAMP tốc độ đi qua chiều xuống bit/s", "STAMP downlink carried bit/s"),
+        ("STAMP tốc độ đi qua chiều lên bit/s", "STAMP uplink carried bit/s"),
+        ("STAMP trễ khứ hồi nhỏ nhất ms", "STAMP delay min ms"),
+        ("STAMP trễ khứ hồi trung bình ms", "STAMP delay avg ms"),
+        ("STAMP trễ khứ hồi p95 ms", "STAMP delay p95 ms"),
+        ("STAMP trễ khứ hồi lớn nhất ms", "STAMP delay max ms"),
+        ("STAMP MOS video", "STAMP video MOS"),
+        ("MTU gói thử B", "MTU packet tested B"),
+        ("MTU kết quả", "MTU outcome"),
+        ("MTU đường truyền B", "path MTU B"),
+        ("MTU nguyên nhân", "MTU reason"),
+    )),
 )
 # A cell starting with one of these is a formula to Excel and LibreOffice. Reasons can
 # carry text from the far end (an HTTP status line, a SIP reason phrase), so text cells
@@ -115,7 +151,50 @@ def _row(report: Report, site: SiteReport, index: int, decimal: str) -> list[str
         _text(contact.get("email")),
         _text(report.get("run_id")),
         _text(report.get("started_at")),
+        *_path_cells(site, number, count),
     ]
+
+
+def _path_cells(site: SiteReport, number: Callable[[float | int | None, int], str],
+                count: Callable[[Any], str]) -> list[str]:
+    trains, mtus = train_checks(site), mtu_checks(site)
+    cells: list[str] = []
+    if trains:
+        check = trains[0]
+        down: Mapping[str, Any] = check.get("downlink") or {}
+        up: Mapping[str, Any] = check.get("uplink") or {}
+        trip: Mapping[str, Any] = check.get("round_trip") or {}
+        delay: RttMs | dict[str, None] = train_delay(check) or {}
+
+        def loss(stats: Mapping[str, Any]) -> str:
+            ratio = stats.get("loss_ratio")
+            return number(None if ratio is None else float(ratio) * 100, 2)
+
+        cells += [
+            _text(train_title(check, decimal=".")),
+            _text(check.get("state")),
+            loss(down), loss(up), loss(trip),
+            number(down.get("jitter_ms"), 3), number(up.get("jitter_ms"), 3),
+            count(down.get("reordered")), count(up.get("reordered")),
+            count(down.get("duplicates")), count(up.get("duplicates")),
+            count(down.get("carried_bps")), count(up.get("carried_bps")),
+            number(delay.get("min"), 3), number(delay.get("avg"), 3),
+            number(delay.get("p95"), 3), number(delay.get("max"), 3),
+            number(check.get("mos"), 2),
+        ]
+    else:
+        cells += [""] * 18
+    if mtus:
+        check = mtus[0]
+        cells += [
+            count(check.get("packet_size")),
+            _text(check.get("outcome") or check.get("state")),
+            count(check.get("mtu")),
+            _text(mtu_outcome(check)),
+        ]
+    else:
+        cells += [""] * 4
+    return cells
 
 
 def _text(value: Any) -> str:

@@ -22,16 +22,24 @@ import jinja2
 from bridgemon import verdicts
 from bridgemon.report.common import (
     DASH,
+    DIRECTION_VI,
     STATUS_VI,
     TRIGGER_VI,
     by_severity,
     date_words,
+    mtu_checks,
+    mtu_outcome,
     num,
     parse_time,
     path_figures,
     pct,
     problems,
+    rate,
     summary_of,
+    train_checks,
+    train_delay,
+    train_directions,
+    train_title,
     when,
 )
 from bridgemon.testrun_schema import Contact, Report, SiteReport
@@ -87,6 +95,7 @@ def context(report: Report, organization: str | None = None) -> dict[str, Any]:
         "rows": [_row(index, site) for index, site in
                  enumerate(by_severity(report.get("sites") or []), start=1)],
         "date_line": date_words(report.get("started_at")),
+        **_path_rows(by_severity(report.get("sites") or [])),
     }
 
 
@@ -112,6 +121,47 @@ def _row(index: int, site: SiteReport) -> dict[str, Any]:
         "contact_phone": contact.get("phone"),
         "contact_email": contact.get("email"),
     }
+
+
+def _path_rows(sites: list[SiteReport]) -> dict[str, list[dict[str, Any]]]:
+    """The STAMP trains (a line per direction in each cell) and the path MTU checks."""
+    trains: list[dict[str, Any]] = []
+    mtus: list[dict[str, Any]] = []
+    for site in sites:
+        for check in train_checks(site):
+            directions = train_directions(check)
+            delay = train_delay(check)
+            state = str(check.get("state") or verdicts.State.UNKNOWN)
+            trains.append({
+                "id": site.get("id") or "",
+                "name": site.get("name") or "",
+                "train": train_title(check),
+                "state": state,
+                "state_vi": verdicts.words_vi(state),
+                "directions": [{
+                    "direction": DIRECTION_VI.get(name, name),
+                    "loss": pct(stats.get("loss_ratio")),
+                    "jitter": num(stats.get("jitter_ms")),
+                    "reordered": f"{stats.get('reordered', 0)} / {stats.get('duplicates', 0)}",
+                    "carried": rate(stats.get("carried_bps")),
+                } for name, stats in directions],
+                "delay": DASH if delay is None else " / ".join(
+                    num(value) for value in (delay["min"], delay["avg"], delay["p95"],
+                                             delay["max"])),
+                "mos": num(check.get("mos"), 2),
+            })
+        for check in mtu_checks(site):
+            packet = check.get("packet_size")
+            mtus.append({
+                "id": site.get("id") or "",
+                "name": site.get("name") or "",
+                "check": check.get("name") or "mtu",
+                "ok": bool(check.get("ok")),
+                "packet": DASH if packet is None else f"{packet} B",
+                "mtu": DASH if check.get("mtu") is None else str(check.get("mtu")),
+                "outcome": mtu_outcome(check),
+            })
+    return {"trains": trains, "mtus": mtus}
 
 
 def _span(started: str | None, finished: str | None) -> str:

@@ -18,15 +18,24 @@ from rich.text import Text
 from bridgemon import verdicts
 from bridgemon.report.common import (
     DASH,
+    DIRECTION_VI,
     STATUS_VI,
     TRIGGER_VI,
+    by_severity,
     duration_between,
     grouped,
+    mtu_checks,
+    mtu_outcome,
     num,
     path_figures,
     pct,
     problems,
+    rate,
     summary_of,
+    train_checks,
+    train_delay,
+    train_directions,
+    train_title,
     when,
 )
 from bridgemon.testrun_schema import Report, SiteReport
@@ -54,7 +63,8 @@ def build(
     footer still counts them.
     """
     return Group(
-        _header(report), *_tables(report, width, problems_only), _footer(report, problems_only)
+        _header(report), *_tables(report, width, problems_only),
+        *_path_tables(report, width, problems_only), _footer(report, problems_only),
     )
 
 
@@ -189,6 +199,86 @@ def _row(site: SiteReport) -> list[Any]:
         pct(fig["loss_ratio"]),
         num(site.get("mos"), 2),
         Text("; ".join(reasons)),
+    ]
+
+
+def _path_tables(report: Report, width: int, problems_only: bool) -> list[Table]:
+    """STAMP trains (one row per train, a line per direction) and path MTU checks, for the
+    sites that have them, worst first; none when no site has any."""
+    sites = [site for site in by_severity(report.get("sites") or [])
+             if not problems_only or site.get("verdict") != verdicts.State.READY]
+    trains = [(site, check) for site in sites for check in train_checks(site)]
+    mtus = [(site, check) for site in sites for check in mtu_checks(site)]
+    tables: list[Table] = []
+    if trains:
+        fixed = (NAME_WIDTH, 7, 6, 6, 5, 11, 13, 4)
+        table = Table(
+            title=Text("▸ Kiểm tra đường truyền bằng luồng STAMP", style="bold"),
+            title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1),
+            show_edge=False,
+        )
+        table.add_column("Điểm cầu / luồng\nkết quả", width=fixed[0], overflow="fold")
+        table.add_column("Chiều", width=fixed[1], no_wrap=True)
+        table.add_column("Mất\ngói", width=fixed[2], justify="right", no_wrap=True)
+        table.add_column("Jitter\nms", width=fixed[3], justify="right", no_wrap=True)
+        table.add_column("Đảo/\ntrùng", width=fixed[4], justify="right", no_wrap=True)
+        table.add_column("Tốc độ\nđi qua", width=fixed[5], justify="right", no_wrap=True)
+        table.add_column("Trễ khứ hồi\nms min/tb\np95/max", width=fixed[6], justify="right",
+                         no_wrap=True)
+        table.add_column("MOS", width=fixed[7], justify="right", no_wrap=True)
+        for site, check in trains:
+            table.add_row(*_train_row(site, check))
+        tables.append(table)
+    if mtus:
+        table = Table(
+            title=Text("▸ Kiểm tra MTU đường truyền (gói lớn, cờ DF)", style="bold"),
+            title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1),
+            show_edge=False,
+        )
+        table.add_column("Điểm cầu", width=NAME_WIDTH, overflow="fold")
+        table.add_column("Gói thử", width=8, justify="right", no_wrap=True)
+        table.add_column("MTU", width=6, justify="right", no_wrap=True)
+        table.add_column("Kết quả", width=max(MIN_REASONS_WIDTH, width - NAME_WIDTH - 14 - 8),
+                         overflow="fold")
+        for site, check in mtus:
+            packet = check.get("packet_size")
+            table.add_row(
+                _name(site, str(check.get("name") or "mtu")),
+                DASH if packet is None else f"{packet} B",
+                DASH if check.get("mtu") is None else str(check.get("mtu")),
+                Text(mtu_outcome(check), style="" if check.get("ok") else "bold red"),
+            )
+        tables.append(table)
+    return tables
+
+
+def _name(site: SiteReport, check: str) -> Text:
+    name = Text(f"{site.get('name', '')}")
+    name.append(f"\n{site.get('id', '')} · {check}", style="dim")
+    return name
+
+
+def _train_row(site: SiteReport, check: Any) -> list[Any]:
+    """One train: the site, what was sent and the train's own verdict (its reasons are in
+    the site's row above), a line per direction, the round-trip delay on two lines."""
+    directions = train_directions(check)
+    delay = train_delay(check)
+    state = str(check.get("state") or verdicts.State.UNKNOWN)
+    lines = (f"{num(delay.get('min'))}/{num(delay.get('avg'))}\n"
+             f"{num(delay.get('p95'))}/{num(delay.get('max'))}") if delay else DASH
+    name = Text(f"{site.get('name', '')}")
+    name.append(f"\n{site.get('id', '')} · {train_title(check)}", style="dim")
+    name.append(f"\n{verdicts.words_vi(state)}", style=VERDICT_STYLE.get(state, ""))
+    return [
+        name,
+        "\n".join(DIRECTION_VI.get(name, name) for name, _ in directions) or DASH,
+        "\n".join(pct(stats.get("loss_ratio")) for _, stats in directions) or DASH,
+        "\n".join(num(stats.get("jitter_ms")) for _, stats in directions) or DASH,
+        "\n".join(f"{stats.get('reordered', 0)}/{stats.get('duplicates', 0)}"
+                  for _, stats in directions) or DASH,
+        "\n".join(rate(stats.get("carried_bps")) for _, stats in directions) or DASH,
+        lines,
+        num(check.get("mos"), 2),
     ]
 
 

@@ -25,9 +25,9 @@ from bridgemon.stamp.pmtu import PmtuError, PmtuResult, probe_pmtu
 from bridgemon.stamp.reflector import Reflector, ReflectorLimits, main, serve
 from bridgemon.stamp.result import Anomalies, Pacing, TrainResult
 from bridgemon.stamp.sender import run_train
-from bridgemon.stamp.train import TrainSpec
+from bridgemon.stamp.train import StampThresholds, TrainSpec
 from bridgemon.stamp.url import parse_stamp_url
-from bridgemon.stamp.verdict import StampReason, StampThresholds, StampVerdict, judge
+from bridgemon.stamp.verdict import StampReason, StampVerdict, judge
 
 __all__ = [
     "Anomalies",

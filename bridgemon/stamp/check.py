@@ -50,4 +50,4 @@ async def probe(target: str, spec: StampSpec, ctx: ProbeContext) -> ProbeResult:
                       duration=spec.duration, dscp=spec.dscp, reflector=spec.reflector,
                       wait=spec.wait)
     result = await run_train(train, budget=ctx.trains)
-    return train_check(result, judge(result), name=spec.name)
+    return train_check(result, judge(result, spec.thresholds), name=spec.name)

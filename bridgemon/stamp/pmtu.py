@@ -304,11 +304,13 @@ class _Prober:
     def _drain_errors(self) -> None:
         for _ in range(64):
             try:
-                data, anc, _, _ = self.sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+                data, anc, _, dest = self.sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
             except OSError:
                 return
             report = sockopts.parse_error_cmsg(anc)
             if report is None:
+                continue
+            if self.mode == "raw" and not self._ours(data, dest):
                 continue
             # The queued data is our echo as the router quoted it: its sequence number
             # says which probe the error is about.
@@ -318,6 +320,16 @@ class _Prober:
             if seq is not None:
                 kind = "local" if report.kind == "local_msgsize" else "error"
                 self._settle(seq, lambda _sent, r=report, k=kind: _Answer(k, report=r))
+
+    def _ours(self, data: bytes, dest: Any) -> bool:
+        """Whether an error queued on a raw socket is about our echoes. The kernel hands
+        every ICMP error to every unconnected raw ICMP socket, so a test run's probers
+        (their sequence numbers all start at 1) see each other's: without this, a clean
+        site took the "fragmentation needed" of another site's router as its own.
+        ``dest`` is the quoted packet's destination, ``data`` our echo as quoted."""
+        if not isinstance(dest, tuple) or not dest or dest[0] != self.address:
+            return False
+        return len(data) < _ECHO.size or _ECHO.unpack_from(data)[3] == self.ident
 
     def _settle(self, seq: int, make: Any) -> None:
         entry = self.pending.get(seq)

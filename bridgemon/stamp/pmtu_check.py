@@ -28,6 +28,8 @@ def mtu_check(result: PmtuResult, *, name: str, started_at: float,
     details = result.to_dict()
     # The check's own reason is the one the report shows; the figures go alongside.
     del details["reason"]
+    # A figure, not the ICMP check's min/avg/max/p95 object of the same name.
+    details["echo_rtt_ms"] = details.pop("rtt_ms")
     details["state"] = result.state.value
     return ProbeResult(
         check=name,

@@ -139,3 +139,52 @@ class TrainSpec:
         """``2 Mbit/s × 10 s, 1200 B, AF41`` (for logs and reports)."""
         return (f"{format_rate(self.rate_bps)} × {self.duration:g} s, {self.size} B, "
                 f"{dscp_name(self.dscp)}")
+@dataclass(frozen=True, slots=True)
+class StampThresholds:
+    """Limits of a stamp check's train; "good" → degraded beyond it, "bad" → not ready.
+
+    Defaults: loss 1 % / 5 % per direction (video without FEC shows artefacts from about
+    1 %); one-way jitter 20 / 50 ms; round-trip delay p95 300 / 800 ms (ITU-T G.114's
+    150 ms one way, twice); the rate carried at least 95 % / 80 % of the rate offered;
+    the G.1070 score at least 3.5 / 2.5. ``pacing_p99``: above it the monitor's own
+    send-time error makes a note. ``invalid_ratio``: invalid answers above this share of
+    the packets sent make the reflector's behaviour a reason. A profile's check table
+    may set the first ten (``STAMP_THRESHOLD_KEYS``); the last two are the monitor's.
+    Kept here, with what a train is, not in stamp.verdict: specs.StampSpec carries them
+    and the loader may not import the probes.
+    """
+
+    loss_good: float = 0.01
+    loss_bad: float = 0.05
+    jitter_good: float = 0.020
+    jitter_bad: float = 0.050
+    rtt_good: float = 0.300
+    rtt_bad: float = 0.800
+    carried_good: float = 0.95
+    carried_bad: float = 0.80
+    mos_good: float = 3.5
+    mos_bad: float = 2.5
+    pacing_p99: float = 0.001
+    invalid_ratio: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in type(self).__dataclass_fields__:
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value) or value < 0):
+                raise ValueError(f"{name} {value!r}: must be a finite number ≥ 0")
+        for low, high in STAMP_THRESHOLD_PAIRS:
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} must not exceed {high}")
+
+
+#: (the lower, the higher) of each pair: "good" below "bad" for what grows worse (loss,
+#: jitter, delay), "bad" below "good" for what shrinks worse (rate carried, MOS).
+STAMP_THRESHOLD_PAIRS: tuple[tuple[str, str], ...] = (
+    ("loss_good", "loss_bad"), ("jitter_good", "jitter_bad"), ("rtt_good", "rtt_bad"),
+    ("carried_bad", "carried_good"), ("mos_bad", "mos_good"),
+)
+STAMP_THRESHOLD_KEYS: tuple[str, ...] = (
+    "loss_good", "loss_bad", "jitter_good", "jitter_bad", "rtt_good", "rtt_bad",
+    "carried_good", "carried_bad", "mos_good", "mos_bad",
+)

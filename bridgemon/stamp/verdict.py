@@ -10,13 +10,12 @@ a stateless reflector).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from bridgemon.stamp.analysis import DirectionStats
 from bridgemon.stamp.result import TrainResult
-from bridgemon.stamp.train import IPV4_OVERHEAD, IPV6_OVERHEAD
+from bridgemon.stamp.train import IPV4_OVERHEAD, IPV6_OVERHEAD, StampThresholds
 from bridgemon.stamp.units import format_rate
 from bridgemon.verdicts import State
 
@@ -51,43 +50,6 @@ class StampVerdict:
     def to_dict(self) -> dict[str, Any]:
         return {"state": self.state, "reasons": [r.to_dict() for r in self.reasons],
                 "notes": [n.to_dict() for n in self.notes]}
-
-
-@dataclass(frozen=True, slots=True)
-class StampThresholds:
-    """Limits of a video-grade path; "good" → degraded beyond it, "bad" → not ready.
-
-    Defaults: loss 1 % / 5 % per direction (video without FEC shows artefacts from about
-    1 %); one-way jitter 20 / 50 ms; round-trip delay p95 300 / 800 ms (ITU-T G.114's
-    150 ms one way, twice); the rate carried at least 95 % / 80 % of the rate offered;
-    the G.1070 score at least 3.5 / 2.5. ``pacing_p99``: above it the monitor's own
-    send-time error makes a note. ``invalid_ratio``: invalid answers above this share of
-    the packets sent make the reflector's behaviour a reason.
-    """
-
-    loss_good: float = 0.01
-    loss_bad: float = 0.05
-    jitter_good: float = 0.020
-    jitter_bad: float = 0.050
-    rtt_good: float = 0.300
-    rtt_bad: float = 0.800
-    carried_good: float = 0.95
-    carried_bad: float = 0.80
-    mos_good: float = 3.5
-    mos_bad: float = 2.5
-    pacing_p99: float = 0.001
-    invalid_ratio: float = 0.01
-
-    def __post_init__(self) -> None:
-        for name in type(self).__dataclass_fields__:
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} {value!r}: must be a finite number ≥ 0")
-        for low, high in (("loss_good", "loss_bad"), ("jitter_good", "jitter_bad"),
-                          ("rtt_good", "rtt_bad"), ("carried_bad", "carried_good"),
-                          ("mos_bad", "mos_good")):  # fmt: skip
-            if getattr(self, low) > getattr(self, high):
-                raise ValueError(f"{low} must not exceed {high}")
 
 
 def _trim(number: float) -> str:

@@ -480,12 +480,16 @@ def run_with_everything_up(lab: Lab, webhook: Webhook, am: str, prom: str,
     values = {"level": ".*", "parent": ".*", "site": DISTRICT, "event": EVENT,
               "__range": f"{time.time() - prom_started:.0f}s", "__rate_interval": "4s",
               "__interval": "1s"}
-    skip: set[tuple[str, str]] = set()  # (dashboard uid, title): none since issue 4 landed
+    # (dashboard uid, title): the path-test panels need a packet train or MTU check in the
+    # rounds, which this 1-second daemon never runs; tests/test_dashboard_paths.py runs them.
+    path_panels = ("Mất gói luồng STAMP", "Jitter luồng STAMP", "Trễ khứ hồi luồng STAMP",
+                   "Tốc độ đi qua", "MOS video (STAMP)", "MTU đường truyền")
+    skip = {("bridgemon-site", title) for title in path_panels}
     dashboards = check.load()
     failures, skipped = check.live_check(prom, dashboards, values,
                                          range_seconds=time.time() - prom_started, skip=skip)
     assert not failures, "\n".join(failures)
-    assert not skipped
+    assert len(skipped) == len(path_panels), skipped
     timings["dashboard queries"] = len(list(check.queries(dashboards)))
     mark("dashboards queried")
 
