@@ -29,6 +29,7 @@ from bridgemon.config_models import MonitorModel, parse_listen, validate_shapes
 from bridgemon.config_source import SourceMap, deepest_nesting, line_count, longest_number
 from bridgemon.events import Event, EventModel, build_event
 from bridgemon.inventory import Inventory
+from bridgemon.specs import MTU_DEFAULT_SIZE
 
 # What the commands take from here (the rest is the loader's own business).
 __all__ = [
@@ -68,6 +69,7 @@ class TestSettings:
     spacing: float
     timeout: float
     concurrency: int
+    path_mtu: int = 0  # ICMP payload octets of the default path MTU check; 0: none
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ class Config:
     path: Path
     monitor: MonitorSettings
     inventory: Inventory
-    test: TestSettings = field(default_factory=lambda: TestSettings(50, 0.1, 1.0, 1000))
+    test: TestSettings = field(
+        default_factory=lambda: TestSettings(50, 0.1, 1.0, 1000, MTU_DEFAULT_SIZE))
     events: tuple[Event, ...] = ()
     api_token: str | None = None
     warnings: tuple[ConfigIssue, ...] = field(default=())
@@ -127,7 +130,7 @@ def parse_config(text: str, path: Path) -> Config:
         ),
         inventory=inventory,
         test=TestSettings(model.test.count, model.test.spacing, model.test.timeout,
-                          model.test.concurrency),
+                          model.test.concurrency, model.test.path_mtu),
         events=events,
         api_token=model.api.token or os.environ.get(model.api.token_env) or None,
         warnings=tuple(log.warnings),

@@ -23,6 +23,7 @@ from bridgemon.config_issues import Issue
 from bridgemon.config_source import Loc
 from bridgemon.durations import Duration
 from bridgemon.events import EventModel
+from bridgemon.specs import MTU_DEFAULT_SIZE, MTU_MAX_SIZE, MTU_MIN_SIZE
 
 DEFAULT_LISTEN = "127.0.0.1:9470"
 # fullmatch, never match with "$": "$" also matches before a final newline.
@@ -138,6 +139,18 @@ class TestModel(_Strict):
     spacing: Duration = Field(default=0.1, ge=0.01, le=10)
     timeout: Duration = Field(default=1.0, ge=0.05, le=30)
     concurrency: int = Field(default=1000, ge=1, le=100_000)
+    # A path MTU check (ICMP payload octets, Don't Fragment) for every tested site whose
+    # profile has none of its own; 0 turns it off. Not required: a failing one makes the
+    # site degraded (a profile's own mtu check decides for itself).
+    path_mtu: int = Field(default=MTU_DEFAULT_SIZE, ge=0, le=MTU_MAX_SIZE)
+
+    @field_validator("path_mtu")
+    @classmethod
+    def _path_mtu(cls, value: int) -> int:
+        if 0 < value < MTU_MIN_SIZE:
+            raise ValueError(f"path_mtu must be 0 (off) or {MTU_MIN_SIZE}-{MTU_MAX_SIZE} "
+                             "ICMP payload octets (1472 fills a 1500-octet MTU)")
+        return value
 
 
 class ApiModel(_Strict):

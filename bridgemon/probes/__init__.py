@@ -13,6 +13,7 @@ from typing import Literal, Protocol
 
 from bridgemon.probes.pinger import Pinger
 from bridgemon.stamp.budget import BandwidthBudget
+from bridgemon.stamp.pmtu import PmtuSockets
 
 #: What all packet trains of one process may send at once: ten 2 Mbit/s trains. A test
 #: run of 260 sites must measure the sites, not the monitor's own uplink; trains beyond
@@ -43,6 +44,7 @@ class ProbeContext:
     resolve_timeout: float = 2.0
     sockets: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(512))
     trains: BandwidthBudget = field(default_factory=lambda: BandwidthBudget(TRAIN_BUDGET_BPS))
+    pmtu: PmtuSockets = field(default_factory=PmtuSockets)  # path MTU probes' socket
 
     @classmethod
     def from_settings(cls, settings: ProbeSettings) -> ProbeContext:

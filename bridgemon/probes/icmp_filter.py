@@ -113,9 +113,31 @@ def _assemble(code: list[_Insn | str]) -> list[tuple[int, int, int, int]]:
     return out
 
 
+def echo_replies_program(ident: int) -> list[tuple[int, int, int, int]]:
+    """A raw IPv4 ICMP socket's filter that lets through only echo replies carrying
+    ``ident``: the path MTU check's socket, one per check, which would otherwise get a copy
+    of every reply on the host (in a test run, every other site's) and drop its own."""
+    if not 0 <= ident <= 0xFFFF:
+        raise ValueError("ident must fit 16 bits")
+    return _assemble([
+        (_LDX | _B | _MSH, 0, "", ""),
+        (_LD | _B | _IND, 0, "", ""),  # ICMP type: echo reply?
+        (_JMP | _JEQ, 0, "", "reject"),
+        (_LD | _H | _IND, 4, "", ""),  # our identifier?
+        (_JMP | _JEQ, ident, "", "reject"),
+        (_RET, _ACCEPT, "", ""),
+        "reject",
+        (_RET, 0, "", ""),
+    ])
+
+
 def attach(sock: socket.socket, *, ipv6: bool, ident_base: int, cookie: bytes) -> None:
     """Attach the filter to a raw ICMP socket (OSError if the kernel refuses it)."""
-    insns = program(ipv6=ipv6, ident_base=ident_base, cookie=cookie)
+    attach_program(sock, program(ipv6=ipv6, ident_base=ident_base, cookie=cookie))
+
+
+def attach_program(sock: socket.socket, insns: list[tuple[int, int, int, int]]) -> None:
+    """Attach a classic BPF program (``program``'s form) to a socket."""
     buffer = ctypes.create_string_buffer(b"".join(_INSN.pack(*insn) for insn in insns))
     # struct sock_fprog { unsigned short len; struct sock_filter *filter; }; the kernel
     # copies the program during the call, so the buffer need only live until it returns.

@@ -51,7 +51,7 @@ async def probe(target: str, spec: MtuSpec, ctx: ProbeContext) -> ProbeResult:
         address = await resolve(target, ctx.resolve_timeout)
         result = await probe_pmtu(address, size=spec.size, timeout=MTU_ECHO_TIMEOUT,
                                   attempts=MTU_ATTEMPTS, search_steps=MTU_SEARCH_STEPS,
-                                  mode=ctx.pinger.mode)
+                                  mode=ctx.pinger.mode, share=ctx.pmtu)
     except (ResolveError, PmtuError) as exc:
         return ProbeResult(
             check=spec.name,

@@ -12,13 +12,14 @@ import getpass
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
 from bridgemon import verdicts
 from bridgemon.events import ZONE, Event
 from bridgemon.inventory import Inventory, Site
+from bridgemon.specs import IcmpSpec, MtuSpec
 from bridgemon.testrun_schema import ReportHeader, Trigger
 
 
@@ -33,6 +34,8 @@ class RunSettings(Protocol):
     def timeout(self) -> float: ...
     @property
     def concurrency(self) -> int: ...
+    @property
+    def path_mtu(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,18 @@ class TestPlan:
     concurrency: int
     trigger: Trigger
     operator: str
+    # Payload octets of the path MTU check given to every site whose profile has none of
+    # its own (not required: a failure makes the site degraded); 0: none.
+    path_mtu: int = 0
+
+    def tested(self, site: Site, burst: IcmpSpec) -> Site:
+        """The site as this run probes it: the run's ICMP burst, and the default path MTU
+        check when its profile has no mtu check."""
+        checks = site.checks
+        if self.path_mtu and not any(isinstance(check, MtuSpec) for check in checks):
+            name = "mtu" if all(check.name != "mtu" for check in checks) else "path_mtu"
+            checks = (*checks, MtuSpec(name=name, size=self.path_mtu, required=False))
+        return replace(site, icmp=burst, checks=checks)
 
     def header(self, started_at: float) -> ReportHeader:
         """The report without its sites: what the history stores at the start."""
@@ -96,6 +111,7 @@ def plan_test(
     concurrency: int,
     trigger: Trigger,
     operator: str,
+    path_mtu: int = 0,
 ) -> TestPlan:
     """Choose the sites; raises SelectorError for a selector the inventory can't satisfy."""
     if event is not None:
@@ -123,6 +139,7 @@ def plan_test(
         concurrency=concurrency,
         trigger=trigger,
         operator=operator,
+        path_mtu=path_mtu,
     )
 
 
@@ -135,4 +152,5 @@ def plan_with(
         inventory, selector=selector, event=event, count=count or settings.count,
         spacing=settings.spacing, timeout=settings.timeout,
         concurrency=settings.concurrency, trigger=trigger, operator=operator,
+        path_mtu=settings.path_mtu,
     )

@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import replace
 from typing import Any
 
 from bridgemon import verdicts
@@ -96,7 +95,7 @@ async def run_test(
     async def probe(site: Site) -> None:
         burst = IcmpSpec(count=plan.count, spacing=plan.spacing, timeout=plan.timeout,
                          size=site.icmp.size)
-        tested = replace(site, icmp=burst)  # judged with the burst it had, not the round's
+        tested = plan.tested(site, burst)  # judged with what it had, not the round's
         try:
             site_round = await probe_site(tested, ctx, trains=True)
         finally:
