@@ -7,12 +7,17 @@ for an hour by default and accepts as many connections as the process has descri
 connection is closed after ``keepalive_timeout`` and, past ``max_connections`` open ones, a
 new connection gets a short 503 and is closed at once, so the descriptors the web app can
 take are bounded whatever clients do.
+
+With TLS (``[web] tls_cert``/``tls_key``) the same socket speaks TLS 1.2 or later; a client
+that connects and never finishes its handshake is dropped after ``tls_handshake_timeout``
+(the gate counts a connection once its handshake is done).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -30,6 +35,7 @@ class HttpLimits:
     max_connections: int = 256
     backlog: int = 128
     body_timeout: float = 10.0  # to receive a request body once the headers are in
+    tls_handshake_timeout: float = 10.0
 
 
 _FULL_BODY = b'{"error": "too many connections, try again shortly"}'
@@ -92,7 +98,8 @@ class Listener:
         self._server: asyncio.Server | None = None
         self.bound: tuple[str, int] | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    async def start(self, host: str, port: int,
+                    tls: ssl.SSLContext | None = None) -> tuple[str, int]:
         _hide_server_version()
         await self._runner.setup()
         server = self._runner.server
@@ -101,7 +108,8 @@ class Listener:
         limit = self.limits.max_connections
         self._server = await loop.create_server(
             lambda: _Gate(server, limit, self.refused), host, port,
-            reuse_address=True, backlog=self.limits.backlog,
+            reuse_address=True, backlog=self.limits.backlog, ssl=tls,
+            ssl_handshake_timeout=self.limits.tls_handshake_timeout if tls else None,
         )
         sockets = self._server.sockets
         name = sockets[0].getsockname() if sockets else (host, port)
