@@ -309,7 +309,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             return _redirect(f"{LOGIN_PATH}?next={quote(request.path_qs, safe='/')}")
         return _unauthorised("cần đăng nhập: mở /login (sign-in required, or an "
                              "'Authorization: Bearer TOKEN' header)")
-    if request.method not in SAFE_METHODS and client.bearer is None and (
+    if request.method not in SAFE_METHODS and client.bearer != "api" and (
             session is not None or CSRF_COOKIE in request.cookies
             or SESSION_COOKIE in request.cookies):
         if not await _csrf_ok(request, state, session):

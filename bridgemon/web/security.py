@@ -1,11 +1,11 @@
 """What every answer of the web app carries for browsers, and the rule that keeps web pages
 from acting on the daemon.
 
-- Headers: ``nosniff``, ``X-Frame-Options: DENY``, no referrer, ``Server: bridgemon``
-  without versions, and a Content-Security-Policy. JSON and text answers get one that
-  allows nothing; an HTML page gets one that allows exactly its own inline styles, by
-  their hashes, and no script (the pages have none), so injected markup can neither run
-  nor restyle the page.
+- Headers: ``nosniff``, ``X-Frame-Options: DENY``, no referrer to other sites,
+  ``Server: bridgemon`` without versions, and a Content-Security-Policy. JSON and text
+  answers get one that allows nothing; an HTML page gets one that allows exactly its own
+  inline styles, by their hashes, and no script (the pages have none), so injected
+  markup can neither run nor restyle the page.
 - Cross-site requests: a page open in a browser on the monitoring host can send a POST to
   127.0.0.1 (a plain HTML form needs no permission), and the browser says where it came
   from. Any state-changing request that a browser marks as coming from another site, or
@@ -60,7 +60,10 @@ async def add_security_headers(_request: web.Request, response: web.StreamRespon
     headers["Server"] = "bridgemon"
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # Not "no-referrer": with it Chromium sends "Origin: null" on a page's own form posts,
+    # which the same-site rule below must refuse. "same-origin" still tells other sites
+    # nothing.
+    headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("Content-Security-Policy", STRICT_CSP)
 
 
