@@ -507,6 +507,22 @@ async def test_a_trusted_proxy_names_the_client_and_nobody_else_does(daemon: Any
     status, _, _ = await browser.request(
         "POST", "/-/reload", headers={"Authorization": f"Bearer {TOKEN}"})
     assert status == 200
+    # A browser's own post through the proxy, by the proxy's name and port, is same-site;
+    # the same page claiming plain http is not. (The Secure cookie is sent by hand: the
+    # test talks plain HTTP to the daemon, as the proxy does.)
+    [session_id] = [c.value for c in browser.session.cookie_jar
+                    if c.key == auth.SESSION_COOKIE]
+    proxy = {"Host": "giamsat.example:8443", "X-Forwarded-For": "10.3.0.7",
+             "X-Forwarded-Proto": "https", "Cookie": f"{auth.SESSION_COOKIE}={session_id}"}
+    status, _, body = await client().request("GET", "/api/v1/session", headers=proxy)
+    token = json.loads(body)["csrf_token"]
+    for origin, wanted in (("http://giamsat.example:8443", 403),
+                           ("https://giamsat.example:8443", 201)):
+        status, _, body = await client().request(
+            "POST", "/api/v1/events", json=event_body("qua-proxy"),
+            headers={**proxy, "Origin": origin, "Sec-Fetch-Site": "same-origin",
+                     "X-CSRF-Token": token})
+        assert status == wanted, body
 
 
 @needs_root
