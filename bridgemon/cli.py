@@ -282,7 +282,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     events = f"; {len(config.events)} event{'s' if len(config.events) != 1 else ''}" \
         if config.events else ""
-    print(f"{config.path}: OK — {len(inventory)} sites ({per_level}){events}")
+    web = config.web
+    users = f"; web: {len(web.users)} user{'s' if len(web.users) != 1 else ''}" \
+        f"{', TLS' if web.tls else ''}" if web.users else ""
+    print(f"{config.path}: OK — {len(inventory)} sites ({per_level}){events}{users}")
     return exits.OK
 
 
@@ -420,6 +423,11 @@ def _read_password() -> str:
 
 
 def _check_password(password: str) -> None:
+    from bridgemon.web.auth import MAX_FIELD
+
+    if len(password) > MAX_FIELD:  # the sign-in form takes no more
+        raise _PasswordRefused(f"mật khẩu quá dài (the password must have at most "
+                               f"{MAX_FIELD} characters)")
     if len(password) < MIN_PASSWORD:
         raise _PasswordRefused(f"mật khẩu quá ngắn: cần ít nhất {MIN_PASSWORD} ký tự "
                                f"(the password must have at least {MIN_PASSWORD} "

@@ -669,6 +669,8 @@ def test_check_config_and_run_name_the_tls_file_and_refuse_a_lan_address(
         tmp_path: Path) -> None:
     make_cert(tmp_path)
     path = write_config(tmp_path, web_toml())
+    done = run_cli("-c", str(path), "check-config")
+    assert done.returncode == 0 and done.stdout.rstrip().endswith("; web: 2 users, TLS")
     (tmp_path / "server.key").unlink()
     done = run_cli("-c", str(path), "check-config")
     assert done.returncode == 2
@@ -696,6 +698,32 @@ async def test_a_certificate_gone_by_start_is_named_and_nothing_listens(
         await monitor.stop()
 
 
+async def test_a_client_that_never_finishes_its_tls_handshake_is_dropped(
+        tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from bridgemon.config import tls_context
+    from bridgemon.web.serving import HttpLimits, Listener
+
+    cert, key = make_cert(tmp_path)
+    app = web.Application()
+    listener = Listener(app, HttpLimits(tls_handshake_timeout=0.5))
+    _, port = await listener.start("127.0.0.1", 0, tls=tls_context(cert, key))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        began = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
+        assert time.monotonic() - began < 5
+        writer.close()
+        # Plain HTTP to the TLS port: no answer in clear, the connection is closed.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert b"HTTP/1.1" not in await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    finally:
+        await listener.close()
+
+
 # -- bridgemon passwd --------------------------------------------------------------------
 
 
@@ -715,6 +743,7 @@ def test_passwd_reads_stdin_and_prints_an_entry_that_loads(tmp_path: Path) -> No
     ("ngắn-quá\n", "mật khẩu quá ngắn: cần ít nhất 10 ký tự"),
     (f"{PASSWORD}\n{OTHER_PASSWORD}\n", "the two lines differ"),
     ("", "no password on standard input"),
+    ("x" * 1025 + "\n", "at most 1024 characters"),
 ])
 def test_passwd_refuses_short_or_mismatched_passwords(stdin: str, wanted: str) -> None:
     done = run_cli("passwd", "an", stdin=stdin)
