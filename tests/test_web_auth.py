@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import pytest
@@ -26,6 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridgemon.config import ConfigError, TlsError, load_config
 from bridgemon.daemon import Monitor
@@ -380,6 +383,23 @@ async def test_sign_in_failures_are_rate_limited_per_address_and_per_name(
     for i in range(5):
         assert (await attempt(f"ai-do-{i}", OTHER_PASSWORD, "10.2.0.1"))[0] == 401
     assert (await attempt(f"ai-do-{9}", OTHER_PASSWORD, "10.2.0.1"))[0] == 429
+    # An IPv6 client's /64 counts as one address: a new address in it does not help.
+    for i in range(5):
+        assert (await attempt(f"ai-do-{i}", OTHER_PASSWORD, f"2001:db8:1:2::{i + 1}"))[0] \
+            == 401
+    assert (await attempt("ai-do-9", OTHER_PASSWORD, "2001:db8:1:2:ffff::9"))[0] == 429
+    assert (await attempt("ai-do-9", OTHER_PASSWORD, "2001:db8:1:3::9"))[0] == 401
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=40) | st.from_regex(r"[/\\\t\n ]{1,4}[a-z.:@%]{0,12}", fullmatch=True))
+def test_after_sign_in_the_browser_stays_on_this_site(wanted: str) -> None:
+    # Whatever "next" a link carries, the redirect's target resolves to this host (URL
+    # parsers drop tabs and newlines and read "\\" as "/": "/\t/evil" is "//evil").
+    target = auth._next(wanted)
+    # As a browser reads it (WHATWG URL): tabs and newlines dropped, "\\" taken for "/".
+    seen = "".join(ch for ch in target if ch not in "\t\n\r").replace("\\", "/")
+    assert urlsplit(urljoin("https://giamsat.example/", seen)).netloc == "giamsat.example"
 
 
 def test_the_failure_and_session_tables_are_bounded() -> None:

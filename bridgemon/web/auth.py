@@ -342,6 +342,18 @@ def _through_proxy(request: web.Request, settings: WebSettings) -> web.Request:
     return request.clone(**changes) if changes else request  # type: ignore[arg-type]
 
 
+def _address_key(address: str | None) -> str:
+    """Whose failures these are: an IPv4 address, or an IPv6 client's /64 (one host
+    holds a whole /64 and could try from a new address each time)."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return str(address)
+    if ip.version == 6 and not ip.is_loopback:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def _valid_address(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -553,7 +565,7 @@ async def handle_login(request: web.Request) -> web.StreamResponse:
     shown = raw_name.strip()[:64]
     now = time.monotonic()
     client = request[CLIENT]
-    keys = (f"addr:{client.address}", f"user:{name.casefold()}")
+    keys = (f"addr:{_address_key(client.address)}", f"user:{name.casefold()}")
     waits = [w for w in (state.failures.retry_after(key, now) for key in keys) if w]
     if waits:
         seconds = max(1, int(max(waits)) + 1)
