@@ -97,8 +97,8 @@ class Monitor:
             self.config.inventory, max_concurrency=monitor.max_concurrency, spread=monitor.spread
         )
         self.testruns = TestRuns(self.config, ctx, self.scheduler)
-        self.listener = Listener(make_app(self, self.http, lambda: self.config.web),
-                                 self.http)
+        self.listener = Listener(
+            make_app(self, self.http, lambda: self.config.web, self.listen), self.http)
         tls = self.config.web.ssl_context()  # read again now: TlsError names the file
         self.bound = await self.listener.start(*self.listen, tls=tls)
         self.scheduler.start()

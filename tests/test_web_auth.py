@@ -486,6 +486,34 @@ async def test_a_changed_password_or_a_removed_user_ends_their_sessions(
     assert (await operator.request("GET", "/api/v1/sites"))[0] == 401
 
 
+@needs_root
+async def test_users_removed_by_a_reload_close_the_pages_of_a_lan_listener(
+        tmp_path: Path) -> None:
+    # Listen changes wait for a restart; users go at once. Bound beyond loopback with
+    # users, then reloaded without them (and a loopback listen), the socket stays open to
+    # the LAN: the pages must not. (Bound to 0.0.0.0 here, reached on 127.0.0.1.)
+    port = free_port()
+    lan = f'\n[web]\nlisten = "0.0.0.0:{port}"\nallow_plain_http = true\n'
+    path = write_config(tmp_path, lan + user_toml(VIEWER, "viewer"), port,
+                        monitor_listen=False)
+    monitor = Monitor(load_config(path))
+    await monitor.start()
+    browsers = [Browserish(f"http://127.0.0.1:{port}", None) for _ in range(2)]
+    try:
+        assert (await browsers[0].sign_in(VIEWER))[0] == 303
+        write_config(tmp_path, f'\n[web]\nlisten = "127.0.0.1:{port}"\n', port,
+                     monitor_listen=False)
+        assert (await monitor.reload()).ok
+        for browser in browsers:
+            status, _, body = await browser.request("GET", "/api/v1/sites")
+            assert status == 503 and "[[web.users]]" in json.loads(body)["error"]
+        assert (await browsers[1].request("GET", "/metrics"))[0] == 200
+    finally:
+        for browser in browsers:
+            await browser.close()
+        await monitor.stop()
+
+
 # -- metrics token, trusted proxy ------------------------------------------------------
 
 

@@ -74,16 +74,17 @@ async def _same_site_only(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def make_app(monitor: MonitorActions, limits: HttpLimits,
-             settings: Callable[[], WebSettings] = WebSettings) -> web.Application:
+             settings: Callable[[], WebSettings] = WebSettings,
+             listen: tuple[str, int] | None = None) -> web.Application:
     """``settings``: the current [web] section, read at each request (a reload changes
-    users and tokens at once; listen and TLS take a restart)."""
+    users and tokens at once; ``listen``, where it is served, and TLS take a restart)."""
     # auth outside same-site: the latter must see the client a trusted proxy names.
     app = web.Application(client_max_size=MAX_BODY,
                           middlewares=[_json_errors, auth.middleware, _same_site_only])
     app.on_response_prepare.append(add_security_headers)
     app[MONITOR] = monitor
     app[LIMITS] = limits
-    auth.install(app, settings, lambda: monitor.api_token)
+    auth.install(app, settings, lambda: monitor.api_token, listen)
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/healthz", handle_health)
     app.router.add_get("/api/v1/sites", handle_sites)

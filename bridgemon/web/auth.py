@@ -256,6 +256,7 @@ def _dummy_hash(model: str) -> str:
 class AuthState:
     settings: Callable[[], WebSettings]
     api_token: Callable[[], str | None]
+    listen: tuple[str, int] | None = None  # where the daemon serves, set at start
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     sessions: Sessions = field(default_factory=Sessions)
     failures: Failures = field(default_factory=Failures)
@@ -266,9 +267,11 @@ STATE: web.AppKey[AuthState] = web.AppKey("auth", AuthState)
 
 
 def install(app: web.Application, settings: Callable[[], WebSettings],
-            api_token: Callable[[], str | None]) -> None:
-    """Routes and hooks; the middleware is listed by make_app, outside the same-site one."""
-    app[STATE] = AuthState(settings, api_token)
+            api_token: Callable[[], str | None],
+            listen: tuple[str, int] | None = None) -> None:
+    """Routes and hooks; the middleware is listed by make_app, outside the same-site one.
+    ``listen``: the address served, which a reload does not change."""
+    app[STATE] = AuthState(settings, api_token, listen)
     app.on_response_prepare.append(_set_cookies)
     app.router.add_get(LOGIN_PATH, handle_login_page)
     app.router.add_post(LOGIN_PATH, handle_login)
@@ -295,6 +298,14 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     request[SESSION] = session
     request[CSRF_VERIFIED] = False
 
+    if state.listen is not None and not settings.users and request.path not in OPEN_PATHS \
+            and not _loopback_name(state.listen[0]):
+        # Started with users on a LAN address, then reloaded without them: the socket
+        # stays where it is until a restart, the pages must not open to the LAN.
+        return _json(503, "không có người dùng nào được cấu hình nhưng máy chủ đang mở "
+                          f"ra mạng ({state.listen[0]}): thêm [[web.users]] hoặc khởi động "
+                          "lại trên 127.0.0.1 (no users are configured but the daemon "
+                          "listens beyond loopback: add users, or restart it on loopback)")
     if request.path in OPEN_PATHS:
         if settings.metrics_token and client.bearer != "metrics" and session is None:
             return _unauthorised("cần mã truy cập (a valid 'Authorization: Bearer TOKEN' "
@@ -340,6 +351,15 @@ def _through_proxy(request: web.Request, settings: WebSettings) -> web.Request:
     if proto in ("http", "https"):
         changes["scheme"] = proto
     return request.clone(**changes) if changes else request  # type: ignore[arg-type]
+
+
+def _loopback_name(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _address_key(address: str | None) -> str:
