@@ -799,3 +799,47 @@ def test_passwd_refuses_short_or_mismatched_passwords(stdin: str, wanted: str) -
     assert done.stdout == ""
     if stdin:
         assert stdin.split("\n")[0] not in done.stderr
+
+
+def test_passwd_on_a_terminal_asks_twice_without_echo() -> None:
+    import os
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: bridgemon on the terminal
+        os.execve(sys.executable, [sys.executable, "-m", "bridgemon", "passwd", "an"],
+                  {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    seen = b""
+
+    def read_until(wanted: bytes | None, timeout: float = 30) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while wanted is None or wanted not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, seen.decode(errors="replace")
+            if not select.select([fd], [], [], left)[0]:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                chunk = b""
+            if not chunk:
+                assert wanted is None, seen.decode(errors="replace")
+                return
+            seen += chunk
+
+    try:
+        read_until("Mật khẩu".encode())
+        os.write(fd, PASSWORD.encode() + b"\n")
+        read_until("Nhập lại".encode())
+        os.write(fd, PASSWORD.encode() + b"\n")
+        read_until(None)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    text = seen.decode()
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert PASSWORD not in text  # never echoed, never printed
+    hashed = re.search(r'password_hash = "(\$argon2id\$[^"]+)"', text)
+    assert hashed is not None and PasswordHasher().verify(hashed.group(1), PASSWORD)
