@@ -423,6 +423,11 @@ def test_the_failure_and_session_tables_are_bounded() -> None:
     for _ in range(49):
         sessions.create(user, settings, 1000.0)
     assert sessions.get(live.id, settings, 1001.0) is live
+    # Expired sessions nobody presents again do not wait for the table to fill up.
+    sessions = auth.Sessions(limit=50)
+    forgotten = sessions.create(user, settings, 5000.0)
+    sessions.create(user, settings, 6000.0)
+    assert len(sessions) == 1 and sessions.get(forgotten.id, settings, 5001.0) is None
 
 
 # -- expired sessions ------------------------------------------------------------------

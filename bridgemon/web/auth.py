@@ -68,6 +68,7 @@ LOGOUT_PATH = "/logout"
 SESSION_PATH = "/api/v1/session"
 
 MAX_SESSIONS = 10_000  # a province has tens of technicians; this bounds a flood of sign-ins
+SWEEP_EVERY = 60.0  # seconds between sweeps of expired sessions
 MAX_FAILURE_KEYS = 4096  # addresses and names whose failures are remembered
 FAILURES_ALLOWED = 5
 FAILURE_WINDOW = 300.0  # seconds
@@ -117,13 +118,17 @@ class Sessions:
     def __init__(self, limit: int = MAX_SESSIONS) -> None:
         self.limit = limit
         self._table: OrderedDict[str, Session] = OrderedDict()
+        self._swept = 0.0
 
     def __len__(self) -> int:
         return len(self._table)
 
     def create(self, user: WebUser, settings: WebSettings, now: float) -> Session:
-        if len(self._table) >= self.limit:
+        # Expired sessions nobody presents again are dropped here: at most once a minute,
+        # and whenever the table is full.
+        if len(self._table) >= self.limit or now - self._swept >= SWEEP_EVERY:
             self.sweep(settings, now)
+            self._swept = now
         while len(self._table) >= self.limit:
             self._table.popitem(last=False)  # the longest idle
         session = Session(secrets.token_urlsafe(32), user.name, user.password_hash,
