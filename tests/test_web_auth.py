@@ -777,6 +777,41 @@ async def test_a_client_that_never_finishes_its_tls_handshake_is_dropped(
         await listener.close()
 
 
+async def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from bridgemon.config import tls_context
+    from bridgemon.web.serving import HttpLimits, Listener
+
+    first = make_cert(tmp_path, "first")
+    second = make_cert(tmp_path, "second")
+    listener = Listener(web.Application(), HttpLimits())
+    _, port = await listener.start("127.0.0.1", 0, tls=tls_context(*first))
+
+    async def served() -> bytes:
+        client = ssl.create_default_context()
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE  # which certificate, not whether it is trusted
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        return bytes(der)
+
+    def der(path: Path) -> bytes:
+        return x509.load_pem_x509_certificate(path.read_bytes()).public_bytes(
+            serialization.Encoding.DER)
+
+    try:
+        assert await served() == der(first[0])
+        with pytest.raises(TlsError, match="does not match the private key"):
+            listener.renew_tls(second[0], first[1])
+        assert await served() == der(first[0])  # the bad pair changed nothing
+        listener.renew_tls(*second)
+        assert await served() == der(second[0])
+    finally:
+        await listener.close()
+
+
 # -- bridgemon passwd --------------------------------------------------------------------
 
 

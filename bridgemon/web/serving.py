@@ -19,10 +19,12 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
 from bridgemon import media_types
+from bridgemon.config import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +98,13 @@ class Listener:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      keepalive_timeout=limits.keepalive_timeout)
         self._server: asyncio.Server | None = None
+        self._tls: ssl.SSLContext | None = None
         self.bound: tuple[str, int] | None = None
 
     async def start(self, host: str, port: int,
                     tls: ssl.SSLContext | None = None) -> tuple[str, int]:
         _hide_server_version()
+        self._tls = tls
         await self._runner.setup()
         server = self._runner.server
         assert server is not None
@@ -115,6 +119,15 @@ class Listener:
         name = sockets[0].getsockname() if sockets else (host, port)
         self.bound = (str(name[0]), int(name[1]))
         return self.bound
+
+    def renew_tls(self, cert: Path, key: Path) -> None:
+        """Serve a renewed certificate from the next handshake on, without a restart.
+        The pair is loaded into a context aside first, so a bad one (TlsError) leaves the
+        running certificate as it was; connections already open keep theirs."""
+        if self._tls is None:
+            raise RuntimeError("this listener was started without TLS")
+        tls_context(cert, key)  # the pair checked aside first: TlsError names the file
+        self._tls.load_cert_chain(cert, key)
 
     @property
     def connections(self) -> int:
