@@ -5,6 +5,16 @@ operator's buttons, puts ``csrf_token`` in every form it renders (field ``csrf_t
 or header ``X-CSRF-Token`` from script), and calls ``require_operator`` first thing in
 every handler that changes something. Without ``[[web.users]]`` the rule is today's:
 whoever is on the monitoring host itself (a loopback client) may operate.
+
+A form, in a template given ``csrf=csrf_token(request)``::
+
+    <form method="post" action="/logout">
+      <input type="hidden" name="csrf_token" value="{{ csrf }}">
+      <button type="submit">Đăng xuất</button>
+    </form>
+
+The middleware (auth.py) has checked the token before the handler runs; a handler that
+calls ``require_operator`` also refuses a post that bypassed that check (no cookie).
 """
 
 from __future__ import annotations
