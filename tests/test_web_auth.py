@@ -663,6 +663,33 @@ def test_a_key_that_is_not_pem_is_named(tmp_path: Path) -> None:
     assert f"web.tls_key: {tmp_path / 'server.key'}: not a PEM private key" in error
 
 
+def test_a_key_with_a_passphrase_is_named(tmp_path: Path) -> None:
+    make_cert(tmp_path)
+    key = serialization.load_pem_private_key((tmp_path / "server.key").read_bytes(), None)
+    (tmp_path / "server.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase")))
+    [error] = config_errors(tmp_path, web_toml())
+    assert f"{tmp_path / 'server.key'}: the private key is protected by a passphrase" in error
+
+
+def test_a_certificate_about_to_expire_is_a_warning(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path)
+    loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+    private = serialization.load_pem_private_key(key.read_bytes(), None)
+    now = dt.datetime.now(dt.UTC)
+    soon = (x509.CertificateBuilder().subject_name(loaded.subject)
+            .issuer_name(loaded.issuer).public_key(loaded.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=80))
+            .not_valid_after(now + dt.timedelta(days=5, hours=1))
+            .sign(private, hashes.SHA256()))
+    cert.write_bytes(soon.public_bytes(serialization.Encoding.PEM))
+    config = load_config(write_config(tmp_path, web_toml()))
+    [warning] = [str(w) for w in config.warnings]
+    assert f"web.tls_cert: {cert}: the certificate expires in 5 days" in warning
+
+
 def test_tls_needs_both_files(tmp_path: Path) -> None:
     make_cert(tmp_path)
     [error] = config_errors(tmp_path, '\n[web]\ntls_cert = "server.crt"\n')
