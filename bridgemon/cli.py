@@ -1,5 +1,5 @@
 """Command line: ``bridgemon run | check-config | sites | test | probe | history | report |
-reflect | lab``.
+passwd | reflect | lab``.
 
 Exit codes: ``bridgemon.exits``.
 """
@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from bridgemon import __version__, exits
-from bridgemon.config import Config, ConfigError, config_path, load_config, parse_listen
+from bridgemon.config import (
+    Config,
+    ConfigError,
+    config_path,
+    exposure_problem,
+    load_config,
+    parse_listen,
+)
 from bridgemon.inventory import SelectorError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -26,6 +33,7 @@ DEFAULT_LOG_LEVEL = "info"
 GLOBAL_OPTIONS = (("config", "config_after"), ("log_level", "log_level_after"))
 # Commands with a parser of their own: everything after their name is handed to it.
 PROG_REFLECT = "bridgemon reflect"
+MIN_PASSWORD = 10
 
 
 def _global_options(*, after_command: bool) -> argparse.ArgumentParser:
@@ -111,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_id", metavar="RUN_ID")
     report.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
     report.add_argument("-o", "--output", metavar="FILE", help="write the report here")
+
+    passwd = commands.add_parser(
+        "passwd", help="hash a web user's password: prints the [[web.users]] entry",
+        description="Read a password twice without echo (from standard input, one line "
+        "or two equal ones, when it is not a terminal) and print the [[web.users]] entry "
+        "with its argon2id hash, to paste into the inventory. The password itself is "
+        "never printed. Exit 0, or 2 when the two differ or it is shorter than "
+        f"{MIN_PASSWORD} characters.",
+    )
+    passwd.add_argument("name", nargs="?", metavar="NAME", help="the user's sign-in name")
+    passwd.add_argument("--role", choices=["viewer", "operator"], default="viewer",
+                        help="viewer: read only; operator: also start test runs, "
+                             "acknowledge, add notes (default: viewer)")
 
     # `reflect` is run by the reflector's own command line (see main); its options are
     # declared here too, from that parser, so `bridgemon --help` lists it and a README
@@ -225,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_sites(args)
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "passwd":
+        return cmd_passwd(args)
     if args.command == "probe":
         from bridgemon.cli_probe import cmd_probe
 
@@ -260,7 +283,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     events = f"; {len(config.events)} event{'s' if len(config.events) != 1 else ''}" \
         if config.events else ""
-    print(f"{config.path}: OK — {len(inventory)} sites ({per_level}){events}")
+    web = config.web
+    users = f"; web: {len(web.users)} user{'s' if len(web.users) != 1 else ''}" \
+        f"{', TLS' if web.tls else ''}" if web.users else ""
+    print(f"{config.path}: OK — {len(inventory)} sites ({per_level}){events}{users}")
     return exits.OK
 
 
@@ -316,6 +342,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"bridgemon: --listen: {exc}", file=sys.stderr)
             return exits.USAGE
+        problem = exposure_problem(config.web, listen)
+        if problem is not None:
+            print(f"bridgemon: --listen: {problem}", file=sys.stderr)
+            return exits.USAGE
 
     from bridgemon.daemon import Monitor
     from bridgemon.probes.pinger import PingerUnavailable
@@ -334,3 +364,72 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return exits.OK
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    """The [[web.users]] entry for NAME with a fresh argon2id hash. The password is read
+    without echo, never printed, never logged."""
+    from bridgemon.config_models import user_name
+
+    name = None
+    if args.name is not None:
+        try:
+            name = user_name(args.name)
+        except ValueError as exc:
+            print(f"bridgemon passwd: {exc}", file=sys.stderr)
+            return exits.USAGE
+    try:
+        password = _read_password()
+    except _PasswordRefused as exc:
+        print(f"bridgemon passwd: {exc}", file=sys.stderr)
+        return exits.USAGE
+    from argon2 import PasswordHasher
+
+    hashed = PasswordHasher().hash(password)
+    del password
+    print("[[web.users]]")
+    print(f"name = {json.dumps(name if name else 'TÊN', ensure_ascii=False)}"
+          + ("" if name else "  # the sign-in name"))
+    print(f'role = "{args.role}"')
+    print(f'password_hash = "{hashed}"')
+    return exits.OK
+
+
+class _PasswordRefused(Exception):
+    pass
+
+
+def _read_password() -> str:
+    """Twice without echo on a terminal; from a pipe, the first line (and, if a second is
+    given, it must match), so a script can set a password."""
+    import getpass
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("Mật khẩu (password): ")
+        _check_password(first)
+        again = getpass.getpass("Nhập lại (again): ")
+        if again != first:
+            raise _PasswordRefused("hai lần nhập không khớp (the two entries differ); "
+                                   "nothing was written")
+        return first
+    lines = sys.stdin.read(64 * 1024).splitlines()
+    if not lines:
+        raise _PasswordRefused("no password on standard input (chưa nhập mật khẩu)")
+    first = lines[0]
+    _check_password(first)
+    if len(lines) > 1 and lines[1] != first:
+        raise _PasswordRefused("the two lines differ (hai lần nhập không khớp); nothing "
+                               "was written")
+    return first
+
+
+def _check_password(password: str) -> None:
+    from bridgemon.web.auth import MAX_FIELD
+
+    if len(password) > MAX_FIELD:  # the sign-in form takes no more
+        raise _PasswordRefused(f"mật khẩu quá dài (the password must have at most "
+                               f"{MAX_FIELD} characters)")
+    if len(password) < MIN_PASSWORD:
+        raise _PasswordRefused(f"mật khẩu quá ngắn: cần ít nhất {MIN_PASSWORD} ký tự "
+                               f"(the password must have at least {MIN_PASSWORD} "
+                               "characters)")

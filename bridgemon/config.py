@@ -14,9 +14,12 @@ are found in one pass.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import ssl
 import sys
+import time
 import tomllib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +28,7 @@ from typing import Any, Literal
 
 from bridgemon.config_inventory import build_inventory
 from bridgemon.config_issues import ConfigError, ConfigIssue, Issue, IssueLog
-from bridgemon.config_models import MonitorModel, parse_listen, validate_shapes
+from bridgemon.config_models import MonitorModel, WebModel, parse_listen, validate_shapes
 from bridgemon.config_source import SourceMap, deepest_nesting, line_count, longest_number
 from bridgemon.events import Event, EventModel, build_event
 from bridgemon.inventory import Inventory
@@ -40,7 +43,11 @@ __all__ = [
     "MonitorModel",
     "MonitorSettings",
     "TestSettings",
+    "TlsError",
+    "WebSettings",
+    "WebUser",
     "config_path",
+    "exposure_problem",
     "load_config",
     "parse_config",
     "parse_listen",
@@ -72,6 +79,118 @@ class TestSettings:
     path_mtu: int = 0  # ICMP payload octets of the default path MTU check; 0: none
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class WebUser:
+    name: str  # NFC
+    role: Literal["viewer", "operator"]
+    password_hash: str  # argon2id
+
+
+class TlsError(OSError):
+    """The certificate or key of [web] does not load; the message names the file."""
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """[web]: who may see the pages and how they are served. The defaults are today's
+    daemon: no users (pages open, on loopback), plain HTTP, /metrics open."""
+
+    users: tuple[WebUser, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    session_hours: float = 12.0
+    idle_timeout: float = 3600.0
+    trusted_proxies: tuple[Network, ...] = ()
+    metrics_token: str | None = None
+    allow_plain_http: bool = False
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    def user(self, name: str) -> WebUser | None:
+        for user in self.users:
+            if user.name == name:
+                return user
+        return None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context (1.2 and later), loaded from the files now; TlsError
+        naming the file that does not load."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return tls_context(self.tls_cert, self.tls_key)
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """Each file read and parsed alone first, so the error names the one at fault."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    for path, what in ((cert, "certificate"), (key, "private key")):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise TlsError(f"{path}: cannot read the TLS {what}: {exc.strerror or exc}") \
+                from None
+        try:
+            if path is cert:
+                x509.load_pem_x509_certificate(data)
+            else:
+                serialization.load_pem_private_key(data, password=None)
+        except TypeError:
+            raise TlsError(f"{path}: the private key is protected by a passphrase; give "
+                           "one without (the daemon starts unattended)") from None
+        except ValueError as exc:
+            raise TlsError(f"{path}: not a PEM {what} ({_short(exc)})") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            raise TlsError(f"{cert}: the certificate does not match the private key "
+                           f"{key}") from None
+        raise TlsError(f"{cert}: cannot use this certificate with {key}: "
+                       f"{_short(exc)}") from None
+    return context
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200]
+
+
+def _loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_problem(web: WebSettings, listen: tuple[str, int]) -> str | None:
+    """Why the pages must not be served on ``listen`` as configured, or None. On loopback
+    anything goes (today's daemon); an address others can reach needs users, and their
+    passwords must not cross the network in clear."""
+    host = listen[0]
+    if _loopback_host(host):
+        return None
+    where = f"{host}:{listen[1]} can be reached from the network"
+    if not web.users:
+        return (f"{where}, and no user is configured: add [[web.users]] (`bridgemon passwd "
+                "NAME` prints one) or listen on 127.0.0.1")
+    if not web.tls and not web.trusted_proxies and not web.allow_plain_http:
+        return (f"{where} without TLS: passwords would cross the network in clear. Give "
+                "[web] tls_cert and tls_key, or trusted_proxies when a TLS reverse proxy "
+                "sits in front, or allow_plain_http = true if the network is trusted")
+    return None
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -82,6 +201,7 @@ class Config:
     events: tuple[Event, ...] = ()
     api_token: str | None = None
     warnings: tuple[ConfigIssue, ...] = field(default=())
+    web: WebSettings = field(default_factory=WebSettings)
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -111,13 +231,15 @@ def parse_config(text: str, path: Path) -> Config:
     inventory = build_inventory(model, sites, written_ids, log)
     events = _build_events(model.events, inventory, written_ids - inventory.sites.keys(),
                            log.error)
+    listen = _listen(raw, model.monitor, model.web, log.error)
+    web = _web_settings(model.web, listen, path.absolute().parent, log)
     if log.errors:
         raise ConfigError(log.errors)
     monitor = model.monitor
     return Config(
         path=path,
         monitor=MonitorSettings(
-            listen=parse_listen(monitor.listen),
+            listen=listen,
             interval=monitor.interval,
             window=monitor.window,
             spread=monitor.spread,
@@ -134,7 +256,73 @@ def parse_config(text: str, path: Path) -> Config:
         events=events,
         api_token=model.api.token or os.environ.get(model.api.token_env) or None,
         warnings=tuple(log.warnings),
+        web=web,
     )
+
+
+def _listen(raw: dict[str, Any], monitor: MonitorModel, web: WebModel,
+            issue: Issue) -> tuple[str, int]:
+    """[web] listen, else [monitor] listen (older files), else the default; one file
+    writing both is told to keep one rather than have one silently ignored."""
+    old = raw.get("monitor")
+    if web.listen is not None and isinstance(old, dict) and "listen" in old:
+        issue(("web", "listen"), "listen is given twice, here and in [monitor]; keep it "
+                                 "only here (the [monitor] key is the older spelling)")
+    return parse_listen(web.listen if web.listen is not None else monitor.listen)
+
+
+def _web_settings(model: WebModel, listen: tuple[str, int], base: Path,
+                  log: IssueLog) -> WebSettings:
+    """[web] checked as a whole: unique user names, TLS files that load (a bad one is
+    told now, by check-config, not at the first connection), and a LAN listen address
+    only with users."""
+    seen: set[str] = set()
+    for i, user in enumerate(model.users):
+        if user.name in seen:
+            log.error(("web", "users", i, "name"), f"duplicate user name {user.name!r}")
+        seen.add(user.name)
+    cert = base / model.tls_cert if model.tls_cert else None
+    key = base / model.tls_key if model.tls_key else None
+    if (cert is None) != (key is None):
+        missing = "tls_key" if key is None else "tls_cert"
+        log.error(("web", "tls_cert" if cert else "tls_key"),
+                  f"TLS needs both tls_cert and tls_key; {missing} is missing")
+        cert = key = None
+    elif cert is not None and key is not None:
+        try:
+            tls_context(cert, key)
+        except TlsError as exc:
+            log.error(("web", "tls_key" if str(exc).startswith(str(key)) else "tls_cert"),
+                      str(exc))
+        else:
+            _warn_expiry(cert, log)
+    token = model.metrics_token or os.environ.get(model.metrics_token_env) or None
+    web = WebSettings(
+        users=tuple(WebUser(u.name, u.role, u.password_hash) for u in model.users),
+        tls_cert=cert, tls_key=key, session_hours=model.session_hours,
+        idle_timeout=model.idle_timeout,
+        trusted_proxies=tuple(ipaddress.ip_network(p.strip(), strict=False)
+                              for p in model.trusted_proxies),
+        metrics_token=token, allow_plain_http=model.allow_plain_http,
+    )
+    problem = exposure_problem(web, listen)
+    if problem is not None:
+        log.error(("web", "listen") if model.listen else ("monitor", "listen"), problem)
+    return web
+
+
+def _warn_expiry(cert: Path, log: IssueLog) -> None:
+    from cryptography import x509
+
+    try:
+        loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+    except (OSError, ValueError):
+        return
+    left = loaded.not_valid_after_utc.timestamp() - time.time()
+    if left < 14 * 86400:
+        state = "has expired" if left < 0 else f"expires in {left / 86400:.0f} days"
+        log.warn(("web", "tls_cert"), f"{cert}: the certificate {state}; browsers will "
+                                      "refuse it")
 
 
 def _build_events(

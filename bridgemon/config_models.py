@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -160,10 +161,103 @@ class ApiModel(_Strict):
     token_env: str = "BRIDGEMON_API_TOKEN"
 
 
+ARGON2ID_PREFIX = "$argon2id$"
+# The PHC string argon2-cffi writes: version, costs, then the salt and hash in base64.
+_ARGON2ID = re.compile(r"\$argon2id\$v=19\$m=\d{1,10},t=\d{1,10},p=\d{1,3}"
+                       r"\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{16,}")
+MIN_TOKEN = 16
+
+
+def check_password_hash(value: str) -> str:
+    """An argon2id hash (what ``bridgemon passwd`` prints); ValueError otherwise. The
+    message never quotes the value: a password pasted here by mistake must not reach a
+    terminal or a log."""
+    from argon2 import extract_parameters
+    from argon2.exceptions import InvalidHashError
+
+    if value.startswith(("$2a$", "$2b$", "$2y$")):
+        kind = "a bcrypt hash"
+    elif value.startswith(("$argon2i$", "$argon2d$")):
+        kind = "an argon2i/argon2d hash"
+    elif not value.startswith(ARGON2ID_PREFIX):
+        kind = "not a password hash (a password written in clear?)"
+    else:
+        try:
+            extract_parameters(value)
+            if _ARGON2ID.fullmatch(value):
+                return value
+            kind = "a damaged argon2id hash"
+        except (InvalidHashError, ValueError):
+            kind = "a damaged argon2id hash"
+    raise ValueError(f"password_hash is {kind}: give the argon2id hash that "
+                     "`bridgemon passwd NAME` prints (\"$argon2id$...\")")
+
+
+def user_name(value: str) -> str:
+    """A sign-in name as typed on a phone: NFC (a composed "ễ" and a decomposed one are
+    the same name), no spaces or control characters, at most 64 characters."""
+    text = unicodedata.normalize("NFC", value)
+    if not 1 <= len(text) <= 64 or any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ValueError(f"bad user name {value!r}: 1 to 64 characters, no spaces or "
+                         "control characters")
+    return text
+
+
+class WebUserModel(_Strict):
+    name: str
+    role: Literal["viewer", "operator"]
+    password_hash: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return user_name(value)
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        return check_password_hash(value)
+
+
+class WebModel(_Strict):
+    """Who may see the pages and how they are served (see docs/web-access.md). Relations
+    between the keys (TLS files that load, a LAN address with users) are config.py's."""
+
+    listen: str | None = None  # wins over [monitor] listen, which is kept for old files
+    tls_cert: str | None = Field(default=None, min_length=1)
+    tls_key: str | None = Field(default=None, min_length=1)
+    users: list[WebUserModel] = []
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    idle_timeout: Duration = Field(default=3600.0, ge=1, le=7 * 86400)
+    trusted_proxies: list[str] = []
+    metrics_token: str | None = Field(default=None, min_length=MIN_TOKEN)
+    metrics_token_env: str = "BRIDGEMON_METRICS_TOKEN"
+    allow_plain_http: bool = False
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an address or a "
+                                 "network such as 10.0.0.5 or 10.0.0.0/24") from None
+        return value
+
+
 class ConfigModel(_Strict):
     """Every section but ``[[sites]]``: validate_shapes takes those one at a time."""
 
     monitor: MonitorModel = MonitorModel()
+    web: WebModel = WebModel()
     test: TestModel = TestModel()
     api: ApiModel = ApiModel()
     events: list[EventModel] = []

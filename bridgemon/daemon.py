@@ -97,16 +97,19 @@ class Monitor:
             self.config.inventory, max_concurrency=monitor.max_concurrency, spread=monitor.spread
         )
         self.testruns = TestRuns(self.config, ctx, self.scheduler)
-        self.listener = Listener(make_app(self, self.http), self.http)
-        self.bound = await self.listener.start(*self.listen)
+        self.listener = Listener(
+            make_app(self, self.http, lambda: self.config.web, self.listen), self.http)
+        tls = self.config.web.ssl_context()  # read again now: TlsError names the file
+        self.bound = await self.listener.start(*self.listen, tls=tls)
         self.scheduler.start()
         await self.testruns.start()
         # Everything built so far (inventory, modules) lives as long as the process: keep
         # the collector from walking it on every full collection (see gc_pacing).
         gc.freeze()
         log.info(
-            "bridgemon monitoring %d sites from %s (ICMP %s sockets); serving http://%s:%d/metrics",
-            len(self.config.inventory), self.config.path, mode, self.bound[0], self.bound[1],
+            "bridgemon monitoring %d sites from %s (ICMP %s sockets); serving %s://%s:%d/metrics",
+            len(self.config.inventory), self.config.path, mode, "https" if tls else "http",
+            self.bound[0], self.bound[1],
         )
 
     async def stop(self) -> None:

@@ -230,9 +230,9 @@ def test_duplicate_address_is_a_warning_not_an_error(tmp_path: Path) -> None:
 
 
 def test_monitor_settings(tmp_path: Path) -> None:
-    text = '[monitor]\nlisten = "0.0.0.0:9100"\ninterval = "1m"\nwindow = 12\n' + TREE
+    text = '[monitor]\nlisten = "127.0.0.2:9100"\ninterval = "1m"\nwindow = 12\n' + TREE
     monitor = load(tmp_path, text).monitor
-    assert monitor.listen == ("0.0.0.0", 9100)
+    assert monitor.listen == ("127.0.0.2", 9100)
     assert monitor.interval == 60.0
     assert monitor.window == 12
 
@@ -1109,7 +1109,12 @@ def test_listen_must_be_something_the_daemon_can_bind(tmp_path: Path, listen: st
 @pytest.mark.parametrize("listen", ["localhost:9470", "[::1]:9470", "0.0.0.0:80",
                                     "bridgemon.ubnd.quangnam.gov.vn:9470"])
 def test_listen_hosts_that_bind(tmp_path: Path, listen: str) -> None:
-    load(tmp_path, f'[monitor]\nlisten = "{listen}"\n' + TREE)
+    # Off loopback the pages need users (tests/test_web_auth.py tells the refusal).
+    from tests.test_web_auth import user_toml
+
+    web = "" if listen.startswith(("localhost", "[::1]")) else (
+        "[web]\nallow_plain_http = true\n" + user_toml("an", "operator"))
+    load(tmp_path, f'[monitor]\nlisten = "{listen}"\n' + web + TREE)
 
 
 # --------------------------------------------------------------------------- the state directory

@@ -21,16 +21,19 @@ import ipaddress
 import json
 import logging
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiohttp import web
 
 from bridgemon import media_types, metrics
+from bridgemon.config import WebSettings
 from bridgemon.events import event_json
 from bridgemon.inventory import SelectorError
 from bridgemon.testrun.saved_events import EventRejected
 from bridgemon.verdicts import NAMES
+from bridgemon.web import access, auth
 from bridgemon.web.actions import MonitorActions, TestRunActions
+from bridgemon.web.auth import Handler
 from bridgemon.web.security import add_security_headers, cross_site, html_policy
 from bridgemon.web.serving import HttpLimits
 
@@ -41,8 +44,6 @@ LIMITS: web.AppKey[HttpLimits] = web.AppKey("limits")
 
 # The largest request body: an event or a test-run request is a few hundred bytes.
 MAX_BODY = 64 * 1024
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
@@ -72,12 +73,18 @@ async def _same_site_only(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-def make_app(monitor: MonitorActions, limits: HttpLimits) -> web.Application:
+def make_app(monitor: MonitorActions, limits: HttpLimits,
+             settings: Callable[[], WebSettings] = WebSettings,
+             listen: tuple[str, int] | None = None) -> web.Application:
+    """``settings``: the current [web] section, read at each request (a reload changes
+    users and tokens at once; ``listen``, where it is served, and TLS take a restart)."""
+    # auth outside same-site: the latter must see the client a trusted proxy names.
     app = web.Application(client_max_size=MAX_BODY,
-                          middlewares=[_json_errors, _same_site_only])
+                          middlewares=[_json_errors, auth.middleware, _same_site_only])
     app.on_response_prepare.append(add_security_headers)
     app[MONITOR] = monitor
     app[LIMITS] = limits
+    auth.install(app, settings, lambda: monitor.api_token, listen)
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/healthz", handle_health)
     app.router.add_get("/api/v1/sites", handle_sites)
@@ -309,8 +316,15 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
 
 
 def _authorised(request: web.Request, *, required: bool = True) -> web.Response | None:
-    """None when the bearer token is right (or, not ``required``, when none is configured);
-    else the response that refuses the request."""
+    """None when the bearer token is right (or, not ``required``, when none is configured)
+    or an operator signed in sent it with the form's CSRF token; else the response that
+    refuses the request."""
+    if access.current_user(request) is not None and "Authorization" not in request.headers:
+        try:
+            access.require_operator(request)
+        except web.HTTPException as exc:
+            return _error(exc.status, exc.text or exc.reason)
+        return None
     token = request.app[MONITOR].api_token
     if not token:
         if not required:
@@ -421,8 +435,10 @@ async def handle_start_test_run(request: web.Request) -> web.Response:
         if event is None:
             return _error(400, f"unknown event {event_id!r}", "event")
     try:
+        user = access.current_user(request)
         plan = testruns.plan_run(selector=select, event=event, count=count, trigger="api",
-                                 operator=f"api:{request.remote}")
+                                 operator=f"{user.name} ({request.remote})" if user
+                                 else f"api:{request.remote}")
     except SelectorError as exc:
         return _error(400, str(exc), "select")
     testruns.launch(plan)

@@ -1,16 +1,19 @@
 """What every answer of the web app carries for browsers, and the rule that keeps web pages
 from acting on the daemon.
 
-- Headers: ``nosniff``, ``X-Frame-Options: DENY``, no referrer, ``Server: bridgemon``
-  without versions, and a Content-Security-Policy. JSON and text answers get one that
-  allows nothing; an HTML page gets one that allows exactly its own inline styles, by
-  their hashes, and no script (the pages have none), so injected markup can neither run
-  nor restyle the page.
+- Headers: ``nosniff``, ``X-Frame-Options: DENY``, no referrer to other sites,
+  ``Server: bridgemon`` without versions, and a Content-Security-Policy. JSON and text
+  answers get one that allows nothing; an HTML page gets one that allows exactly its own
+  inline styles, by their hashes, and no script (the pages have none), so injected
+  markup can neither run nor restyle the page.
 - Cross-site requests: a page open in a browser on the monitoring host can send a POST to
   127.0.0.1 (a plain HTML form needs no permission), and the browser says where it came
   from. Any state-changing request that a browser marks as coming from another site, or
   from a page whose host is a name rather than an address (DNS rebinding makes a foreign
-  page same-origin with a name), is refused. bridgemon's own pages never post anything.
+  page same-origin with a name), is refused. The name rule holds only while the pages are
+  open to anyone who reaches them (no ``[[web.users]]``): with users, a rebinding page has
+  neither the session cookie nor its CSRF token (auth.py), and the daemon is meant to be
+  reached by name (its certificate's, or a reverse proxy's).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import ipaddress
 import re
 
 from aiohttp import web
+
+# Set by auth.py's middleware: host names are fine in Origin (users are configured).
+NAMED_HOSTS_OK: web.RequestKey[bool] = web.RequestKey("bridgemon_named_hosts_ok")
 
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
@@ -54,7 +60,10 @@ async def add_security_headers(_request: web.Request, response: web.StreamRespon
     headers["Server"] = "bridgemon"
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # Not "no-referrer": with it Chromium sends "Origin: null" on a page's own form posts,
+    # which the same-site rule below must refuse. "same-origin" still tells other sites
+    # nothing.
+    headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("Content-Security-Policy", STRICT_CSP)
 
 
@@ -86,6 +95,6 @@ def cross_site(request: web.Request) -> str | None:
         return "the request's Host header is not valid"
     if origin.strip().lower() != str(own).lower():
         return f"a browser sent it from another origin ({origin[:100]!r}, not {str(own)!r})"
-    if not _address_or_localhost(host):
+    if not request.get(NAMED_HOSTS_OK, False) and not _address_or_localhost(host):
         return "a browser sent it from a page named by host name, not by address"
     return None

@@ -7,17 +7,24 @@ for an hour by default and accepts as many connections as the process has descri
 connection is closed after ``keepalive_timeout`` and, past ``max_connections`` open ones, a
 new connection gets a short 503 and is closed at once, so the descriptors the web app can
 take are bounded whatever clients do.
+
+With TLS (``[web] tls_cert``/``tls_key``) the same socket speaks TLS 1.2 or later; a client
+that connects and never finishes its handshake is dropped after ``tls_handshake_timeout``
+(the gate counts a connection once its handshake is done).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
 from bridgemon import media_types
+from bridgemon.config import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,7 @@ class HttpLimits:
     max_connections: int = 256
     backlog: int = 128
     body_timeout: float = 10.0  # to receive a request body once the headers are in
+    tls_handshake_timeout: float = 10.0
 
 
 _FULL_BODY = b'{"error": "too many connections, try again shortly"}'
@@ -90,10 +98,13 @@ class Listener:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      keepalive_timeout=limits.keepalive_timeout)
         self._server: asyncio.Server | None = None
+        self._tls: ssl.SSLContext | None = None
         self.bound: tuple[str, int] | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    async def start(self, host: str, port: int,
+                    tls: ssl.SSLContext | None = None) -> tuple[str, int]:
         _hide_server_version()
+        self._tls = tls
         await self._runner.setup()
         server = self._runner.server
         assert server is not None
@@ -101,12 +112,22 @@ class Listener:
         limit = self.limits.max_connections
         self._server = await loop.create_server(
             lambda: _Gate(server, limit, self.refused), host, port,
-            reuse_address=True, backlog=self.limits.backlog,
+            reuse_address=True, backlog=self.limits.backlog, ssl=tls,
+            ssl_handshake_timeout=self.limits.tls_handshake_timeout if tls else None,
         )
         sockets = self._server.sockets
         name = sockets[0].getsockname() if sockets else (host, port)
         self.bound = (str(name[0]), int(name[1]))
         return self.bound
+
+    def renew_tls(self, cert: Path, key: Path) -> None:
+        """Serve a renewed certificate from the next handshake on, without a restart.
+        The pair is loaded into a context aside first, so a bad one (TlsError) leaves the
+        running certificate as it was; connections already open keep theirs."""
+        if self._tls is None:
+            raise RuntimeError("this listener was started without TLS")
+        tls_context(cert, key)  # the pair checked aside first: TlsError names the file
+        self._tls.load_cert_chain(cert, key)
 
     @property
     def connections(self) -> int:
