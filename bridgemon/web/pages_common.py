@@ -77,10 +77,12 @@ def clock(timestamp: float, with_year: bool = False) -> str:
 
 
 def ago(seconds: float) -> str:
-    """How long, in words: "40 giây", "12 phút", "3 giờ 5 phút", "2 ngày 4 giờ"."""
+    """How long, in words: "dưới 1 phút", "12 phút", "3 giờ 5 phút", "2 ngày 4 giờ". No
+    seconds: a page whose live parts changed only by those would be sent again at every
+    poll (see pages.py, ``seen``)."""
     seconds = max(0, int(seconds))
     if seconds < 60:
-        return f"{seconds} giây"
+        return "dưới 1 phút"
     minutes = seconds // 60
     if minutes < 60:
         return f"{minutes} phút"
@@ -91,15 +93,16 @@ def ago(seconds: float) -> str:
     return f"{days} ngày {hours} giờ" if hours else f"{days} ngày"
 
 
-_NOT_DIAL = re.compile(r"[^0-9+]")
+_DIALLED = re.compile(r"\s*(\+?[\d\s().-]+)")  # the number before any words ("máy lẻ 12")
 
 
 def tel(phone: str | None) -> str | None:
     """A phone number as a ``tel:`` link wants it (digits and a leading +), or None."""
-    if not phone:
+    match = _DIALLED.match(phone or "")
+    if match is None:
         return None
-    digits = _NOT_DIAL.sub("", phone)
-    digits = digits[:1] + digits[1:].replace("+", "")
+    number = match.group(1)
+    digits = ("+" if number.startswith("+") else "") + re.sub(r"\D", "", number)
     return digits if len(digits.lstrip("+")) >= 3 else None
 
 

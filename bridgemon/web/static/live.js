@@ -10,6 +10,7 @@
   var every = Number(body.getAttribute("data-live-every")) || 10000;
   var stamp = document.getElementById("live-status");
   var shown = {};  // part name -> the HTML in place now
+  var version = "";  // of the parts in place: the server answers "same" while it holds
 
   function swap(element, html) {
     var name = element.getAttribute("data-live");
@@ -25,17 +26,20 @@
   }
 
   function tick() {
-    fetch(url, { headers: { "Accept": "application/json" }, cache: "no-store",
+    fetch(url + "&seen=" + encodeURIComponent(version), { headers: { "Accept": "application/json" }, cache: "no-store",
                  credentials: "same-origin" })
       .then(function (response) {
         if (!response.ok) { throw new Error(String(response.status)); }
         return response.json();
       })
       .then(function (data) {
-        document.querySelectorAll("[data-live]").forEach(function (element) {
-          var html = data.parts[element.getAttribute("data-live")];
-          if (typeof html === "string") { swap(element, html); }
-        });
+        if (!data.same) {
+          document.querySelectorAll("[data-live]").forEach(function (element) {
+            var html = data.parts[element.getAttribute("data-live")];
+            if (typeof html === "string") { swap(element, html); }
+          });
+          version = data.version;
+        }
         if (stamp) {
           stamp.textContent = "Cập nhật " + data.updated;
           stamp.classList.remove("offline");
