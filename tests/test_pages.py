@@ -20,7 +20,7 @@ from bridgemon.events import ZONE
 from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
 from bridgemon.trend import Point
 from bridgemon.web.pages_common import ago, tel
-from bridgemon.web.pages_event import event_context
+from bridgemon.web.pages_event import ROWS_SHOWN, event_context
 from bridgemon.web.pages_site import chart
 from bridgemon.web.status_page import PAGE_SIZE, PROBLEMS_SHOWN, PageQuery, overview_context
 from bridgemon.windows import WindowStore
@@ -48,10 +48,10 @@ SITES = [
 LEVELS = ["province", "district", "commune"]
 
 
-def _event(title: str = "Giao ban tháng") -> str:
+def _event(title: str = "Giao ban tháng", participants: str = "under:502") -> str:
     begins = datetime.fromtimestamp(NOW, ZONE) + timedelta(hours=3)
     return (f'\n[[events]]\nid = "giao-ban"\ntitle = "{title}"\nstart = "{begins.isoformat()}"'
-            '\nparticipants = "under:502"\n')
+            f'\nparticipants = "{participants}"\n')
 
 
 def snapshot(sites: list[dict[str, object]], rounds: dict[str, list[tuple[float, tuple]]],
@@ -146,7 +146,7 @@ def test_twelve_thousand_sites_render_bounded_pages() -> None:
             sites.append({"id": f"c{d}-{c}", "name": f"Xã {d}-{c}", "level": "commune",
                           "parent": f"d{d}", "address": f"127.62.{d}.{c % 250 + 1}"})
     down = {str(s["id"]): [(NOW - 10, DOWN)] for s in sites[::20]}
-    snap = snapshot(sites, down)
+    snap = snapshot(sites, down, events=_event("Toàn tỉnh", "*"))
     assert len(snap.inventory) == 12_001
     started = time.perf_counter()
     context = overview_context(snap, PageQuery(page=3))
@@ -157,6 +157,10 @@ def test_twelve_thousand_sites_render_bounded_pages() -> None:
     assert {p["state"] for p in context["problems"]} == {"not_ready"}
     assert len(context["districts"]) == 40
     assert elapsed < 2.0, f"{elapsed:.2f} s"  # measured ~0.1 s; generous for a busy CI
+    event = event_context(snap, "giao-ban")
+    assert event is not None and event["total"] == 12_001
+    assert len(event["rows"]) == ROWS_SHOWN and event["hidden"] == 12_001 - ROWS_SHOWN
+    assert {row["state"] for row in event["rows"]} == {"not_ready"}  # worst first
     filtered = overview_context(snap, PageQuery(text="xa 7-12"))
     assert [r["id"] for r in filtered["rows"]] == ["c7-12"] + [
         f"c7-{n}" for n in range(120, 130)]

@@ -21,6 +21,7 @@ from bridgemon.web.pages_common import clock, render_page, render_parts
 from bridgemon.web.status_page import problem_row
 
 LIVE_PARTS = ("event_counts", "event_sites")
+ROWS_SHOWN = 300  # participants listed, worst first; a province-wide event has thousands
 
 
 def event_context(snap: Snapshot, event_id: str) -> dict[str, Any] | None:
@@ -30,21 +31,23 @@ def event_context(snap: Snapshot, event_id: str) -> dict[str, Any] | None:
     inventory = snap.inventory
     report = (snap.latest_runs or {}).get(event.id)
     tested = {site["id"]: site for site in report["sites"]} if report else {}
+    present = [site_id for site_id in event.participants
+               if site_id in inventory.sites]  # a site may have left since it was planned
+    now_states = [(v.state if (v := snap.verdict(site_id)) else State.UNKNOWN).value
+                  for site_id in present]
+    # Worst first, as the technicians work through them; tree order among equals. Only the
+    # rows shown are built.
+    shown = sorted(range(len(present)), key=lambda i: RANK[now_states[i]])[:ROWS_SHOWN]
     rows = []
-    now_states: list[str] = []
-    for site_id in event.participants:
-        if site_id not in inventory.sites:
-            continue  # left the inventory since the event was planned
+    for index in shown:
+        site_id = present[index]
         row = problem_row(snap, site_id)
-        now_states.append(row["state"])
         before = tested.get(site_id)
         rows.append({**row,
                      "run_state": known(before["verdict"]).value if before else None,
                      "run_label": words_vi(before["verdict"]) if before else "chưa kiểm tra",
                      "run_reasons": "; ".join(before.get("reasons_vi") or before["reasons"])
                      if before else ""})
-    # Worst first, as the technicians work through them; tree order among equals.
-    rows.sort(key=lambda r: RANK.get(r["state"], RANK[State.UNKNOWN]))
     now_summary = count(now_states)
     run = None
     if report is not None:
@@ -63,7 +66,8 @@ def event_context(snap: Snapshot, event_id: str) -> dict[str, Any] | None:
                   "selector": event.selector},
         "counts": [(state.value, WORDS_VI[state], now_summary[state.value])
                    for state in STATES],
-        "total": len(rows),
+        "total": len(present),
+        "hidden": len(present) - len(rows),
         "not_ready": sum(1 for state in now_states if known(state) not in CAN_JOIN),
         "rows": rows,
         "run": run,

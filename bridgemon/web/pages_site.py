@@ -19,7 +19,7 @@ from bridgemon.probes.reasons_vi import in_vietnamese
 from bridgemon.snapshot import Snapshot
 from bridgemon.testrun_schema import RunListing
 from bridgemon.trend import BUCKET, POINTS, Point
-from bridgemon.verdicts import WORDS_VI, State, words_vi
+from bridgemon.verdicts import WORDS_VI, State
 from bridgemon.web.pages_common import ago, clock, render_page, render_parts, tel, vn
 from bridgemon.web.status_page import problem_row
 
@@ -156,7 +156,6 @@ def site_context(snap: Snapshot, site_id: str, points: Sequence[Point],
         "children": children,
         "children_total": len(inventory.children.get(site_id, ())),
         "runs": _runs_with(inventory, snap, site_id, runs),
-        "words_vi": words_vi,
         "live_url": f"/sites/{quote(site.id, safe='')}?live=1",
     }
 

@@ -17,10 +17,13 @@ from bridgemon.testrun_schema import Report
 from bridgemon.web.pages_common import clock, render_page, render_parts, tel
 
 LIVE_PARTS = ("run_summary", "run_sites")
+ROWS_SHOWN = 300  # sites listed, worst first (the printable report has them all)
 
 
 def test_run_context(report: Report, now: float) -> dict[str, Any]:
     shown = report_context(report)
+    rows = shown["rows"]
+    shown["rows"] = rows[:ROWS_SHOWN]
     for row in shown["rows"]:
         row["tel"] = tel(row["contact_phone"])
     run_id = str(report["run_id"])
@@ -29,6 +32,7 @@ def test_run_context(report: Report, now: float) -> dict[str, Any]:
         **shown,
         "now": clock(now, with_year=True),
         "run_id": run_id,
+        "hidden": len(rows) - len(shown["rows"]),
         "printable": f"/api/v1/test-runs/{quote(run_id, safe='')}?format=html",
         "event_link": f"/events/{quote(event, safe='')}" if event else None,
         "live_url": f"/test-runs/{quote(run_id, safe='')}?live=1"
