@@ -192,3 +192,21 @@ def test_an_icmp_error_in_a_no_reply_reason_is_worded_too() -> None:
     verdict = judge_own(site, [SiteRound(0.0, (icmp,))], 1.0)
     assert verdict.reasons[0].en == "no reply to 3 echoes (host unreachable)"
     assert verdict.reasons[0].vi == "không phản hồi 3 gói ping (không tới được thiết bị)"
+
+
+@pytest.mark.parametrize(("english", "vietnamese"), [
+    # ICMP errors as icmp_packets.py and the pinger word them
+    ("no reply to 5 echoes within 1.5 s", "không phản hồi 5 gói ping trong 1,5 giây"),
+    ("host unreachable (from 10.1.2.3)", "không tới được thiết bị (do 10.1.2.3 báo)"),
+    ("communication administratively prohibited (filtered) (from 10.1.2.3)",
+     "bị chặn theo chính sách mạng (lọc gói) (do 10.1.2.3 báo)"),
+    ("TTL exceeded in transit (routing loop?) (from 10.9.9.9)",
+     "hết TTL trên đường đi (định tuyến bị vòng?) (do 10.9.9.9 báo)"),
+    ("fragmentation needed (MTU too small on the path)",
+     "gói quá lớn (MTU trên đường truyền quá nhỏ)"),
+    ("port unreachable", "cổng không mở"),
+    ("destination unreachable (code 7)", "không tới được đích (mã 7)"),
+    ("HTTP: bad URL: has no host", "HTTP: URL không hợp lệ: has no host"),
+])
+def test_icmp_errors_and_rarer_failures(english: str, vietnamese: str) -> None:
+    assert in_vietnamese(english) == vietnamese

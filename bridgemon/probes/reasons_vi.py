@@ -56,6 +56,24 @@ _VI: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = 
         (r"timed out after ([\d.]+) s", lambda m: f"quá thời gian chờ {_seconds(m)}"),
         (rf" while ({_PHASE})", lambda m: f" {_PHASES_VI[m.group(1)]}"),
         (rf" ({_PHASE})$", lambda m: f" {_PHASES_VI[m.group(1)]}"),
+        # ICMP errors a router or the site sent back (icmp_packets.py), and the pinger's
+        (r"no reply to (\d+) echoes within ([\d.]+) s",
+         lambda m: f"không phản hồi {m.group(1)} gói ping trong "
+                   f"{m.group(2).replace('.', ',')} giây"),
+        (r"TTL exceeded in transit \(routing loop\?\)|"
+         r"hop limit exceeded in transit \(routing loop\?\)",
+         "hết TTL trên đường đi (định tuyến bị vòng?)"),
+        (r"(?:packet too big|fragmentation needed) \(MTU too small on the path\)",
+         "gói quá lớn (MTU trên đường truyền quá nhỏ)"),
+        (r"(?:network|host|communication) administratively prohibited(?: \(filtered\))?",
+         "bị chặn theo chính sách mạng (lọc gói)"),
+        (r"no route to destination", "không có tuyến tới thiết bị"),
+        (r"address unreachable", "không tới được địa chỉ"),
+        (r"protocol unreachable", "thiết bị không nhận giao thức này"),
+        (r"(?<!ICMP )port unreachable", "cổng không mở"),
+        (r"destination unreachable \(code (\d+)\)", r"không tới được đích (mã \1)"),
+        (r" \(from ([^)]+)\)", r" (do \1 báo)"),
+        (r"send failed: ", "gửi thất bại: "),
         # the connection
         (r"connection refused", "thiết bị từ chối kết nối (không có dịch vụ ở cổng này)"),
         (r"connection reset by the server", "thiết bị ngắt kết nối"),
@@ -111,6 +129,10 @@ _VI: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = 
          r"quá \1 lần chuyển hướng (cuối cùng tới \2)"),
         (r"response headers larger than (\d+) KiB", r"phần đầu trả lời lớn hơn \1 KiB"),
         (r"internal error: ", "lỗi nội bộ của bridgemon: "),
+        (r"bad URL: ", "URL không hợp lệ: "),
+        (r"redirect to an unusable URL: ", "chuyển hướng tới URL không dùng được: "),
+        (r"cannot open a UDP socket here: ", "máy giám sát không mở được socket UDP: "),
+        (r"not a SIP answer on (\S+): ", r"không phải trả lời SIP trên \1: "),
     )
 )
 
