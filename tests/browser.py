@@ -1,7 +1,8 @@
 """The pages in a real browser: Debian's Chromium, headless, driven by Selenium.
 
 ``browser(width)`` gives a driver whose viewport is ``width`` CSS pixels wide (360: a
-phone; 1400: a wall screen); ``screenshot(driver, name)`` saves what it shows under
+phone; 1400: a wall screen), and the ``chromium`` fixture one per call, closed at the end;
+``screenshot(driver, name)`` saves what it shows under
 test-artifacts/screenshots/ (gitignored) for a person to review; ``horizontal_overflow``
 says by how many pixels a page is wider than its viewport (0: no sideways scrolling).
 Tests using it are skipped where Chromium or its driver is missing.
@@ -10,8 +11,8 @@ Tests using it are skipped where Chromium or its driver is missing.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,13 @@ def browser(width: int, height: int = 800) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def chromium() -> Iterator[Callable[[int], Any]]:
+    """``chromium(360)``: a headless driver at that width, closed when the test ends."""
+    with ExitStack() as stack:
+        yield lambda width: stack.enter_context(browser(width))
 
 
 def screenshot(driver: Any, name: str) -> Path:

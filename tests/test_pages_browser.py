@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from bridgemon.events import ZONE
-from tests.browser import browser, horizontal_overflow, needs_browser, screenshot, wait_until
+from tests.browser import (  # noqa: F401 - chromium is a fixture
+    browser,
+    chromium,
+    horizontal_overflow,
+    needs_browser,
+    screenshot,
+    wait_until,
+)
 from tests.conftest import free_port, needs_root
 from tests.daemon_process import Daemon
 from tests.helpers import wait_for_sync, write_inventory
@@ -142,20 +149,22 @@ def test_the_overview_has_what_a_technician_needs_first(daemon: Daemon) -> None:
         assert "4 điểm cầu, 4 chưa sẵn sàng" in events and EVIL in events
 
 
-def test_search_without_diacritics_and_by_district(daemon: Daemon) -> None:
+def test_search_without_diacritics_and_by_district(daemon: Daemon,
+                                                  chromium: Callable[[int], Any],  # noqa: F811
+                                                  ) -> None:
     from selenium.webdriver.common.keys import Keys
 
-    with browser(360) as driver:
-        driver.get(daemon.url("/"))
-        box = _by_css(driver, "#q")
-        box.send_keys("tan thanh" + Keys.ENTER)
-        wait_until(driver, lambda d: "q=tan+thanh" in d.current_url, "the search submitted")
-        listed = _by_css(driver, "#list").text
-        assert "Phường Tân Thạnh" in listed and "Phường Phước Hòa" not in listed
-        # The filtered view is a link one can send.
-        driver.get(daemon.url("/?district=516"))
-        listed = _by_css(driver, "#list").text
-        assert "Xã Trà Mai" in listed and "Phường Tân Thạnh" not in listed
+    driver = chromium(360)  # closed by the fixture
+    driver.get(daemon.url("/"))
+    box = _by_css(driver, "#q")
+    box.send_keys("tan thanh" + Keys.ENTER)
+    wait_until(driver, lambda d: "q=tan+thanh" in d.current_url, "the search submitted")
+    listed = _by_css(driver, "#list").text
+    assert "Phường Tân Thạnh" in listed and "Phường Phước Hòa" not in listed
+    # The filtered view is a link one can send.
+    driver.get(daemon.url("/?district=516"))
+    listed = _by_css(driver, "#list").text
+    assert "Xã Trà Mai" in listed and "Phường Tân Thạnh" not in listed
 
 
 def test_the_site_page_draws_its_chart(daemon: Daemon) -> None:
