@@ -41,6 +41,13 @@ def _pack(value: float | None, scale: float) -> int:
     return min(_TOP, max(0, round(value * scale)))
 
 
+def _worse(old: int, new: int) -> int:
+    """The worse of two packed figures, an empty one counting for nothing."""
+    if old == _EMPTY:
+        return new
+    return old if new == _EMPTY or old >= new else new
+
+
 def _unpack(raw: int, scale: float) -> float | None:
     return None if raw == _EMPTY else raw / scale
 
@@ -65,11 +72,12 @@ class Trend:
         if burst is None or not burst.sent:
             return
         self._last_round = site_round.started_at
-        replied = [rtt for rtt in burst.rtts if rtt is not None]
-        rtt = sum(replied) / len(replied) * 1000 if replied else None
+        received = burst.received
+        # (filter drops the Nones: an RTT of exactly 0.0 does not happen)
+        rtt = sum(filter(None, burst.rtts)) / received * 1000 if received else None
         jitter = (burst.jitter_sum / burst.jitter_count * 1000 if burst.jitter_count
-                  else (0.0 if replied else None))
-        loss = (burst.sent - burst.received) / burst.sent * 100
+                  else (0.0 if received else None))
+        loss = (burst.sent - received) / burst.sent * 100
         bucket = int(site_round.started_at // BUCKET)
         if bucket > self._last_bucket:
             # Slots skipped since the newest (no round for a while) are emptied, so a slot
@@ -81,11 +89,9 @@ class Trend:
         elif bucket <= self._last_bucket - POINTS:
             return
         offset = (bucket % POINTS) * _SLOT.size
-        old = _SLOT.unpack_from(self._data, offset)
-        new = (_pack(rtt, 10), _pack(jitter, 10), _pack(loss, 100))
-        _SLOT.pack_into(self._data, offset, *(
-            n if o == _EMPTY else o if n == _EMPTY else max(o, n)
-            for o, n in zip(old, new, strict=True)))
+        old_rtt, old_jitter, old_loss = _SLOT.unpack_from(self._data, offset)
+        _SLOT.pack_into(self._data, offset, _worse(old_rtt, _pack(rtt, 10)),
+                        _worse(old_jitter, _pack(jitter, 10)), _worse(old_loss, _pack(loss, 100)))
 
     def points(self, now: float) -> list[Point]:
         """The last ``POINTS`` slots up to ``now``, oldest first (empty ones included)."""
