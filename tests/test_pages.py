@@ -279,3 +279,21 @@ async def test_a_page_that_has_the_live_parts_gets_only_their_version(tmp_path: 
         assert json.loads(raw)["parts"] == first["parts"]
     finally:
         await running.stop()
+
+
+@needs_root
+@pytest.mark.xfail(strict=True, reason="daemon.py builds a reload's board as Board(), not "
+                                        "Board(previous=self.board): see the i13-pages report")
+async def test_since_survives_a_reload_of_the_running_daemon(monitor: Monitor) -> None:
+    async def ready() -> bool:
+        return all(view.verdict.state.value == "ready"
+                   for view in monitor.snapshot().sites.values())
+
+    await await_for(ready, 15, "every site ready")
+    before = {site_id: view.since for site_id, view in monitor.snapshot().sites.items()}
+    got, _ = await aget(url(monitor, "/api/v1/sites"))  # some time passes
+    assert got == 200
+    outcome = await monitor.reload()
+    assert outcome.ok
+    after = {site_id: view.since for site_id, view in monitor.snapshot().sites.items()}
+    assert after == before
