@@ -12,6 +12,11 @@ only joins prepared bytes. Work follows change, not reading:
   by ``sweep``, from a heap of deadlines, not by scanning;
 - a reload re-judges everything once.
 
+Each view also says since when the site has had its verdict (``since``: the state changed
+then) and carries the site's ``Trend`` (the last hours, for its page). A board built for a
+reload from the running one (``Board(previous=...)``) keeps both for the sites that stay
+and are probed alike.
+
 The board depends on readiness (pure) and on the renderers in metrics and views; nothing
 it does touches the network or the windows except to read them.
 """
@@ -25,6 +30,7 @@ from bridgemon import metrics
 from bridgemon.inventory import Inventory, Site
 from bridgemon.readiness import STALE_AFTER_INTERVALS, Verdict, judge_own, judge_under
 from bridgemon.snapshot import SiteView
+from bridgemon.trend import Trend
 from bridgemon.verdicts import State
 from bridgemon.views import encode_facts, site_row
 from bridgemon.windows import SiteWindow
@@ -39,7 +45,7 @@ def _down(verdict: Verdict | None) -> bool:
 
 
 class Board:
-    def __init__(self) -> None:
+    def __init__(self, previous: Board | None = None) -> None:
         self.inventory: Inventory | None = None
         self.views: dict[str, SiteView] = {}
         self._own: dict[str, Verdict] = {}
@@ -47,6 +53,12 @@ class Board:
         self._facts: dict[str, bytes] = {}
         self._windows: Mapping[str, SiteWindow] = {}
         self._deadlines: list[tuple[float, str, float]] = []  # (when, site, its last probe)
+        self._now = 0.0  # of the judging under way: a changed verdict is dated with it
+        # What a reload's board takes over from the running one, site by site.
+        self._before: Mapping[str, SiteView] = previous.views if previous is not None else {}
+        self._before_sites = previous.inventory.sites if previous and previous.inventory \
+            else {}
+        self._trends: dict[str, Trend] = {}
 
     # -- whole inventory -----------------------------------------------------------------
 
@@ -66,8 +78,12 @@ class Board:
         extra = sorted({key for site in inventory.sites.values() for key in site.labels})
         _ = inventory.order, inventory.depths  # computed here, never in a request
         kept = (self.inventory, self.views, self._own, self._info, self._facts,
-                self._windows, self._deadlines)
+                self._windows, self._deadlines, self._trends)
+        if self.inventory is not None and self.views:  # synced again: take over from itself
+            self._before, self._before_sites = self.views, self.inventory.sites
         try:
+            self._now = now
+            self._trends = {site.id: self._kept_trend(site) for site in inventory.sites.values()}
             self.inventory = inventory
             self._windows = windows
             self._info = {site.id: metrics.info_series(site, extra)
@@ -83,10 +99,18 @@ class Board:
                 self._publish(site, self._final(site))
                 if index % step == 0:
                     yield
+            self._before, self._before_sites = {}, {}  # taken over: let the old board go
         except BaseException:
             (self.inventory, self.views, self._own, self._info, self._facts,
-             self._windows, self._deadlines) = kept
+             self._windows, self._deadlines, self._trends) = kept
             raise
+
+    def _kept_trend(self, site: Site) -> Trend:
+        before = self._before.get(site.id)
+        old = self._before_sites.get(site.id)
+        if before is not None and old is not None and old.probe_key() == site.probe_key():
+            return before.trend
+        return Trend()
 
     # -- as rounds complete --------------------------------------------------------------
 
@@ -98,6 +122,10 @@ class Board:
         site = inventory.sites.get(site_id)
         if site is None:
             return
+        self._now = now
+        window = self._windows.get(site_id)
+        if window is not None and window.rounds:
+            self._trends[site_id].add(window.rounds[-1])
         self._own[site_id] = self._judge_own(site, now)
         self._rejudge(site)
 
@@ -106,6 +134,7 @@ class Board:
         inventory = self.inventory
         deadlines = self._deadlines
         changed = 0
+        self._now = now
         while deadlines and deadlines[0][0] <= now:
             _when, site_id, last_probe = heapq.heappop(deadlines)
             view = self.views.get(site_id)
@@ -157,4 +186,8 @@ class Board:
             else None
         series = metrics.site_series(site.id, self._info[site.id], verdict, latest, echoes)
         row = site_row(self._facts[site.id], verdict, latest)
-        self.views[site.id] = SiteView(verdict, latest, echoes or (0, 0), series, row)
+        before = self.views.get(site.id) or self._before.get(site.id)
+        since = before.since if before is not None and before.verdict.state == verdict.state \
+            else self._now
+        self.views[site.id] = SiteView(verdict, latest, echoes or (0, 0), series, row, since,
+                                       self._trends[site.id])

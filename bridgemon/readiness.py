@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bridgemon.inventory import Inventory, Site
+from bridgemon.probes.reasons_vi import in_vietnamese
 from bridgemon.probes.result import EchoBurst, RttStats, SiteRound
 from bridgemon.specs import Thresholds
 from bridgemon.verdicts import CAN_JOIN, RANK, State
@@ -137,9 +138,11 @@ def judge_own(site: Site, rounds: Sequence[SiteRound], now: float) -> Verdict:
             detail = burst.error if burst is not None else None
             if sent:
                 en = f"no reply to {sent} echoes" + (f" ({detail})" if detail else "")
-                vi = f"không phản hồi {sent} gói ping" + (f" ({detail})" if detail else "")
+                vi = f"không phản hồi {sent} gói ping" + (
+                    f" ({in_vietnamese(detail)})" if detail else "")
             else:
-                en = vi = latest_icmp.reason or detail or "not probed"
+                en = latest_icmp.reason or detail or "not probed"
+                vi = in_vietnamese(latest_icmp.reason or detail or "") or "chưa được đo"
             reasons.append(Reason("no_reply", State.NOT_READY, en, vi))
     if quality is not None and quality.sent and up is not False:
         t: Thresholds = site.thresholds
@@ -170,12 +173,13 @@ def _check_reasons(site: Site, last: SiteRound) -> list[Reason]:
             continue
         code = f"check:{result.check}"
         # A probe that words its reason in Vietnamese too (a packet train) says it so.
-        text_vi = result.details.get("reason_vi") or result.reason
+        text_vi = result.details.get("reason_vi") or in_vietnamese(result.reason or "")
         if not result.ok:
             severity = State.NOT_READY if required[result.check] else State.DEGRADED
             text = result.reason or f"{result.check} check failed"
             reasons.append(Reason(code, severity, text,
-                                  f"kiểm tra {result.check} lỗi: {text_vi or text}"))
+                                  f"kiểm tra {result.check} lỗi"
+                                  + (f": {text_vi}" if text_vi else "")))
         elif result.reason:  # passed, with a warning (a certificate about to expire)
             reasons.append(Reason(code, State.DEGRADED, result.reason,
                                   f"cảnh báo {result.check}: {text_vi}"))

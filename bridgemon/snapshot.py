@@ -9,7 +9,7 @@ costs a join, not a judgement, and nothing a client asks for can stall the engin
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypedDict
 
 from bridgemon.events import Event
@@ -17,6 +17,7 @@ from bridgemon.inventory import Inventory
 from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import Verdict
 from bridgemon.testrun_schema import Report
+from bridgemon.trend import Trend
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,9 @@ class SiteView:
     echoes: tuple[int, int]  # (sent, received) since it was added or re-addressed
     series: tuple[bytes, ...]  # its /metrics lines, one chunk per metrics.SITE_FAMILIES
     row: bytes  # its object in /api/v1/sites, as JSON
+    since: float = 0.0  # when its verdict's state last changed (epoch seconds)
+    # Its last hours (live, not frozen: copy with Trend.points on the loop).
+    trend: Trend = field(default_factory=Trend, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ class Query:
     panel_id: int | None
     ref: str
     expr: str
+    regex: str = ""  # a variable's
 
     def __str__(self) -> str:
         where = f"panel {self.panel_id} «{self.title}»" if self.panel_id else (
@@ -165,7 +166,13 @@ def check(dashboards: Mapping[str, Json], uid: str) -> list[str]:
                 err(f"variable {var.get('name')}: datasource {var.get('datasource')}")
             query = var.get("query")
             query = query.get("query") if isinstance(query, dict) else query
-            if not query or "label_values(" not in query:
+            if query and query.lstrip().startswith("query_result("):
+                # A picker: names shown, ids given to the queries (see picker_values).
+                if not {"(?<text>", "(?<value>"} <= set(re.findall(r"\(\?<\w+>",
+                                                                   var.get("regex") or "")):
+                    err(f"variable {var.get('name')}: a query_result() needs a regex with "
+                        "the named groups text and value")
+            elif not query or "label_values(" not in query:
                 err(f"variable {var.get('name')}: not a label_values() query: {query!r}")
             if not var.get("description"):
                 err(f"variable {var.get('name')}: no description")
@@ -241,7 +248,33 @@ def queries(dashboards: Mapping[str, Json]) -> Iterator[Query]:
         for var in dash.get("templating", {}).get("list", []):
             query = var.get("query")
             query = query.get("query") if isinstance(query, dict) else query
-            yield Query(uid, "variable", var.get("name", ""), None, "", query or "")
+            yield Query(uid, "variable", var.get("name", ""), None, "", query or "",
+                        var.get("regex") or "")
+
+
+def grafana_line(labels: Mapping[str, str], value: str = "1", at: int = 0) -> str:
+    """A query_result() row as Grafana writes it for a variable's regex: the metric name,
+    then ``{a="x", b="y"}`` in the order Prometheus gave, values unescaped, then the value
+    and the time in milliseconds."""
+    name = labels.get("__name__", "")
+    shown = ", ".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__")
+    return f"{name}{{{shown}}} {value} {at}"
+
+
+def picker_values(results: list[Mapping[str, str]], regex: str) -> dict[str, str]:
+    """value -> text, as Grafana's variable regex with named groups reads ``results`` (the
+    label sets of a query_result()). A line the regex does not match is left out, as
+    Grafana does."""
+    body = regex.strip()
+    if body.startswith("/") and body.rfind("/") > 0:
+        body = body[1:body.rfind("/")]
+    pattern = re.compile(body.replace("(?<", "(?P<"))
+    out: dict[str, str] = {}
+    for labels in results:
+        match = pattern.search(grafana_line(labels))
+        if match and match.group("value"):
+            out[match.group("value")] = match.group("text")
+    return out
 
 
 def variables_of(expr: str) -> set[str]:
@@ -280,6 +313,10 @@ def run_query(prometheus: str, q: Query, values: Mapping[str, str], start: float
               step: float) -> int:
     """How many series (panel/annotation) or values (variable) the query returns."""
     expr = expand(q.expr, values)
+    if q.kind == "variable" and expr.lstrip().startswith("query_result("):
+        inner = expr.strip()[len("query_result("):-1]
+        data = _get(f"{prometheus}/api/v1/query", {"query": inner, "time": f"{end:.3f}"})
+        return len(picker_values([result["metric"] for result in data["result"]], q.regex))
     if q.kind == "variable":
         match = re.fullmatch(r"\s*label_values\((?:(.*),\s*)?(\w+)\)\s*", expr)
         if not match:

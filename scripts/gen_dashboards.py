@@ -333,16 +333,32 @@ LEVEL_VAR = variable(
     "Cấp của điểm cầu (tỉnh, huyện, xã...). / Site level.",
     "label_values(bridgemon_site_info, level)",
 )
-PARENT_VAR = variable(
+def picker(
+    name: str, label: str, description: str, query: str, regex: str, **kwargs: Any
+) -> Json:
+    """A variable whose options show a name and stand for an id: ``query`` is a
+    ``query_result(...)`` whose lines ``regex`` reads with the named groups ``text`` (what
+    the picker shows) and ``value`` (what the queries get). Grafana writes each result as
+    ``{a="x", b="y"} 1 1700000000000``, labels in the order Prometheus gives them (sorted),
+    values unescaped: so the name is matched greedily up to the label after it."""
+    return {**variable(name, label, description, query, **kwargs), "regex": regex,
+            "sort": 5}  # 5: alphabetical by the text shown, case-insensitive
+
+
+PARENT_VAR = picker(
     "parent", "Cấp trên",
-    "Mã điểm cầu cấp trên (lọc các điểm cầu trực thuộc). / Parent site id: shows the sites "
-    "directly under it.",
-    'label_values(bridgemon_site_info{level=~"$level"}, parent)',
+    "Đơn vị cấp trên, theo tên (lọc các điểm cầu trực thuộc). / Parent site, by name: shows "
+    "the sites directly under it.",
+    "query_result(count by (parent, parent_name) "
+    '(site:bridgemon_site_info:parent_name{level=~"$level"}))',
+    r'/\{parent="(?<value>[^"]+)", parent_name="(?<text>.*)"\}/',
 )
-SITE_VAR = variable(
+SITE_VAR = picker(
     "site", "Điểm cầu",
-    "Mã điểm cầu (mã đơn vị hành chính). / Site id (the administrative unit code).",
-    'label_values(bridgemon_site_info{level=~"$level", parent=~"$parent"}, site)',
+    "Điểm cầu, theo tên; giá trị là mã điểm cầu (mã đơn vị hành chính). / Site, by name; its "
+    "value is the site id (the administrative unit code).",
+    'query_result(count by (name, site) (bridgemon_site_info{level=~"$level", parent=~"$parent"}))',
+    r'/\{name="(?<text>.*)", site="(?<value>[^"]+)"\}/',
     multi=False, include_all=False,
 )
 EVENT_VAR = variable(
@@ -410,6 +426,51 @@ READY_STEPS = steps(("red", None), ("orange", 0.9), ("green", 0.98))
 
 def overview() -> Json:
     g = Grid()
+    # The sites to act on first, at the top of the wall screen: what the technicians call.
+    g.row("Điểm cầu chưa sẵn sàng / Sites not ready")
+    not_ready = "(site:bridgemon_site_state:code >= 2)"
+    g.line(
+        10,
+        (table(
+            "Điểm cầu chưa sẵn sàng",
+            "Mọi điểm cầu chưa sẵn sàng, mất kết nối cấp trên hoặc chưa rõ: cấp trên, lý do và "
+            "thời gian đã ở trạng thái này. Bấm mã điểm cầu để xem chi tiết. / Every site not "
+            "ready, cut off by its parent or unknown: its parent, the reasons and how long it "
+            "has been so. Click a site id for its detail dashboard.",
+            refs(
+                target(
+                    "bridgemon_site_problem * on (site) group_left (name, level, parent,"
+                    ' parent_name) site:bridgemon_site_info:parent_name{level=~"$level",'
+                    f' parent=~"$parent"}} and on (site) {not_ready}',
+                    instant=True, table=True),
+                target(
+                    "time() - site:bridgemon_site_state:since"
+                    '{state=~"not_ready|parent_down|unknown"} and on (site) ' + FILTER,
+                    instant=True, table=True),
+            ),
+            transformations=[
+                {"id": "merge", "options": {}},
+                organize(
+                    {"name": "Điểm cầu", "site": "Mã", "level": "Cấp", "parent_name": "Cấp trên",
+                     "state": "Trạng thái", "problem": "Lý do", "severity": "Mức",
+                     "Value #B": "Thời gian"},
+                    ["Time", "job", "instance", "__name__", "parent", "Value #A"],
+                    ["name", "site", "level", "parent_name", "state", "problem", "severity",
+                     "Value #B"],
+                ),
+            ],
+            overrides=[
+                by_name("Thời gian", ("unit", "dtdurations")),
+                by_name("Trạng thái", ("mappings", [STATE_NAME_MAPPING]),
+                        ("custom.cellOptions", {"type": "color-background"})),
+                by_name("Mức", ("mappings", [STATE_NAME_MAPPING]),
+                        ("custom.cellOptions", {"type": "color-text"})),
+                by_name("Lý do", ("mappings", [PROBLEM_MAPPING, CHECK_PROBLEM_MAPPING])),
+                by_name("Mã", ("links", [{"title": "Chi tiết điểm cầu", "url": SITE_LINK}])),
+            ],
+            sort=[{"displayName": "Thời gian", "desc": True}],
+        ), 24),
+    )
     g.row("Trạng thái hiện tại / Current state")
 
     def count(state: str, title: str, color: str, en: str) -> Json:
@@ -569,50 +630,7 @@ def overview() -> Json:
         ), 8),
     )
 
-    g.row("Điểm cầu chưa sẵn sàng / Sites not ready")
-    not_ready = "(site:bridgemon_site_state:code >= 2)"
-    g.line(
-        10,
-        (table(
-            "Điểm cầu chưa sẵn sàng",
-            "Mọi điểm cầu chưa sẵn sàng, mất kết nối cấp trên hoặc chưa rõ: cấp trên, lý do và "
-            "thời gian đã ở trạng thái này. Bấm mã điểm cầu để xem chi tiết. / Every site not "
-            "ready, cut off by its parent or unknown: its parent, the reasons and how long it "
-            "has been so. Click a site id for its detail dashboard.",
-            refs(
-                target(
-                    "bridgemon_site_problem * on (site) group_left (name, level, parent,"
-                    ' parent_name) site:bridgemon_site_info:parent_name{level=~"$level",'
-                    f' parent=~"$parent"}} and on (site) {not_ready}',
-                    instant=True, table=True),
-                target(
-                    "time() - site:bridgemon_site_state:since"
-                    '{state=~"not_ready|parent_down|unknown"} and on (site) ' + FILTER,
-                    instant=True, table=True),
-            ),
-            transformations=[
-                {"id": "merge", "options": {}},
-                organize(
-                    {"name": "Điểm cầu", "site": "Mã", "level": "Cấp", "parent_name": "Cấp trên",
-                     "state": "Trạng thái", "problem": "Lý do", "severity": "Mức",
-                     "Value #B": "Thời gian"},
-                    ["Time", "job", "instance", "__name__", "parent", "Value #A"],
-                    ["name", "site", "level", "parent_name", "state", "problem", "severity",
-                     "Value #B"],
-                ),
-            ],
-            overrides=[
-                by_name("Thời gian", ("unit", "dtdurations")),
-                by_name("Trạng thái", ("mappings", [STATE_NAME_MAPPING]),
-                        ("custom.cellOptions", {"type": "color-background"})),
-                by_name("Mức", ("mappings", [STATE_NAME_MAPPING]),
-                        ("custom.cellOptions", {"type": "color-text"})),
-                by_name("Lý do", ("mappings", [PROBLEM_MAPPING, CHECK_PROBLEM_MAPPING])),
-                by_name("Mã", ("links", [{"title": "Chi tiết điểm cầu", "url": SITE_LINK}])),
-            ],
-            sort=[{"displayName": "Thời gian", "desc": True}],
-        ), 24),
-    )
+    g.row("Diễn biến trạng thái / State over time")
     g.line(
         10,
         (timeline(

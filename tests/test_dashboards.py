@@ -79,17 +79,18 @@ def test_provisioning_files_work_when_copied() -> None:
 @pytest.mark.parametrize(
     ("break_it", "complaint"),
     [
-        (lambda d: d["panels"][2].update(id=d["panels"][1]["id"]), "id also used by"),
-        (lambda d: d["panels"][2]["gridPos"].update(x=2), "overlaps"),
-        (lambda d: d["panels"][2]["gridPos"].update(x=22), "outside the 24-column grid"),
-        (lambda d: d["panels"][2].update(datasource={"type": "prometheus", "uid": "x"}),
+        (lambda d: d["panels"][3].update(id=d["panels"][2]["id"]), "id also used by"),
+        (lambda d: d["panels"][3]["gridPos"].update(x=2), "overlaps"),
+        (lambda d: d["panels"][3]["gridPos"].update(x=22), "outside the 24-column grid"),
+        (lambda d: d["panels"][3].update(datasource={"type": "prometheus", "uid": "x"}),
          "datasource"),
-        (lambda d: d["panels"][2]["targets"][0].update(datasource=None), "datasource"),
-        (lambda d: d["panels"][2]["fieldConfig"]["defaults"].pop("unit"), "no unit"),
-        (lambda d: d["panels"][2].update(description="Chỉ tiếng Việt"), "Vietnamese / English"),
-        (lambda d: d["panels"][2]["targets"][0].update(expr="up{site=\"$nosuch\"}"),
+        (lambda d: d["panels"][3]["targets"][0].update(datasource=None), "datasource"),
+        (lambda d: d["panels"][3]["fieldConfig"]["defaults"].pop("unit"), "no unit"),
+        (lambda d: d["panels"][3].update(description="Chỉ tiếng Việt"), "Vietnamese / English"),
+        (lambda d: d["panels"][3]["targets"][0].update(expr="up{site=\"$nosuch\"}"),
          "undefined variable $nosuch"),
         (lambda d: d["templating"]["list"][0].update(query="up"), "label_values"),
+        (lambda d: d["templating"]["list"][1].update(regex="/(.*)/"), "named groups"),
     ],
 )
 def test_the_checker_notices(
@@ -110,12 +111,42 @@ def test_invalid_json_is_named(tmp_path: Path) -> None:
 def test_variables_come_from_the_info_metric(dashboards: dict[str, dict]) -> None:
     for dash in dashboards.values():
         for var in dash["templating"]["list"]:
-            if var["name"] in ("level", "parent", "site"):
+            if var["name"] == "level":
                 assert var["query"].startswith("label_values(bridgemon_site_info"), var
+            elif var["name"] in ("parent", "site"):
+                # Pickers: the name shown, the id given to the queries.
+                assert var["query"].startswith("query_result(count by ("), var
+                assert "bridgemon_site_info" in var["query"], var
+                assert "(?<text>" in var["regex"] and "(?<value>" in var["regex"], var
             else:
                 assert var["name"] == "event"
                 assert var["query"] == (
                     "label_values(bridgemon_event_start_timestamp_seconds, event)")
+
+
+def _picker(dashboards: dict[str, dict], name: str) -> dict:
+    return next(v for d in dashboards.values() for v in d["templating"]["list"]
+                if v["name"] == name)
+
+
+def test_pickers_show_names_and_give_ids(dashboards: dict[str, dict]) -> None:
+    """The regexes read rows as Grafana writes them, names with quotes and commas too."""
+    sites = [{"name": "Phường Tân Thạnh", "site": "20335"},
+             {"name": 'Xã "Trà", Mai', "site": "20380"}]
+    assert check.picker_values(sites, _picker(dashboards, "site")["regex"]) == {
+        "20335": "Phường Tân Thạnh", "20380": 'Xã "Trà", Mai'}
+    parents = [{"parent": "502", "parent_name": "Thành phố Tam Kỳ"},
+               {"parent": "49", "parent_name": "UBND tỉnh Quảng Nam"}]
+    assert check.picker_values(parents, _picker(dashboards, "parent")["regex"]) == {
+        "502": "Thành phố Tam Kỳ", "49": "UBND tỉnh Quảng Nam"}
+    assert check.grafana_line({"__name__": "up", "a": "x", "b": "y"}, "1", 5) == \
+        'up{a="x", b="y"} 1 5'
+
+
+def test_the_not_ready_table_is_at_the_top_of_the_overview(dashboards: dict[str, dict]) -> None:
+    first = next(p for p in check.panels(dashboards["overview.json"]) if p["type"] != "row")
+    assert first["title"] == "Điểm cầu chưa sẵn sàng" and first["type"] == "table"
+    assert first["gridPos"]["y"] <= 1
 
 
 def test_units_are_set_where_they_mean_something(dashboards: dict[str, dict]) -> None:
@@ -149,6 +180,9 @@ def test_every_query_is_valid_promql(dashboards: dict[str, dict], tmp_path: Path
     """promtool parses each query (variables expanded) as a recording rule's expression."""
     exprs = [check.expand(q.expr, VALUES) for q in check.queries(dashboards)
              if q.kind != "variable"]
+    exprs += [check.expand(q.expr, VALUES).strip()[len("query_result("):-1]
+              for q in check.queries(dashboards)
+              if q.kind == "variable" and q.expr.startswith("query_result(")]
     rules = {"groups": [{"name": "dashboards", "rules": [
         {"record": f"dashboard:query_{i}:check", "expr": expr} for i, expr in enumerate(exprs)
     ]}]}

@@ -11,7 +11,8 @@ import pytest
 from bridgemon.cli import build_parser
 from tests.conftest import REPO
 
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")),
+        *sorted((REPO / "docs" / "vi").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
@@ -61,3 +62,19 @@ def test_the_ci_script_says_it_is_for_ci_machines_only() -> None:
     script = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "CI machines only" in script and "never on a monitoring" in readme
+
+
+def test_the_vietnamese_runbook_has_every_alert_and_the_readme_links_both_guides() -> None:
+    import yaml
+
+    rules = yaml.safe_load((REPO / "deploy" / "prometheus" / "rules" /
+                            "bridgemon-alerts.yml").read_text(encoding="utf-8"))
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]
+              if "alert" in rule}
+    runbook = (REPO / "docs" / "vi" / "so-tay-van-hanh.md").read_text(encoding="utf-8")
+    sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", runbook, re.M | re.S))
+    assert set(sections) == alerts
+    for name, text in sections.items():
+        assert "**Ý nghĩa.**" in text and "**Cần làm.**" in text, name
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "(docs/vi/bat-dau-nhanh.md)" in readme and "(docs/vi/so-tay-van-hanh.md)" in readme

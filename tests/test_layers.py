@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("judging and showing", ("bridgemon.board", "bridgemon.metrics", "bridgemon.views",
                              "bridgemon.snapshot")),
     ("readiness", ("bridgemon.readiness",)),
-    ("windows", ("bridgemon.windows",)),
+    ("windows", ("bridgemon.windows", "bridgemon.trend")),
     ("probes", ("bridgemon.probes", "bridgemon.stamp")),
     ("configuration", ("bridgemon.config", "bridgemon.config_models",
                        "bridgemon.config_inventory", "bridgemon.config_checks",
@@ -160,7 +160,9 @@ def test_no_import_cycles() -> None:
                           "bridgemon.stamp")),
     # Pure functions over a window and thresholds.
     ("bridgemon.readiness", ("bridgemon.readiness", "bridgemon.inventory", "bridgemon.specs",
-                             "bridgemon.probes.result", "bridgemon.verdicts")),
+                             "bridgemon.probes.result", "bridgemon.verdicts",
+                             # pure string functions: the probes' reasons in Vietnamese
+                             "bridgemon.probes.reasons_vi")),
     # Report formats read the report dict alone: no inventory, no live state, no probes.
     ("bridgemon.report", ("bridgemon.report", "bridgemon.testrun_schema",
                           "bridgemon.verdicts")),

@@ -358,7 +358,7 @@ def test_no_reply_carries_the_icmp_error() -> None:
     rounds = (icmp_round(NOW - 5, (LOST,) * 3, error="host unreachable"),)
     (reason,) = judge_own(make_site(), rounds, NOW).reasons
     assert reason.en == "no reply to 3 echoes (host unreachable)"
-    assert reason.vi == "không phản hồi 3 gói ping (host unreachable)"
+    assert reason.vi == "không phản hồi 3 gói ping (không tới được thiết bị)"  # no English
 
 
 def test_nothing_sent_uses_the_probe_reason() -> None:

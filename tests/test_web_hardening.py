@@ -218,16 +218,29 @@ def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-def assert_page_obeys_its_policy(page: str, policy: str) -> None:
-    """What a browser would block under this CSP, found by reading the page independently."""
+def assert_page_obeys_its_policy(page: str, policy: str, *, own_files: bool = False) -> None:
+    """What a browser would block under this CSP, found by reading the page independently.
+    ``own_files``: a technician's page, whose stylesheet and one script are the daemon's
+    own files (/static/), and nothing inline."""
     assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
-    assert "script-src" not in policy and "unsafe-inline" not in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     sources = _style_sources(policy)
     blocks = re.findall(r"<style[^>]*>(.*?)</style>", page, re.DOTALL)
-    assert blocks and all(_sha256(block) in sources for block in blocks)
+    assert all(_sha256(block) in sources for block in blocks)
     # No style attribute: a CSP allows those only with 'unsafe-hashes'.
     assert re.findall(r'\sstyle\s*=', page, re.IGNORECASE) == []
-    assert not re.search(r"<script|\son[a-z]+\s*=|<link|<iframe|\ssrc=", page, re.IGNORECASE)
+    assert not re.search(r"\son[a-z]+\s*=|<iframe", page, re.IGNORECASE)
+    if not own_files:
+        assert blocks and "script-src" not in policy
+        assert not re.search(r"<script|<link|\ssrc=", page, re.IGNORECASE)
+        return
+    assert "script-src 'self';" in policy and "'self'" in sources
+    # Every script is a file of the daemon's (no inline one), every stylesheet too.
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.DOTALL | re.IGNORECASE)
+    assert scripts and all(re.search(r'\ssrc="/static/[\w.-]+\?v=\w+"', attrs) and not body
+                           for attrs, body in scripts)
+    links = re.findall(r"<link[^>]*>", page, re.IGNORECASE)
+    assert links and all('href="/static/' in link for link in links)
 
 
 async def test_answers_carry_browser_headers_and_pages_a_csp_they_obey(start: Starter) -> None:
@@ -239,7 +252,7 @@ async def test_answers_carry_browser_headers_and_pages_a_csp_they_obey(start: St
         assert headers["server"] == "bridgemon", path
         policy = headers["content-security-policy"]
         if path == "/":
-            assert_page_obeys_its_policy(raw.decode(), policy)
+            assert_page_obeys_its_policy(raw.decode(), policy, own_files=True)
         else:
             assert policy.startswith("default-src 'none'"), path
         if path == "/nope":

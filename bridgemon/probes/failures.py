@@ -71,3 +71,4 @@ def stream_failures(where: Callable[[], str], label: str = "",
         ssl.SSLError: lambda exc: f"{tls_label}TLS error{where()} ({exc.reason or exc})",
         OSError: lambda exc: f"{label}{connect_failure(exc)}{where()}",
     }
+

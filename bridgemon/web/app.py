@@ -34,6 +34,7 @@ from bridgemon.verdicts import NAMES
 from bridgemon.web import access, auth
 from bridgemon.web.actions import MonitorActions, TestRunActions
 from bridgemon.web.auth import Handler
+from bridgemon.web.pages import add_pages
 from bridgemon.web.security import add_security_headers, cross_site, html_policy
 from bridgemon.web.serving import HttpLimits
 
@@ -95,7 +96,7 @@ def make_app(monitor: MonitorActions, limits: HttpLimits,
     app.router.add_get("/api/v1/test-runs", handle_test_runs)
     app.router.add_post("/api/v1/test-runs", handle_start_test_run)
     app.router.add_get("/api/v1/test-runs/{run_id}", handle_test_run)
-    app.router.add_get("/", handle_index)
+    add_pages(app, MONITOR)  # /, /sites/..., /events/..., /test-runs/..., /static/...
     return app
 
 
@@ -281,24 +282,6 @@ async def handle_reload(request: web.Request) -> web.Response:
         body["stage"] = outcome.stage
     status = 200 if outcome.ok else 400 if outcome.stage == "load" else 500
     return web.json_response(body, status=status, dumps=_dumps)
-
-
-async def handle_index(request: web.Request) -> web.Response:
-    """The status page: summary and the sites that need work first, then one page of the
-    full list (``page``), optionally filtered (``q`` a name or code, ``verdict``). Bounded
-    in rows; rendered in a worker thread from the immutable snapshot, so the loop never
-    waits for the count over every site and the template (tens of ms at 12,000 sites)."""
-    from bridgemon.web.status_page import PageQuery, render_status
-
-    wanted = _verdict_param(request)
-    query = PageQuery(
-        text=request.query.get("q", "").strip()[:100],
-        verdict=wanted,
-        page=_int_param(request, "page", 1, 1, 1_000_000) or 1,
-    )
-    html = await asyncio.to_thread(render_status, request.app[MONITOR].snapshot(), query)
-    return web.Response(text=html, content_type=media_types.HTML, charset=media_types.CHARSET,
-                        headers={"Content-Security-Policy": html_policy(html)})
 
 
 def _dumps(value: object) -> str:

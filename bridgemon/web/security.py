@@ -4,8 +4,9 @@ from acting on the daemon.
 - Headers: ``nosniff``, ``X-Frame-Options: DENY``, no referrer to other sites,
   ``Server: bridgemon`` without versions, and a Content-Security-Policy. JSON and text
   answers get one that allows nothing; an HTML page gets one that allows exactly its own
-  inline styles, by their hashes, and no script (the pages have none), so injected
-  markup can neither run nor restyle the page.
+  inline styles, by their hashes, and no inline script, so injected markup can neither
+  run nor restyle the page. The technicians' pages load one stylesheet and one script
+  from the daemon (``'self'``: static/ in the package) and nothing else.
 - Cross-site requests: a page open in a browser on the monitoring host can send a POST to
   127.0.0.1 (a plain HTML form needs no permission), and the browser says where it came
   from. Any state-changing request that a browser marks as coming from another site, or
@@ -40,17 +41,24 @@ def _hash(text: str) -> str:
     return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
-def html_policy(page: str) -> str:
+def html_policy(page: str, *, own_files: bool = False) -> str:
     """The CSP of one HTML page: its own ``<style>`` blocks and ``style`` attributes, by
-    hash, nothing else. Computed from the page sent, so it cannot drift from a template."""
+    hash, nothing else. Computed from the page sent, so it cannot drift from a template.
+
+    ``own_files``: the technicians' pages, which load their stylesheet and their one script
+    (live updates) from the daemon itself (``'self'``), and fetch their live parts from it;
+    still no inline script, so injected markup cannot run."""
     sources = [_hash(block) for block in _STYLE_BLOCK.findall(page)]
     attributes = {html.unescape(a or b) for a, b in _STYLE_ATTR.findall(page)}
     if attributes:
         # Hashes of style attributes count only with 'unsafe-hashes' (CSP level 3).
         sources.append("'unsafe-hashes'")
         sources.extend(_hash(value) for value in sorted(attributes))
+    if own_files:
+        sources.insert(0, "'self'")
     style = " ".join(dict.fromkeys(sources)) or "'none'"
-    return (f"default-src 'none'; style-src {style}; form-action 'self'; "
+    scripts = "script-src 'self'; connect-src 'self'; " if own_files else ""
+    return (f"default-src 'none'; style-src {style}; {scripts}form-action 'self'; "
             "frame-ancestors 'none'; base-uri 'none'")
 
 

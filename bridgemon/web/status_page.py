@@ -1,77 +1,96 @@
-"""The status page at ``/``: what a technician sees in a browser, in Vietnamese.
+"""The overview at ``/``: what a technician sees first, on a phone or on the wall, in
+Vietnamese.
 
-Renders a Snapshot only (no live state), like /metrics, and a bounded number of rows
-(the sites that need work first, then one page of the full list), so it stays fast at any
-inventory size. Thread-safe: the web app renders it off the event loop (counting and
-sorting 12,000 verdicts and a template of 300 rows take tens of milliseconds).
+Counts per verdict and per district (the level below the root), the conferences to come
+with how many of their sites are not ready, the sites that need work first (worst first,
+with reason, since when, parent and the technician to call), and one page of the full
+list; all of it filtered by the query (name without diacritics, code, district,
+verdict), so a filtered view is a link one can send.
+
+Renders a Snapshot only (no live state) and a bounded number of rows, filtering before
+building; thread-safe: the web app renders it off the event loop (counting and sorting
+12,000 verdicts and a template of 300 rows take tens of milliseconds).
 """
 
 from __future__ import annotations
 
-import threading
-import unicodedata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
-import jinja2
-
-from bridgemon import __version__
 from bridgemon.events import ZONE
 from bridgemon.inventory import Inventory
 from bridgemon.snapshot import Snapshot
-from bridgemon.verdicts import CAN_JOIN, RANK, WORDS_VI, State, count, in_order
-
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("bridgemon.web", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
+from bridgemon.verdicts import CAN_JOIN, RANK, STATES, WORDS_VI, State, count, in_order
+from bridgemon.web.pages_common import (
+    PerInventory,
+    ago,
+    clock,
+    fold,
+    render_page,
+    render_parts,
+    tel,
+    vn,
 )
-
-
-def _vn(number: float | None, digits: int = 1) -> str:
-    """Vietnamese decimal comma: 12,5."""
-    return "—" if number is None else f"{number:.{digits}f}".replace(".", ",")
-
 
 PAGE_SIZE = 100  # rows of the full list per page
 PROBLEMS_SHOWN = 200  # sites that need work listed first; the rest are counted
 MAX_DEPTH = 9  # deeper sites in the full list are indented as much as this one
+LIVE_PARTS = ("counts", "events", "urgent", "districts", "list")
 
 
 @dataclass(frozen=True, slots=True)
 class PageQuery:
-    text: str = ""  # part of a name or code; diacritics optional ("hai chau")
+    text: str = ""  # part of a name or code; diacritics optional ("tam ky")
     verdict: str | None = None
+    district: str | None = None  # a site of the level below the root: its subtree
     page: int = 1
 
-
-def _fold(text: str) -> str:
-    """Lower case without diacritics, so "hai chau" finds "Phường Hải Châu"."""
-    decomposed = unicodedata.normalize("NFD", text.lower().replace("đ", "d"))
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-_SEARCH_KEYS: dict[int, tuple[Inventory, dict[str, str]]] = {}
-_SEARCH_KEYS_LOCK = threading.Lock()  # pages render in worker threads
+    def link(self, **changes: Any) -> str:
+        """This view's URL with ``changes`` (None drops a parameter)."""
+        values = {"q": self.text, "district": self.district, "verdict": self.verdict,
+                  "page": self.page}
+        values.update(changes)
+        if values["page"] == 1:
+            values["page"] = None  # the first page is the page without one
+        kept = {k: v for k, v in values.items() if v is not None and v != ""}
+        return "/?" + urlencode(kept) if kept else "/"
 
 
 def _search_keys(inventory: Inventory) -> dict[str, str]:
-    """Folded "name code address" per site, built once per inventory."""
-    with _SEARCH_KEYS_LOCK:
-        cached = _SEARCH_KEYS.get(id(inventory))
-        if cached is None or cached[0] is not inventory:
-            keys = {site.id: _fold(f"{site.name} {site.id} {site.address}")
-                    for site in inventory.sites.values()}
-            _SEARCH_KEYS.clear()
-            cached = _SEARCH_KEYS[id(inventory)] = (inventory, keys)
-        return cached[1]
+    """Folded "name code address" per site."""
+    return {site.id: fold(f"{site.name} {site.id} {site.address}")
+            for site in inventory.sites.values()}
+
+
+def _districts(inventory: Inventory) -> dict[str, str | None]:
+    """Each site's district: its ancestor at depth 1 (itself at depth 1; None at the root)."""
+    depths = inventory.depths
+    out: dict[str, str | None] = {}
+    for site_id in inventory.order:  # parents first
+        depth = depths.get(site_id, 0)
+        parent = inventory.sites[site_id].parent
+        out[site_id] = None if depth == 0 else site_id if depth == 1 else \
+            out.get(parent or "")
+    return out
+
+
+SEARCH_KEYS = PerInventory(_search_keys)
+DISTRICTS = PerInventory(_districts)
+
+
+def _state(snap: Snapshot, site_id: str) -> State:
+    verdict = snap.verdict(site_id)
+    return verdict.state if verdict else State.UNKNOWN
 
 
 def _row(snap: Snapshot, site_id: str) -> dict[str, Any]:
     inventory = snap.inventory
     site = inventory.sites[site_id]
-    verdict = snap.verdict(site_id)
+    view = snap.sites.get(site_id)
+    verdict = view.verdict if view else None
     state = verdict.state if verdict else State.UNKNOWN
     quality = verdict.quality if verdict else None
     rtt = quality.rtt if quality else None
@@ -80,51 +99,98 @@ def _row(snap: Snapshot, site_id: str) -> dict[str, Any]:
         "depth": inventory.depths.get(site_id, 0),
         "level": inventory.level(site.level).name, "state": state.value,
         "label": WORDS_VI[state],
-        "rtt": _vn(rtt.avg * 1000 if rtt else None),
-        "jitter": _vn(quality.jitter * 1000 if quality and quality.jitter is not None
-                      else None),
-        "loss": f"{_vn(quality.loss_ratio * 100)} %" if quality and quality.sent else "—",
-        "mos": _vn(quality.mos, 2) if quality and quality.mos is not None else "—",
+        "since": clock(view.since) if view and view.since else "—",
+        "ago": ago(snap.taken_at - view.since) if view and view.since else "",
+        "rtt": vn(rtt.avg * 1000 if rtt else None),
+        "jitter": vn(quality.jitter * 1000 if quality and quality.jitter is not None
+                     else None),
+        "loss": f"{vn(quality.loss_ratio * 100)} %" if quality and quality.sent else "—",
+        "mos": vn(quality.mos, 2) if quality and quality.mos is not None else "—",
     }
 
 
-def render_status(snap: Snapshot, query: PageQuery | None = None) -> str:
-    query = query or PageQuery()
+def problem_row(snap: Snapshot, site_id: str) -> dict[str, Any]:
+    """A site that needs work: its row, reasons, parent and whom to call."""
     inventory = snap.inventory
-    counts = {state: 0 for state in State}
-    urgent: list[tuple[int, int, str]] = []
-    for position, site_id in enumerate(snap.order):
-        verdict = snap.verdict(site_id)
-        state = verdict.state if verdict else State.UNKNOWN
-        counts[state] += 1
-        if state != State.READY:  # needs work: listed first, worst first
-            urgent.append((RANK[state], position, site_id))
-    urgent.sort()
-    problems = []
-    for _, _, site_id in urgent[:PROBLEMS_SHOWN]:
-        site = inventory.sites[site_id]
-        verdict = snap.verdict(site_id)
-        parent = inventory.sites.get(site.parent or "")
-        contact = site.contact
-        problems.append({
-            **_row(snap, site_id),
-            "parent": parent.name if parent else "—",
-            "reasons": "; ".join(r.vi for r in verdict.reasons) if verdict else "",
-            "contact": " · ".join(x for x in ((contact.name, contact.phone) if contact
-                                              else ()) if x) or "—",
-        })
+    site = inventory.sites[site_id]
+    verdict = snap.verdict(site_id)
+    parent = inventory.sites.get(site.parent or "")
+    contact = site.contact
+    return {
+        **_row(snap, site_id),
+        "parent": parent.name if parent else "—",
+        "parent_id": parent.id if parent else None,
+        "reasons": "; ".join(r.vi for r in verdict.reasons) if verdict else "",
+        "contact_name": (contact.name if contact else None) or "",
+        "phone": contact.phone if contact else None,
+        "tel": tel(contact.phone if contact else None),
+    }
+
+
+def _matching(snap: Snapshot, query: PageQuery) -> list[str]:
+    """Site ids the query keeps, in tree order: filtered before anything is built."""
     listed: list[str] | tuple[str, ...] = snap.order
+    if query.district:
+        districts = DISTRICTS.get(snap.inventory)
+        listed = [site_id for site_id in listed if districts.get(site_id) == query.district]
     if query.text:
-        needle = _fold(query.text)
-        keys = _search_keys(inventory)
+        needle = fold(query.text)
+        keys = SEARCH_KEYS.get(snap.inventory)
         listed = [site_id for site_id in listed if needle in keys.get(site_id, "")]
     if query.verdict:
-        listed = [site_id for site_id in listed
-                  if (v := snap.verdict(site_id)) is not None and v.state.value == query.verdict]
+        listed = [site_id for site_id in listed if _state(snap, site_id) == query.verdict]
+    return list(listed)
+
+
+def overview_context(snap: Snapshot, query: PageQuery | None = None) -> dict[str, Any]:
+    query = query or PageQuery()
+    inventory = snap.inventory
+    if query.district and query.district not in inventory.sites:
+        query = replace(query, district=None)
+    counts = dict.fromkeys(STATES, 0)
+    district_of = DISTRICTS.get(inventory)
+    per_district = {site_id: {state.value: 0 for state in STATES}
+                    for site_id in snap.order if inventory.depths.get(site_id) == 1}
+    for site_id in snap.order:
+        state = _state(snap, site_id)
+        counts[state] += 1
+        district = district_of.get(site_id)
+        if district is not None:
+            per_district[district][state.value] += 1
+    listed = _matching(snap, query)
+    urgent = sorted((RANK[state], position, site_id)
+                    for position, site_id in enumerate(listed)
+                    if (state := _state(snap, site_id)) != State.READY)
+    problems = [problem_row(snap, site_id) for _, _, site_id in urgent[:PROBLEMS_SHOWN]]
     pages = max(1, -(-len(listed) // PAGE_SIZE))
     page = min(query.page, pages)
-    rows = [_row(snap, site_id)
-            for site_id in listed[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]]
+    rows = [_row(snap, site_id) for site_id in listed[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]]
+    query = replace(query, page=page)
+    return {
+        "now": clock(snap.taken_at, with_year=True),
+        "total": len(inventory),
+        "counts": [(state.value, WORDS_VI[state], counts[state]) for state in STATES],
+        "districts": [{"id": site_id, "name": inventory.sites[site_id].name,
+                       "counts": table} for site_id, table in per_district.items()],
+        "problems": problems,
+        "problems_total": len(urgent),
+        "rows": rows,
+        "listed": len(listed),
+        "page": page,
+        "pages": pages,
+        "query": query,
+        "link": query.link,
+        "filtered": bool(query.text or query.verdict or query.district),
+        "states": [(state.value, WORDS_VI[state]) for state in STATES],
+        "events": upcoming_events(snap),
+        "max_depth": MAX_DEPTH,
+        "live_url": query.link(live=1),
+    }
+
+
+def upcoming_events(snap: Snapshot) -> list[dict[str, Any]]:
+    """Conferences not over yet: their sites, how many of them cannot join now, and their
+    latest test run."""
     events = []
     latest = snap.latest_runs or {}
     for event in sorted(snap.events, key=lambda e: e.start):
@@ -136,26 +202,23 @@ def render_status(snap: Snapshot, query: PageQuery | None = None) -> str:
             # A latest run is a complete one, whose summary the run wrote.
             summary = report["summary"] or count(site["verdict"] for site in report["sites"])
             run = {"run_id": report["run_id"],
-                   "when": datetime.fromisoformat(report["started_at"]).strftime("%H:%M %d/%m"),
+                   "when": datetime.fromisoformat(report["started_at"]).astimezone(ZONE)
+                   .strftime("%H:%M %d/%m"),
                    "ready": sum(n for state, n in in_order(summary) if state in CAN_JOIN),
                    "total": summary["total"]}
-        events.append({"title": event.title,
+        not_ready = sum(1 for site_id in event.participants
+                        if _state(snap, site_id) not in CAN_JOIN)
+        events.append({"id": event.id, "title": event.title,
                        "start": event.start.astimezone(ZONE).strftime("%H:%M %d/%m/%Y"),
-                       "participants": len(event.participants), "run": run})
-    return _ENV.get_template("status.html.j2").render(
-        now=datetime.fromtimestamp(snap.taken_at, ZONE).strftime("%H:%M:%S %d/%m/%Y"),
-        total=len(inventory),
-        counts=[(state.value, WORDS_VI[state], counts[state]) for state in State],
-        problems=problems,
-        problems_total=len(urgent),
-        rows=rows,
-        listed=len(listed),
-        page=page,
-        pages=pages,
-        query=query,
-        filtered=bool(query.text or query.verdict),
-        states=[(state.value, WORDS_VI[state]) for state in State],
-        events=events,
-        version=__version__,
-        max_depth=MAX_DEPTH,
-    )
+                       "participants": len(event.participants), "not_ready": not_ready,
+                       "run": run})
+    return events
+
+
+def render_status(snap: Snapshot, query: PageQuery | None = None) -> str:
+    return render_page("status.html.j2", overview_context(snap, query))
+
+
+def live_status(snap: Snapshot, query: PageQuery | None = None) -> Mapping[str, object]:
+    context = overview_context(snap, query)
+    return {"updated": context["now"], "parts": render_parts(LIVE_PARTS, context)}

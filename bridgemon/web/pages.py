@@ -1,0 +1,171 @@
+"""The technicians' pages: routes and handlers (``add_pages``, one call in app.py).
+
+``/`` (overview), ``/sites/{id}``, ``/events/{id}``, ``/test-runs/{id}`` and their static
+files. Each page answers ``?live=1`` with its live parts as JSON (static/live.js polls
+that). Handlers read the snapshot, copy on the loop the little that is live (a site's
+trend points) and build and render the page in a worker thread: filtering and templating
+at 12,000 sites take tens of milliseconds the loop must not wait for. Bad input gets an
+HTML page saying what was wrong, in Vietnamese, with its 4xx status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from bridgemon import media_types
+from bridgemon.snapshot import Snapshot
+from bridgemon.verdicts import NAMES, WORDS_VI, State
+from bridgemon.web.actions import MonitorActions
+from bridgemon.web.pages_common import STATIC, clock, render_page
+from bridgemon.web.pages_event import event_context, live_event, render_event
+from bridgemon.web.pages_site import live_site, render_site, site_context
+from bridgemon.web.pages_test_run import live_test_run, render_test_run, test_run_context
+from bridgemon.web.security import html_policy
+from bridgemon.web.status_page import PageQuery, live_status, render_status
+
+MAX_QUERY_TEXT = 100  # characters of a search kept
+
+
+def add_pages(app: web.Application, monitor: web.AppKey[MonitorActions]) -> None:
+    pages = _Pages(monitor)
+    app.router.add_get("/", pages.overview)
+    app.router.add_get("/sites/{site_id}", pages.site)
+    app.router.add_get("/events/{event_id}", pages.event)
+    app.router.add_get("/test-runs/{run_id}", pages.test_run)
+    app.router.add_get("/static/{name}", serve_static)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.title, self.message = status, title, message
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type=media_types.HTML,
+                        charset=media_types.CHARSET,
+                        headers={"Content-Security-Policy": html_policy(text, own_files=True),
+                                 "Cache-Control": "no-store"})
+
+
+def _live(request: web.Request, body: Mapping[str, object]) -> web.Response:
+    """A page's live parts; only a version of them when the page has them already (it
+    says which it has, ``seen``): a wall screen polls all day, mostly for nothing new."""
+    version = hashlib.sha256(
+        json.dumps(body["parts"], sort_keys=True).encode()).hexdigest()[:16]
+    if request.query.get("seen") == version:
+        body = {"updated": body["updated"], "same": True}
+    response = web.json_response({**body, "version": version},
+                                 headers={"Cache-Control": "no-store"})
+    response.enable_compression()  # 150 kB of rows at 12,000 sites: ~15 kB on the wire
+    return response
+
+
+async def _error_page(snap: Snapshot, refused: _Refused) -> web.Response:
+    text = render_page("error.html.j2", {
+        "title": refused.title, "message": refused.message,
+        "now": clock(snap.taken_at, with_year=True), "live_url": ""})
+    return _html(text, refused.status)
+
+
+def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        number = int(raw)
+    except ValueError:
+        raise _Refused(400, "Yêu cầu không hợp lệ", f"{name} phải là số nguyên") from None
+    if not low <= number <= high:
+        raise _Refused(400, "Yêu cầu không hợp lệ", f"{name} phải từ {low} đến {high}")
+    return number
+
+
+class _Pages:
+    def __init__(self, monitor: web.AppKey[MonitorActions]) -> None:
+        self._monitor = monitor
+
+    def _snapshot(self, request: web.Request) -> Snapshot:
+        return request.app[self._monitor].snapshot()
+
+    async def overview(self, request: web.Request) -> web.Response:
+        snap = self._snapshot(request)
+        try:
+            verdict = request.query.get("verdict") or None
+            if verdict is not None and verdict not in NAMES:
+                known = ", ".join(f"{name} ({WORDS_VI[State(name)]})" for name in NAMES)
+                raise _Refused(400, "Yêu cầu không hợp lệ",
+                               f"Không có trạng thái {verdict!r}; chọn một trong: {known}.")
+            query = PageQuery(
+                text=request.query.get("q", "").strip()[:MAX_QUERY_TEXT],
+                verdict=verdict,
+                district=request.query.get("district") or None,
+                page=_int(request, "page", 1, 1, 1_000_000),
+            )
+        except _Refused as refused:
+            return await _error_page(snap, refused)
+        if request.query.get("live"):
+            return _live(request, await asyncio.to_thread(live_status, snap, query))
+        return _html(await asyncio.to_thread(render_status, snap, query))
+
+    async def site(self, request: web.Request) -> web.Response:
+        snap = self._snapshot(request)
+        site_id = request.match_info["site_id"]
+        view = snap.sites.get(site_id)
+        if view is None:
+            return await _error_page(snap, _Refused(
+                404, "Không tìm thấy điểm cầu",
+                f"Không có điểm cầu mã {site_id!r} trong danh sách đang giám sát."))
+        points = view.trend.points(snap.taken_at)  # live: copied here, on the loop
+        runs: list[Any] = []
+        testruns = request.app[self._monitor].testruns
+        if testruns is not None and testruns.started and not request.query.get("live"):
+            runs = await testruns.list(limit=50)
+        context = await asyncio.to_thread(site_context, snap, site_id, points, runs)
+        assert context is not None  # the view exists, so does the site
+        if request.query.get("live"):
+            return _live(request, await asyncio.to_thread(live_site, context))
+        return _html(await asyncio.to_thread(render_site, context))
+
+    async def event(self, request: web.Request) -> web.Response:
+        snap = self._snapshot(request)
+        event_id = request.match_info["event_id"]
+        context = await asyncio.to_thread(event_context, snap, event_id)
+        if context is None:
+            return await _error_page(snap, _Refused(
+                404, "Không tìm thấy hội nghị", f"Không có hội nghị mã {event_id!r}."))
+        if request.query.get("live"):
+            return _live(request, await asyncio.to_thread(live_event, context))
+        return _html(await asyncio.to_thread(render_event, context))
+
+    async def test_run(self, request: web.Request) -> web.Response:
+        snap = self._snapshot(request)
+        run_id = request.match_info["run_id"]
+        testruns = request.app[self._monitor].testruns
+        if testruns is None or not testruns.started:
+            return await _error_page(snap, _Refused(
+                503, "Đang khởi động", "Máy giám sát đang khởi động, hãy thử lại sau ít giây."))
+        report = await testruns.get(run_id)
+        if report is None:
+            return await _error_page(snap, _Refused(
+                404, "Không tìm thấy lần kiểm tra", f"Không có lần kiểm tra mã {run_id!r}."))
+        context = await asyncio.to_thread(test_run_context, report, snap.taken_at)
+        if request.query.get("live"):
+            return _live(request, await asyncio.to_thread(live_test_run, context))
+        return _html(await asyncio.to_thread(render_test_run, context))
+
+
+async def serve_static(request: web.Request) -> web.Response:
+    found = STATIC.get(request.match_info["name"])
+    if found is None:
+        raise web.HTTPNotFound(text="no such file")
+    body, content_type = found
+    # The pages ask for it with its hash in the URL (?v=...): a new file, a new URL.
+    return web.Response(body=body, headers={"Content-Type": content_type,
+                                            "Cache-Control": "public, max-age=31536000"})

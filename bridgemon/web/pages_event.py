@@ -1,0 +1,83 @@
+"""The conference page at ``/events/{id}``: who takes part, each site's state now and in
+the latest test run, the counts of both, and the report of that run.
+
+Read-only for now. The operators' actions (run the test now, take a site, add a note) slot
+into the ``operator-actions`` section of event.html.j2 once sign-in and CSRF exist; the
+live parts already carry what their progress needs (counts and rows, refreshed in place).
+Rendered off the event loop from a Snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from bridgemon.events import ZONE
+from bridgemon.snapshot import Snapshot
+from bridgemon.verdicts import CAN_JOIN, RANK, STATES, WORDS_VI, State, count, known, words_vi
+from bridgemon.web.pages_common import clock, render_page, render_parts
+from bridgemon.web.status_page import problem_row
+
+LIVE_PARTS = ("event_counts", "event_sites")
+ROWS_SHOWN = 300  # participants listed, worst first; a province-wide event has thousands
+
+
+def event_context(snap: Snapshot, event_id: str) -> dict[str, Any] | None:
+    event = next((e for e in snap.events if e.id == event_id), None)
+    if event is None:
+        return None
+    inventory = snap.inventory
+    report = (snap.latest_runs or {}).get(event.id)
+    tested = {site["id"]: site for site in report["sites"]} if report else {}
+    present = [site_id for site_id in event.participants
+               if site_id in inventory.sites]  # a site may have left since it was planned
+    now_states = [(v.state if (v := snap.verdict(site_id)) else State.UNKNOWN).value
+                  for site_id in present]
+    # Worst first, as the technicians work through them; tree order among equals. Only the
+    # rows shown are built.
+    shown = sorted(range(len(present)), key=lambda i: RANK[now_states[i]])[:ROWS_SHOWN]
+    rows = []
+    for index in shown:
+        site_id = present[index]
+        row = problem_row(snap, site_id)
+        before = tested.get(site_id)
+        rows.append({**row,
+                     "run_state": known(before["verdict"]).value if before else None,
+                     "run_label": words_vi(before["verdict"]) if before else "chưa kiểm tra",
+                     "run_reasons": "; ".join(before.get("reasons_vi") or before["reasons"])
+                     if before else ""})
+    now_summary = count(now_states)
+    run = None
+    if report is not None:
+        summary = report["summary"] or count(site["verdict"] for site in report["sites"])
+        run = {"run_id": report["run_id"],
+               "when": datetime.fromisoformat(report["started_at"]).astimezone(ZONE)
+               .strftime("%H:%M %d/%m/%Y"),
+               "counts": [(state.value, WORDS_VI[state], summary[state.value])
+                          for state in STATES],
+               "total": summary["total"]}
+    return {
+        "now": clock(snap.taken_at, with_year=True),
+        "event": {"id": event.id, "title": event.title,
+                  "start": event.start.astimezone(ZONE).strftime("%H:%M %d/%m/%Y"),
+                  "end": event.end.astimezone(ZONE).strftime("%H:%M %d/%m/%Y"),
+                  "selector": event.selector},
+        "counts": [(state.value, WORDS_VI[state], now_summary[state.value])
+                   for state in STATES],
+        "total": len(present),
+        "hidden": len(present) - len(rows),
+        "not_ready": sum(1 for state in now_states if known(state) not in CAN_JOIN),
+        "rows": rows,
+        "run": run,
+        "live_url": f"/events/{quote(event.id, safe='')}?live=1",
+    }
+
+
+def render_event(context: Mapping[str, Any]) -> str:
+    return render_page("event.html.j2", context)
+
+
+def live_event(context: Mapping[str, Any]) -> Mapping[str, object]:
+    return {"updated": context["now"], "parts": render_parts(LIVE_PARTS, context)}
