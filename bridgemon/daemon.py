@@ -17,7 +17,7 @@ import time
 from types import MappingProxyType
 
 from bridgemon.board import Board
-from bridgemon.config import Config, ConfigError, load_config
+from bridgemon.config import Config, ConfigError, TlsError, load_config
 from bridgemon.gc_pacing import GcPacer
 from bridgemon.inventory import Site
 from bridgemon.loop_lag import LoopLagMeter
@@ -174,16 +174,36 @@ class Monitor:
                 return self._rejected(now, "load", f"{path}: cannot load it",
                                       (f"{path}: {_one_line(exc)}",))
             try:
+                new.web.ssl_context()  # a renewed certificate checked before anything changes
+            except TlsError as exc:
+                return self._rejected(now, "load", str(exc), (str(exc),))
+            try:
                 await self.apply_gradually(new)
             except Exception as exc:
                 log.debug("applying %s failed", path, exc_info=exc)
                 return self._rejected(now, "apply", f"{path}: cannot apply it",
                                       (f"{path}: {_one_line(exc)}",))
             self._reload = ReloadFigures(True, now, now, ())
+            self._renew_tls(new)
             log.info("reloaded %s: %d sites", path, len(new.inventory))
             for warning in new.warnings:
                 log.warning("%s", warning)
             return ReloadOutcome(True, (), len(new.inventory))
+
+    def _renew_tls(self, config: Config) -> None:
+        """A renewed certificate (same files, new contents) is served from the next
+        handshake on; turning TLS on or off moves the listener: a restart."""
+        web = config.web
+        if self.listener is None:
+            return
+        if web.tls != self.listener.tls:
+            log.warning("TLS on or off takes effect on restart only")
+        elif web.tls_cert is not None and web.tls_key is not None:
+            try:
+                self.listener.renew_tls(web.tls_cert, web.tls_key)
+            except (TlsError, OSError) as exc:  # changed since the check: keep the old one
+                log.error("the renewed certificate did not load, still serving the old "
+                          "one: %s", exc)
 
     def _rejected(self, now: float, stage: str, summary: str,
                   errors: tuple[str, ...]) -> ReloadOutcome:
@@ -201,7 +221,7 @@ class Monitor:
         """Switch to ``config``, all or nothing, in one go (at start, and in tests)."""
         windows = self._new_windows(
             config, {k: dataclasses.replace(v) for k, v in self.windows.sites.items()})
-        board = Board()
+        board = Board(previous=self.board)  # each site's "since" goes on if it stays
         board.sync(config.inventory, windows.sites, time.time())
         self._swap(config, windows, board)
 
@@ -220,7 +240,7 @@ class Monitor:
                     await asyncio.sleep(0)
             windows = self._new_windows(config, copied)
             await asyncio.sleep(0)
-            board = Board()
+            board = Board(previous=self.board)
             for _ in board.sync_in_steps(config.inventory, windows.sites, time.time(), _STEP):
                 await asyncio.sleep(0)
             while len(self._replay) > _STEP:  # catch up while rounds keep landing

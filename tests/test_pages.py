@@ -282,8 +282,6 @@ async def test_a_page_that_has_the_live_parts_gets_only_their_version(tmp_path: 
 
 
 @needs_root
-@pytest.mark.xfail(strict=True, reason="daemon.py builds a reload's board as Board(), not "
-                                        "Board(previous=self.board): see the i13-pages report")
 async def test_since_survives_a_reload_of_the_running_daemon(monitor: Monitor) -> None:
     async def ready() -> bool:
         return all(view.verdict.state.value == "ready"

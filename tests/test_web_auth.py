@@ -839,6 +839,44 @@ async def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path)
         await listener.close()
 
 
+async def test_a_reload_serves_the_renewed_certificate_and_a_bad_one_is_rejected(
+        daemon: Any, tmp_path: Path) -> None:
+    """The daemon's reload: certbot-style renewal (same files, new contents) is served from
+    the next handshake; a certificate that no longer matches its key rejects the reload
+    and the old one stays."""
+    monitor, _client = await daemon()
+    port = monitor.bound[1]
+
+    async def served() -> bytes:
+        client = ssl.create_default_context()
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        return bytes(der)
+
+    def der(path: Path) -> bytes:
+        return x509.load_pem_x509_certificate(path.read_bytes()).public_bytes(
+            serialization.Encoding.DER)
+
+    before = await served()
+    assert before == der(tmp_path / "server.crt")
+    (tmp_path / "renewed").mkdir()
+    renewed = make_cert(tmp_path / "renewed")
+    (tmp_path / "server.crt").write_bytes(renewed[0].read_bytes())
+    (tmp_path / "server.key").write_bytes(renewed[1].read_bytes())
+    outcome = await monitor.reload()
+    assert outcome.ok, outcome.errors
+    assert await served() == der(renewed[0]) != before
+    # A certificate whose key is another's: refused, the renewed one still served.
+    other = make_cert(tmp_path / "renewed", "other")
+    (tmp_path / "server.crt").write_bytes(other[0].read_bytes())
+    outcome = await monitor.reload()
+    assert not outcome.ok and "server.crt" in " ".join(outcome.errors)
+    assert await served() == der(renewed[0])
+
+
 # -- bridgemon passwd --------------------------------------------------------------------
 
 

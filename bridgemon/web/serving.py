@@ -120,6 +120,11 @@ class Listener:
         self.bound = (str(name[0]), int(name[1]))
         return self.bound
 
+    @property
+    def tls(self) -> bool:
+        """Whether this listener serves TLS (fixed when it starts)."""
+        return self._tls is not None
+
     def renew_tls(self, cert: Path, key: Path) -> None:
         """Serve a renewed certificate from the next handshake on, without a restart.
         The pair is loaded into a context aside first, so a bad one (TlsError) leaves the
