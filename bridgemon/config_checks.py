@@ -117,20 +117,20 @@ class CheckModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: CheckType | None = None
-    enabled: bool = True
+    # Strict, every true/false: pydantic's lax bool took "yes", "off" and 1, which TOML
+    # writes differently (a quoted string or a number is a typo for true/false, not a choice).
+    enabled: StrictBool = True
     port: int | None = Field(default=None, ge=1, le=65535)
     timeout: Duration | None = Field(default=None, gt=0, le=300)
-    # Strict: pydantic's lax bool took "yes", "off" and 1, which TOML writes differently
-    # (a quoted string or a number is a typo for true/false, not a choice).
     required: StrictBool | None = None
     transport: Literal["udp", "tcp", "tls"] | None = None
     accept: list[Annotated[int, Field(ge=200, le=699)]] | None = None
-    verify_tls: bool | None = None
+    verify_tls: StrictBool | None = None
     path: str | None = None
     url: str | None = None
     method: Literal["GET", "HEAD"] | None = None
     expect_status: list[Annotated[int, Field(ge=100, le=599)]] | None = None
-    follow_redirects: bool | None = None
+    follow_redirects: StrictBool | None = None
     max_body_bytes: int | None = Field(default=None, ge=0, le=16 * 1024 * 1024)
     cert_expiry_warn: Duration | None = Field(default=None, ge=0)
     ca_file: str | None = None  # a PEM bundle to trust instead of the system's (an internal CA)

@@ -139,3 +139,16 @@ def test_the_verdict_judges_by_the_profiles_thresholds() -> None:
     assert "trễ khứ hồi p95" in str(strict["reason_vi"])
     # The same train with today's limits passes.
     assert _train_details("")["state"] == "ready"
+
+
+@pytest.mark.parametrize(("kind", "key"), [
+    ("tcp", "enabled"), ("https", "verify_tls"), ("https", "follow_redirects"),
+    ("sip", "verify_tls"),
+])
+@pytest.mark.parametrize("value", ['"yes"', "1", '"off"', "0"])
+def test_every_switch_of_a_check_takes_only_true_or_false(kind: str, key: str,
+                                                          value: str) -> None:
+    port = "port = 5060\n"
+    found = config_errors(inventory(f'type = "{kind}"\n{port}{key} = {value}'))
+    assert any(issue.startswith(f"sites.toml:13: profiles.codec.checks.video.{key}: "
+                                "Input should be a valid boolean") for issue in found), found
