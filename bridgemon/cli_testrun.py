@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from bridgemon import exits
+from bridgemon import exits, gil
 from bridgemon.config import Config, ConfigError, load_config, parse_config
 from bridgemon.inventory import SelectorError
 from bridgemon.testrun.history import History, file_in
@@ -132,6 +132,7 @@ def cmd_test(args: argparse.Namespace, config: Config) -> int:
     progress = _Progress(len(plan.sites))
 
     async def main() -> Report:
+        gil.share_promptly()  # the history's writer thread must not hold up the pings
         ctx = ProbeContext.from_settings(config.monitor)
         try:
             ctx.pinger.check()

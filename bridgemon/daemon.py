@@ -16,6 +16,7 @@ import signal
 import time
 from types import MappingProxyType
 
+from bridgemon import gil
 from bridgemon.board import Board
 from bridgemon.config import Config, ConfigError, TlsError, load_config
 from bridgemon.gc_pacing import GcPacer
@@ -81,6 +82,7 @@ class Monitor:
 
     async def start(self) -> None:
         """Open the ICMP sockets (failing loudly without privileges), then probe and serve."""
+        gil.share_promptly()  # worker threads must not hold up the engine's loop
         monitor = self.config.monitor
         ctx = ProbeContext.from_settings(monitor)
         self.pinger = ctx.pinger
