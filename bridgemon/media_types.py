@@ -29,3 +29,12 @@ REPORTS: dict[str, tuple[str, str]] = {
 def with_charset(media_type: str) -> str:
     """The Content-Type header of a UTF-8 body of ``media_type``."""
     return f"{media_type}; charset={CHARSET}"
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether a request's ``Accept-Encoding`` takes gzip (``q=0`` refuses it)."""
+    for part in accept_encoding.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
