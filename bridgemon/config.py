@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 import tomllib
 from collections.abc import Collection, Sequence
@@ -25,10 +26,16 @@ from typing import Any, Literal
 
 from bridgemon.config_inventory import build_inventory
 from bridgemon.config_issues import ConfigError, ConfigIssue, Issue, IssueLog
-from bridgemon.config_models import MonitorModel, parse_listen, validate_shapes
+from bridgemon.config_models import (
+    MonitorModel,
+    check_vantage_name,
+    parse_listen,
+    validate_shapes,
+)
 from bridgemon.config_source import SourceMap, deepest_nesting, line_count, longest_number
 from bridgemon.events import Event, EventModel, build_event
 from bridgemon.inventory import Inventory
+from bridgemon.shards import WHOLE, Shard, parse_shard
 
 # What the commands take from here (the rest is the loader's own business).
 __all__ = [
@@ -39,6 +46,7 @@ __all__ = [
     "MonitorModel",
     "MonitorSettings",
     "TestSettings",
+    "VantageSettings",
     "config_path",
     "load_config",
     "parse_config",
@@ -46,6 +54,17 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG = Path("config/sites.toml")
+
+
+@dataclass(frozen=True)
+class VantageSettings:
+    """Where the daemon looks from: its name (the ``vantage`` label of every series), the
+    anchors it probes to know it can still see the world, and when it counts as cut off."""
+
+    name: str
+    anchors: tuple[str, ...] = ()
+    gateway: bool = False  # the default gateway (/proc/net/route) is an anchor too
+    isolated_share: float | None = None  # also isolated when this share of sites fail
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,8 @@ class MonitorSettings:
     check_sockets: int
     state_dir: Path  # absolute
     event_window: float
+    shard: Shard = WHOLE
+    vantage: VantageSettings = field(default_factory=lambda: VantageSettings(host_vantage()))
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,11 @@ class Config:
     events: tuple[Event, ...] = ()
     api_token: str | None = None
     warnings: tuple[ConfigIssue, ...] = field(default=())
+
+
+def host_vantage() -> str:
+    """The default vantage name: the host's name, short (without its domain)."""
+    return socket.gethostname().split(".", 1)[0] or "localhost"
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -108,9 +134,16 @@ def parse_config(text: str, path: Path) -> Config:
     inventory = build_inventory(model, sites, written_ids, log)
     events = _build_events(model.events, inventory, written_ids - inventory.sites.keys(),
                            log.error)
+    monitor = model.monitor
+    vantage_name = monitor.vantage.name or host_vantage()
+    if monitor.vantage.name is None:
+        try:
+            check_vantage_name(vantage_name)
+        except ValueError as exc:
+            log.error(("monitor", "vantage", "name"),
+                      f"the host name cannot be the vantage name ({exc}); set one")
     if log.errors:
         raise ConfigError(log.errors)
-    monitor = model.monitor
     return Config(
         path=path,
         monitor=MonitorSettings(
@@ -124,6 +157,11 @@ def parse_config(text: str, path: Path) -> Config:
             check_sockets=monitor.check_sockets,
             state_dir=_state_dir(monitor.state_dir, path),
             event_window=monitor.event_window,
+            shard=parse_shard(monitor.shard),
+            vantage=VantageSettings(
+                name=vantage_name, anchors=tuple(monitor.vantage.anchors),
+                gateway=monitor.vantage.gateway, isolated_share=monitor.vantage.isolated_share,
+            ),
         ),
         inventory=inventory,
         test=TestSettings(model.test.count, model.test.spacing, model.test.timeout,
