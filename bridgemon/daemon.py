@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 # Sites handled between two yields to the loop when a reload is built gradually.
 _STEP = 250
+# The anchors are probed at least this often (seconds), whatever the probe interval: an
+# isolation must be known, and BridgemonVantageIsolated firing, before the site alerts'
+# own `for: 1m` runs out.
+ANCHORS_EVERY = 5.0
 
 
 def _one_line(exc: BaseException) -> str:
@@ -332,8 +336,8 @@ class Monitor:
             self.gc_pacer.step(now)
 
     async def _watch_vantage(self, ctx: ProbeContext) -> None:
-        """Each round: probe the anchors, decide the isolation, and when it changes judge
-        every site again, between loop iterations."""
+        """Each round, and at least every ANCHORS_EVERY: probe the anchors, decide the
+        isolation, and when it changes judge every site again, between loop iterations."""
         while True:
             started = time.monotonic()
             if self.vantage.anchors:
@@ -343,8 +347,8 @@ class Monitor:
                     board.inventory, board.views, time.time()):
                 for _ in board.isolate(self.vantage.isolated_since, _STEP):
                     await asyncio.sleep(0)
-            interval = self.config.monitor.interval
-            await asyncio.sleep(max(1.0, interval - (time.monotonic() - started)))
+            every = min(self.config.monitor.interval, ANCHORS_EVERY)
+            await asyncio.sleep(max(0.5, every - (time.monotonic() - started)))
 
     def snapshot(self) -> Snapshot:
         pinger = self.pinger

@@ -142,7 +142,7 @@ def test_site_alerts_carry_the_parent_label() -> None:
             continue
         expr = " ".join(rule["expr"].split())
         assert expr.endswith(
-            "* on (site) group_left (name, level, parent) bridgemon_site_info"
+            "* on (site, vantage) group_left (name, level, parent) bridgemon_site_info"
         ), rule["alert"]
 
 
