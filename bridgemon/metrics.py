@@ -233,6 +233,11 @@ def _vantage_metrics(figures: VantageFigures) -> Iterator[Metric]:
     info.add_metric([figures.shard], 1)
     yield info
     yield GaugeMetricFamily(
+        "bridgemon_vantage_shards",
+        "How many daemons share this vantage's inventory (M of shard N/M)",
+        value=int(figures.shard.rpartition("/")[2]),
+    )
+    yield GaugeMetricFamily(
         "bridgemon_vantage_up",
         "1 if the vantage sees the world (an anchor answers, not most sites down at once), "
         "0 while it is isolated: failing sites are then judged unknown",
