@@ -146,6 +146,7 @@ class Monitor:
             await self.listener.close()
         if self.pinger is not None:
             self.pinger.close()
+        metrics.label_sites(None)
 
     async def run_forever(self) -> None:
         """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration."""

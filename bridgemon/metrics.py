@@ -45,10 +45,11 @@ class _FamiliesCollector(Collector):
         return self._families()
 
 
-def label_sites(vantage: str) -> None:
-    """Every site line rendered from now on carries ``vantage="NAME"``."""
+def label_sites(vantage: str | None) -> None:
+    """Every site line rendered from now on carries ``vantage="NAME"`` (None: no label,
+    once the monitor that set it has stopped)."""
     global _SITE_LABELS
-    _SITE_LABELS = f'vantage="{_escape(vantage)}",'
+    _SITE_LABELS = f'vantage="{_escape(vantage)}",' if vantage is not None else ""
 
 
 def _generate(families: Callable[[], Iterator[Metric]], vantage: str | None = None) -> bytes:

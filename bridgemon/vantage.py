@@ -7,9 +7,10 @@ the world; optionally its default gateway) through the same ICMP engine as the s
 decides here, in one place, whether it is isolated:
 
 - every anchor fails, or
-- ``isolated_share`` of the probed sites fail while their parents fail too (so one
-  district down, with its communes under it, is not taken for the monitor's own link:
-  those communes' parent fails, but the parent's own parent answers).
+- ``isolated_share`` of the probed sites fail while their parents fail too, up to the top
+  of the tree: that share of the sites and that share of the top sites (the provinces).
+  One district down with its communes is not taken for the monitor's own link, however
+  many communes it has: the province above it answers.
 
 While isolated, failing sites are judged ``unknown`` (``readiness.judge_isolated``) and
 the verdicts recover by themselves when the anchors answer again.
@@ -21,6 +22,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -68,30 +70,40 @@ def default_gateway(routes: Path = ROUTES) -> str | None:
     return None
 
 
-def is_isolated(anchors_up: Sequence[bool], failing: int, probed: int,
-                share: float | None) -> bool:
+@dataclass(frozen=True, slots=True)
+class Failures:
+    """Of the sites probed at least once: how many fail now, and of the top ones."""
+
+    failing: int = 0
+    probed: int = 0
+    top_failing: int = 0
+    top_probed: int = 0
+
+
+def is_isolated(anchors_up: Sequence[bool], failures: Failures, share: float | None) -> bool:
     """The decision, pure: all anchors silent, or ``share`` of the probed sites failing
-    with their parents."""
+    and ``share`` of the top sites with them."""
     if anchors_up and not any(anchors_up):
         return True
-    return share is not None and probed > 0 and failing >= share * probed
+    return (share is not None and failures.top_probed > 0
+            and failures.failing >= share * failures.probed
+            and failures.top_failing >= share * failures.top_probed)
 
 
-def failing_with_parents(inventory: Inventory, views: Mapping[str, SiteView]) -> tuple[int, int]:
-    """(sites failing whose parent fails too or who have none, sites probed at all)."""
-    failing = probed = 0
+def count_failures(inventory: Inventory, views: Mapping[str, SiteView]) -> Failures:
+    """What the latest bursts say, site by site (a site never probed does not count)."""
+    failing = probed = top_failing = top_probed = 0
+    top = set(inventory.roots)
     for site_id, view in views.items():
         up = view.verdict.up
         if up is None:
             continue
         probed += 1
-        if up:
-            continue
-        site = inventory.sites.get(site_id)
-        parent = views.get(site.parent) if site is not None and site.parent else None
-        if parent is None or parent.verdict.up is False:
-            failing += 1
-    return failing, probed
+        failing += not up
+        if site_id in top:
+            top_probed += 1
+            top_failing += not up
+    return Failures(failing, probed, top_failing, top_probed)
 
 
 class VantageBoard(Board):
@@ -143,16 +155,17 @@ class VantageWatch:
     def decide(self, inventory: Inventory, views: Mapping[str, SiteView],
                now: float) -> bool:
         """Update ``isolated_since``; True when it changed."""
-        failing, probed = failing_with_parents(inventory, views)
-        isolated = is_isolated(tuple(self.answered.values()), failing, probed,
+        failures = count_failures(inventory, views)
+        isolated = is_isolated(tuple(self.answered.values()), failures,
                                self.settings.isolated_share)
         if isolated == (self.isolated_since is not None):
             return False
         self.isolated_since = now if isolated else None
         if isolated:
-            log.warning("vantage %s is cut off: anchors %s, %d of %d sites failing with "
-                        "their parents; failing sites are judged unknown",
-                        self.settings.name, self.answered or "none", failing, probed)
+            log.warning("vantage %s is cut off: anchors %s, %d of %d sites failing (%d of "
+                        "%d top sites); failing sites are judged unknown",
+                        self.settings.name, self.answered or "none", failures.failing,
+                        failures.probed, failures.top_failing, failures.top_probed)
         else:
             log.warning("vantage %s sees the world again", self.settings.name)
         return True

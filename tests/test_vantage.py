@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from bridgemon.board import Board
 from bridgemon.config import load_config, parse_config
 from bridgemon.daemon import Monitor
+from bridgemon.probes.result import EchoBurst, ProbeResult, SiteRound
 from bridgemon.readiness import Reason, Verdict, judge_isolated
 from bridgemon.shards import Shard
-from bridgemon.vantage import clock_time, default_gateway, is_isolated
+from bridgemon.vantage import Failures, clock_time, count_failures, default_gateway, is_isolated
 from bridgemon.verdicts import State
+from bridgemon.windows import WindowStore
 from tests.conftest import add_route, free_port, needs_root
 from tests.helpers import (
     aget_json,
@@ -78,17 +81,58 @@ def test_not_isolated_changes_nothing() -> None:
     assert judge_isolated(own, None) is own
 
 
-@pytest.mark.parametrize(("anchors", "failing", "probed", "share", "isolated"), [
-    ((False, False), 0, 10, None, True),  # every anchor silent
-    ((True, False), 10, 10, None, False),  # one anchor answers; no share configured
-    ((True, False), 8, 10, 0.8, True),  # 80 % of sites fail with their parents
-    ((True,), 7, 10, 0.8, False),
-    ((), 0, 0, 0.8, False),  # nothing probed yet
-    ((), 0, 10, None, False),  # no anchors, no share: never isolated
+@pytest.mark.parametrize(("anchors", "failures", "share", "isolated"), [
+    ((False, False), Failures(0, 10, 0, 1), None, True),  # every anchor silent
+    ((True, False), Failures(10, 10, 1, 1), None, False),  # one answers; no share set
+    ((True, False), Failures(8, 10, 1, 1), 0.8, True),  # 80 % down, the top too
+    ((True,), Failures(7, 10, 1, 1), 0.8, False),
+    ((True,), Failures(9, 10, 0, 1), 0.8, False),  # the top answers: not the monitor
+    ((), Failures(), 0.8, False),  # nothing probed yet
+    ((), Failures(0, 10, 0, 1), None, False),  # no anchors, no share: never isolated
 ])
-def test_the_isolation_decision(anchors: tuple[bool, ...], failing: int, probed: int,
+def test_the_isolation_decision(anchors: tuple[bool, ...], failures: Failures,
                                 share: float | None, isolated: bool) -> None:
-    assert is_isolated(anchors, failing, probed, share) is isolated
+    assert is_isolated(anchors, failures, share) is isolated
+
+
+# A province, two districts, ten communes under the first: its uplink is what fails.
+TREE = [
+    {"id": "49", "name": "UBND tỉnh Quảng Nam", "level": "province", "address": "127.0.0.1"},
+    {"id": "502", "name": "Thành phố Tam Kỳ", "level": "district", "parent": "49",
+     "address": "127.0.0.2"},
+    {"id": "504", "name": "Huyện Tây Giang", "level": "district", "parent": "49",
+     "address": "127.0.0.3"},
+    *({"id": f"2033{c}", "name": f"Xã {c}", "level": "commune", "parent": "502",
+       "address": f"127.0.1.{c + 1}"} for c in range(10)),
+]
+
+
+def judged(down: set[str]) -> Board:
+    """A board that judged one round of TREE, ``down`` answering nothing."""
+    inventory = parse_config(inventory_toml(TREE, port=9470), Path("sites.toml")).inventory
+    windows = WindowStore(window=3)
+    windows.sync(inventory, 3)
+    now = time.time()
+    for site in inventory.sites.values():
+        burst = EchoBurst(site.address, (None,) * 3 if site.id in down else (0.001,) * 3)
+        result = ProbeResult("icmp", "icmp", site.address, burst.received > 0, now, 0.5,
+                             None, burst)
+        windows.record(site.id, site.probe_key(), SiteRound(now, (result,)))
+    board = Board()
+    board.sync(inventory, windows.sites, now)
+    return board
+
+
+def test_a_dead_district_is_not_the_monitors_link() -> None:
+    district = {"502", *(f"2033{c}" for c in range(10))}  # 11 of 13 sites down
+    board = judged(district)
+    assert board.inventory is not None
+    failures = count_failures(board.inventory, board.views)
+    assert failures == Failures(failing=11, probed=13, top_failing=0, top_probed=1)
+    assert not is_isolated((), failures, 0.8)
+    everything = judged({site["id"] for site in TREE})
+    assert everything.inventory is not None
+    assert is_isolated((), count_failures(everything.inventory, everything.views), 0.8)
 
 
 def test_the_default_gateway_is_read_from_the_routing_table(tmp_path: Path) -> None:
