@@ -355,7 +355,6 @@ class Monitor:
         pinger = self.pinger
         scheduler = self.scheduler
         inventory = self.board.inventory or self.share.inventory
-        exported = self.share.exported
         return VantageSnapshot(
             vantage=self.vantage.figures(),
             taken_at=time.time(),
@@ -363,8 +362,7 @@ class Monitor:
             inventory=inventory,
             sites=MappingProxyType(dict(self.board.views)),
             # A root every shard probes is shown by the one shard that owns it.
-            order=inventory.order if self.share.shard.whole else tuple(
-                site_id for site_id in inventory.order if site_id in exported),
+            order=self.share.order,
             rounds=tuple(
                 RoundFigures(s.interval, s.sites, s.rounds, s.overruns, s.last_started,
                              s.last_duration)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from bridgemon.inventory import Inventory
 
@@ -91,6 +92,13 @@ class Share:
     shard: Shard
     inventory: Inventory
     exported: frozenset[str]
+
+    @cached_property
+    def order(self) -> tuple[str, ...]:
+        """The exported ids in walk order (what /metrics and the API list), computed once."""
+        if self.shard.whole:
+            return self.inventory.order
+        return tuple(site_id for site_id in self.inventory.order if site_id in self.exported)
 
 
 def share(inventory: Inventory, shard: Shard) -> Share:

@@ -16,7 +16,7 @@ from bridgemon.config import load_config, parse_config
 from bridgemon.daemon import Monitor
 from bridgemon.probes.result import EchoBurst, ProbeResult, SiteRound
 from bridgemon.readiness import Reason, Verdict, judge_isolated
-from bridgemon.shards import Shard
+from bridgemon.shards import Shard, share
 from bridgemon.vantage import Failures, clock_time, count_failures, default_gateway, is_isolated
 from bridgemon.verdicts import State
 from bridgemon.windows import WindowStore
@@ -297,3 +297,25 @@ async def test_isolation_turns_failures_unknown_and_recovers(
     assert value(samples, "bridgemon_vantage_anchor_up", anchor=ANCHOR) == 1
     assert "bridgemon_vantage_isolated_since_timestamp_seconds" not in samples
 
+
+
+@needs_root
+async def test_run_shard_outlives_a_reload_and_the_file_shard_follows_it(
+        tmp_path: Path, routes: list[str]) -> None:
+    overridden = await started(tmp_path, '\n[monitor.vantage]\nname = "dc1"\n', Shard(2, 3))
+    try:
+        path = overridden.config.path
+        path.write_text(path.read_text(encoding="utf-8").replace(
+            "window = 3\n", 'window = 3\nshard = "1/2"\n', 1), encoding="utf-8")
+        outcome = await overridden.reload()
+        assert outcome.ok, outcome
+        assert overridden.config.monitor.shard == Shard(1, 2)  # the file says 1/2...
+        assert overridden.share.shard == Shard(2, 3)  # ... `run --shard 2/3` wins
+        samples = await ascrape(base(overridden) + "/metrics")
+        assert value(samples, "bridgemon_vantage_info", shard="2/3") == 1
+    finally:
+        await overridden.stop()
+    config = load_config(path)
+    part = share(config.inventory, config.monitor.shard)
+    assert part.shard == Shard(1, 2)
+    assert set(part.order) == part.exported and "49" in part.inventory.sites
