@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -183,6 +184,8 @@ def main() -> int:
           f"(1/{args.shards + 1} = {1 / (args.shards + 1):.1%})")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    if every_once:
+        shutil.rmtree(work, ignore_errors=True)  # else kept: the daemons' logs are there
     return 0 if every_once else 1
 
 
