@@ -24,6 +24,7 @@ from bridgemon.config import (
     parse_listen,
 )
 from bridgemon.inventory import SelectorError
+from bridgemon.shards import Shard, owners, parse_shard
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LOG_LEVEL = "info"
@@ -34,6 +35,13 @@ GLOBAL_OPTIONS = (("config", "config_after"), ("log_level", "log_level_after"))
 # Commands with a parser of their own: everything after their name is handed to it.
 PROG_REFLECT = "bridgemon reflect"
 MIN_PASSWORD = 10
+
+
+def _shard_option(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _global_options(*, after_command: bool) -> argparse.ArgumentParser:
@@ -67,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--listen", metavar="HOST:PORT",
         help="where to serve /metrics and the API (default: from the config, 127.0.0.1:9470)",
     )
+    run.add_argument(
+        "--shard", metavar="N/M", type=_shard_option,
+        help="probe only share N of M daemons (overrides [monitor] shard; default 1/1)",
+    )
 
     commands.add_parser("check-config", help="validate the inventory; PATH:LINE errors, exit 2")
 
@@ -75,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--select", metavar="EXPR", help="id, level:LEVEL, under:ID, comma-separated"
     )
     sites.add_argument("--format", choices=["tree", "json"], default="tree")
+    sites.add_argument(
+        "--shard", metavar="N/M", type=_shard_option,
+        help="only the sites shard N of M daemons exports, and the sites per shard",
+    )
 
     test = commands.add_parser(
         "test", help="pre-event connection test: probe sites hard now and report",
@@ -300,10 +316,24 @@ def cmd_sites(args: argparse.Namespace) -> int:
     except SelectorError as exc:
         print(f"bridgemon: --select: {exc}", file=sys.stderr)
         return exits.USAGE
+    shard: Shard | None = args.shard
+    owner = owners(inventory, shard.count) if shard is not None else {}
+    if shard is not None:
+        # Its own sites, and the roots above them it probes (shown, marked, by the tree).
+        mine = {site_id for site_id, index in owner.items() if index == shard.index}
+        kept = mine | set(inventory.roots)
+        chosen = kept if chosen is None else chosen & kept
+        per_shard = [sum(1 for index in owner.values() if index == n)
+                     for n in range(1, shard.count + 1)]
+        print(f"shard {shard}: {len(mine)} of {len(inventory)} sites; per shard: "
+              + ", ".join(f"{n}/{shard.count} {count}" for n, count in
+                          enumerate(per_shard, 1))
+              + " (top sites are probed by every shard, exported by one)", file=sys.stderr)
     if args.format == "json":
         rows = [
             {"id": s.id, "name": s.name, "level": s.level, "parent": s.parent,
-             "address": s.address, "depth": depth}
+             "address": s.address, "depth": depth,
+             **({"shard": owner[s.id]} if shard is not None else {})}
             for s, depth in inventory.walk() if chosen is None or s.id in chosen
         ]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -326,6 +356,9 @@ def cmd_sites(args: argparse.Namespace) -> int:
             (site.name, "bold"), " ", (f"({site.id}, {level_names[site.level]})", "dim"), " ",
             (site.address, "cyan"),
         )
+        if shard is not None and owner[site.id] != shard.index:
+            label.append(f" (probed for its subtree; exported by shard {owner[site.id]})",
+                         "dim")
         nodes[site.id] = parent.add(label)
     Console(soft_wrap=True).print(root)
     return exits.OK
@@ -351,7 +384,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bridgemon.probes.pinger import PingerUnavailable
 
     async def run() -> None:
-        await Monitor(config, listen=listen).run_forever()
+        await Monitor(config, listen=listen, shard=args.shard).run_forever()
 
     try:
         asyncio.run(run())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import ssl
 import sys
 import time
@@ -28,10 +29,17 @@ from typing import Any, Literal
 
 from bridgemon.config_inventory import build_inventory
 from bridgemon.config_issues import ConfigError, ConfigIssue, Issue, IssueLog
-from bridgemon.config_models import MonitorModel, WebModel, parse_listen, validate_shapes
+from bridgemon.config_models import (
+    MonitorModel,
+    WebModel,
+    check_vantage_name,
+    parse_listen,
+    validate_shapes,
+)
 from bridgemon.config_source import SourceMap, deepest_nesting, line_count, longest_number
 from bridgemon.events import Event, EventModel, build_event
 from bridgemon.inventory import Inventory
+from bridgemon.shards import WHOLE, Shard, parse_shard
 from bridgemon.specs import MTU_DEFAULT_SIZE
 
 # What the commands take from here (the rest is the loader's own business).
@@ -44,6 +52,7 @@ __all__ = [
     "MonitorSettings",
     "TestSettings",
     "TlsError",
+    "VantageSettings",
     "WebSettings",
     "WebUser",
     "config_path",
@@ -54,6 +63,17 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG = Path("config/sites.toml")
+
+
+@dataclass(frozen=True)
+class VantageSettings:
+    """Where the daemon looks from: its name (the ``vantage`` label of every series), the
+    anchors it probes to know it can still see the world, and when it counts as cut off."""
+
+    name: str
+    anchors: tuple[str, ...] = ()
+    gateway: bool = False  # the default gateway (/proc/net/route) is an anchor too
+    isolated_share: float | None = None  # also isolated when this share of sites fail
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,8 @@ class MonitorSettings:
     check_sockets: int
     state_dir: Path  # absolute
     event_window: float
+    shard: Shard = WHOLE
+    vantage: VantageSettings = field(default_factory=lambda: VantageSettings(host_vantage()))
 
 
 @dataclass(frozen=True)
@@ -204,6 +226,11 @@ class Config:
     web: WebSettings = field(default_factory=WebSettings)
 
 
+def host_vantage() -> str:
+    """The default vantage name: the host's name, short (without its domain)."""
+    return socket.gethostname().split(".", 1)[0] or "localhost"
+
+
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
     """The contract: -c PATH, else $BRIDGEMON_CONFIG, else ./config/sites.toml."""
     if explicit:
@@ -233,9 +260,16 @@ def parse_config(text: str, path: Path) -> Config:
                            log.error)
     listen = _listen(raw, model.monitor, model.web, log.error)
     web = _web_settings(model.web, listen, path.absolute().parent, log)
+    monitor = model.monitor
+    vantage_name = monitor.vantage.name or host_vantage()
+    if monitor.vantage.name is None:
+        try:
+            check_vantage_name(vantage_name)
+        except ValueError as exc:
+            log.error(("monitor", "vantage", "name"),
+                      f"the host name cannot be the vantage name ({exc}); set one")
     if log.errors:
         raise ConfigError(log.errors)
-    monitor = model.monitor
     return Config(
         path=path,
         monitor=MonitorSettings(
@@ -249,6 +283,11 @@ def parse_config(text: str, path: Path) -> Config:
             check_sockets=monitor.check_sockets,
             state_dir=_state_dir(monitor.state_dir, path),
             event_window=monitor.event_window,
+            shard=parse_shard(monitor.shard),
+            vantage=VantageSettings(
+                name=vantage_name, anchors=tuple(monitor.vantage.anchors),
+                gateway=monitor.vantage.gateway, isolated_share=monitor.vantage.isolated_share,
+            ),
         ),
         inventory=inventory,
         test=TestSettings(model.test.count, model.test.spacing, model.test.timeout,

@@ -24,6 +24,7 @@ from bridgemon.config_issues import Issue
 from bridgemon.config_source import Loc
 from bridgemon.durations import Duration
 from bridgemon.events import EventModel
+from bridgemon.shards import parse_shard
 from bridgemon.specs import MTU_DEFAULT_SIZE, MTU_MAX_SIZE, MTU_MIN_SIZE
 
 DEFAULT_LISTEN = "127.0.0.1:9470"
@@ -31,7 +32,8 @@ DEFAULT_LISTEN = "127.0.0.1:9470"
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _LABEL = re.compile(r"[a-z_][a-z0-9_]*")
 RESERVED_LABELS = frozenset(
-    {"site", "name", "level", "parent", "address", "contact", "phone", "profile", "instance", "job"}
+    {"site", "name", "level", "parent", "address", "contact", "phone", "profile", "instance", "job",
+     "vantage"}
 )
 
 
@@ -62,6 +64,25 @@ class ProfileModel(_Strict):
     checks: dict[str, CheckModel] = {}
 
 
+class VantageModel(_Strict):
+    """Where this daemon looks from (docs/monitoring.md, "Vantage points")."""
+
+    name: str | None = None  # None: the host name (config.host_vantage)
+    anchors: list[str] = Field(default=[], max_length=16)
+    gateway: bool = False  # probe the default gateway (/proc/net/route) as an anchor too
+    isolated_share: float | None = Field(default=None, gt=0, le=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else check_vantage_name(value)
+
+    @field_validator("anchors")
+    @classmethod
+    def _anchors(cls, value: list[str]) -> list[str]:
+        return [check_address(anchor) for anchor in value]
+
+
 class MonitorModel(_Strict):
     listen: str = DEFAULT_LISTEN
     interval: Duration = Field(default=30.0, ge=1, le=86400)
@@ -73,6 +94,14 @@ class MonitorModel(_Strict):
     check_sockets: int = Field(default=512, ge=1, le=65536)
     state_dir: str | None = Field(default=None, min_length=1)  # resolved by config._state_dir
     event_window: Duration = Field(default=7 * 86400.0, gt=0)
+    shard: str = "1/1"
+    vantage: VantageModel = VantageModel()
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str) -> str:
+        parse_shard(value)
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -277,6 +306,19 @@ def _check_id(value: str) -> str:
         raise ValueError(
             f"bad id {value!r}: use letters, digits, '.', '_' or '-' (at most 64, no spaces)"
         )
+    return value
+
+
+def check_vantage_name(value: str) -> str:
+    """A vantage name: any Prometheus label value is UTF-8, but this one is shown on
+    dashboards and in alerts, so it must be printable, trimmed and short."""
+    if not value or value != value.strip():
+        raise ValueError(f"vantage name {value!r} must be non-empty, without spaces around it")
+    if len(value) > 64:
+        raise ValueError(f"vantage name {value!r} is longer than 64 characters")
+    if not value.isprintable() or '"' in value or "\\" in value:
+        raise ValueError(f"vantage name {value!r} must be printable, without quotes or "
+                         "backslashes")
     return value
 
 

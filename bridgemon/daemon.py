@@ -16,8 +16,7 @@ import signal
 import time
 from types import MappingProxyType
 
-from bridgemon import gil
-from bridgemon.board import Board
+from bridgemon import gil, metrics
 from bridgemon.config import Config, ConfigError, TlsError, load_config
 from bridgemon.gc_pacing import GcPacer
 from bridgemon.inventory import Site
@@ -26,6 +25,7 @@ from bridgemon.probes import ProbeContext
 from bridgemon.probes.pinger import Pinger
 from bridgemon.probes.result import SiteRound
 from bridgemon.scheduler import RoundScheduler
+from bridgemon.shards import Shard, Share, share
 from bridgemon.snapshot import (
     HttpFigures,
     PingerFigures,
@@ -34,6 +34,8 @@ from bridgemon.snapshot import (
     Snapshot,
 )
 from bridgemon.testrun.service import TestRuns
+from bridgemon.vantage import VantageBoard, VantageWatch
+from bridgemon.vantage_view import VantageSnapshot
 from bridgemon.web.actions import ReloadOutcome
 from bridgemon.web.app import make_app
 from bridgemon.web.serving import HttpLimits, Listener
@@ -43,6 +45,10 @@ log = logging.getLogger(__name__)
 
 # Sites handled between two yields to the loop when a reload is built gradually.
 _STEP = 250
+# The anchors are probed at least this often (seconds), whatever the probe interval: an
+# isolation must be known, and BridgemonVantageIsolated firing, before the site alerts'
+# own `for: 1m` runs out.
+ANCHORS_EVERY = 5.0
 
 
 def _one_line(exc: BaseException) -> str:
@@ -55,16 +61,26 @@ class Monitor:
     """Everything ``bridgemon run`` does, startable and stoppable from tests."""
 
     def __init__(self, config: Config, *, listen: tuple[str, int] | None = None,
-                 http: HttpLimits | None = None) -> None:
+                 http: HttpLimits | None = None, shard: Shard | None = None) -> None:
         self.config = config
         self.http = http or HttpLimits()
         self.listen = listen or config.monitor.listen
         self.started_at = time.time()
+        # `run --shard` outlives reloads: the file's shard counts only without it.
+        self._shard_override = shard
+        # The part of the inventory this daemon probes (all of it unless sharded): windows,
+        # board and rounds hold it; test runs take the whole inventory.
+        self.share: Share = share(config.inventory, self._shard(config))
+        vantage = config.monitor.vantage
+        self.vantage = VantageWatch(vantage, str(self.share.shard))
+        # A vantage is a process: its name is set once, changed on restart only.
+        metrics.label_sites(vantage.name)
         self.windows = WindowStore(window=config.monitor.window)
-        self.board = Board()
+        self.board = VantageBoard()
         self.loop_lag = LoopLagMeter()
         self.gc_pacer = GcPacer()
         self._housekeeping: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
         self._reload = ReloadFigures(True, self.started_at, self.started_at, ())
         self._stopping = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -87,16 +103,17 @@ class Monitor:
         ctx = ProbeContext.from_settings(monitor)
         self.pinger = ctx.pinger
         mode = self.pinger.check()
-        self.windows.sync(self.config.inventory, monitor.window)
-        self.board.sync(self.config.inventory, self.windows.sites, time.time())
+        self.windows.sync(self.share.inventory, monitor.window)
+        self.board.sync(self.share.inventory, self.windows.sites, time.time())
         self.loop_lag.period = self.pinger.tick
         self.loop_lag.start()
         self._housekeeping = asyncio.ensure_future(self._keep_house())
+        self._watching = asyncio.ensure_future(self._watch_vantage(ctx))
         self.scheduler = RoundScheduler(
             self.record, ctx, max_concurrency=monitor.max_concurrency, spread=monitor.spread
         )
         self.scheduler.apply(
-            self.config.inventory, max_concurrency=monitor.max_concurrency, spread=monitor.spread
+            self.share.inventory, max_concurrency=monitor.max_concurrency, spread=monitor.spread
         )
         self.testruns = TestRuns(self.config, ctx, self.scheduler)
         self.listener = Listener(
@@ -109,9 +126,10 @@ class Monitor:
         # the collector from walking it on every full collection (see gc_pacing).
         gc.freeze()
         log.info(
-            "bridgemon monitoring %d sites from %s (ICMP %s sockets); serving %s://%s:%d/metrics",
-            len(self.config.inventory), self.config.path, mode, "https" if tls else "http",
-            self.bound[0], self.bound[1],
+            "bridgemon (vantage %s, shard %s) monitoring %d of %d sites from %s (ICMP %s "
+            "sockets); serving %s://%s:%d/metrics", self.vantage.settings.name,
+            self.share.shard, len(self.share.exported), len(self.config.inventory),
+            self.config.path, mode, "https" if tls else "http", self.bound[0], self.bound[1],
         )
 
     async def stop(self) -> None:
@@ -119,6 +137,8 @@ class Monitor:
         self.loop_lag.stop()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        if self._watching is not None:
+            self._watching.cancel()
         if self.scheduler is not None:
             await self.scheduler.shutdown()
         if self.testruns is not None:
@@ -129,6 +149,7 @@ class Monitor:
             await self.listener.close()
         if self.pinger is not None:
             self.pinger.close()
+        metrics.label_sites(None)
 
     async def run_forever(self) -> None:
         """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
@@ -221,11 +242,13 @@ class Monitor:
 
     def apply(self, config: Config) -> None:
         """Switch to ``config``, all or nothing, in one go (at start, and in tests)."""
+        part = share(config.inventory, self._shard(config))
         windows = self._new_windows(
-            config, {k: dataclasses.replace(v) for k, v in self.windows.sites.items()})
-        board = Board(previous=self.board)  # each site's "since" goes on if it stays
-        board.sync(config.inventory, windows.sites, time.time())
-        self._swap(config, windows, board)
+            part, config, {k: dataclasses.replace(v) for k, v in self.windows.sites.items()})
+        # each site's "since" goes on if it stays
+        board = VantageBoard(self.vantage.isolated_since, previous=self.board)
+        board.sync(part.inventory, windows.sites, time.time())
+        self._swap(config, part, windows, board)
 
     async def apply_gradually(self, config: Config) -> None:
         """``apply`` for a running daemon: the new windows and board are built between loop
@@ -240,30 +263,42 @@ class Monitor:
                 copied[site_id] = dataclasses.replace(window)
                 if index % _STEP == 0:
                     await asyncio.sleep(0)
-            windows = self._new_windows(config, copied)
+            part = share(config.inventory, self._shard(config))
             await asyncio.sleep(0)
-            board = Board(previous=self.board)
-            for _ in board.sync_in_steps(config.inventory, windows.sites, time.time(), _STEP):
+            windows = self._new_windows(part, config, copied)
+            await asyncio.sleep(0)
+            board = VantageBoard(self.vantage.isolated_since, previous=self.board)
+            for _ in board.sync_in_steps(part.inventory, windows.sites, time.time(), _STEP):
                 await asyncio.sleep(0)
+            if board.isolated_since != self.vantage.isolated_since:  # changed meanwhile
+                for _ in board.isolate(self.vantage.isolated_since, _STEP):
+                    await asyncio.sleep(0)
             while len(self._replay) > _STEP:  # catch up while rounds keep landing
                 batch, self._replay = self._replay, []
                 self._replay_into(windows, board, batch)
                 await asyncio.sleep(0)
             self._replay_into(windows, board, self._replay)
-            self._swap(config, windows, board)
+            if board.isolated_since != self.vantage.isolated_since:  # rare: in one go
+                for _ in board.isolate(self.vantage.isolated_since, len(part.inventory) + 1):
+                    pass
+            self._swap(config, part, windows, board)
         finally:
             self._replay = None
 
-    def _new_windows(self, config: Config, copies: dict[str, SiteWindow]) -> WindowStore:
-        """The windows for ``config``, from copies of the running ones: sync may resize a
-        kept window, which the running store must not see."""
+    def _shard(self, config: Config) -> Shard:
+        return self._shard_override or config.monitor.shard
+
+    def _new_windows(self, part: Share, config: Config,
+                     copies: dict[str, SiteWindow]) -> WindowStore:
+        """The windows for ``config``'s share, from copies of the running ones: sync may
+        resize a kept window, which the running store must not see."""
         windows = WindowStore(window=self.windows.window, sites=copies,
                               version=self.windows.version)
-        windows.sync(config.inventory, config.monitor.window)
+        windows.sync(part.inventory, config.monitor.window)
         return windows
 
     @staticmethod
-    def _replay_into(windows: WindowStore, board: Board,
+    def _replay_into(windows: WindowStore, board: VantageBoard,
                      rounds: list[tuple[Site, SiteRound]]) -> None:
         now = time.time()
         for site, site_round in rounds:
@@ -272,7 +307,8 @@ class Monitor:
             if windows.record(site.id, site.probe_key(), site_round):
                 board.update(site.id, now)
 
-    def _swap(self, config: Config, windows: WindowStore, board: Board) -> None:
+    def _swap(self, config: Config, part: Share, windows: WindowStore,
+              board: VantageBoard) -> None:
         """Everything new was built aside; now the switch, which only the scheduler's jobs
         can fail, and they are put back as they were if they do."""
         monitor = config.monitor
@@ -281,19 +317,21 @@ class Monitor:
             log.warning("listen address changes take effect on restart only")
         if monitor.state_dir != self.config.monitor.state_dir:
             log.warning("state_dir changes take effect on restart only")
-        old = (self.config, self.windows, self.board)
-        self.config, self.windows, self.board = config, windows, board
+        if monitor.vantage != self.config.monitor.vantage:
+            log.warning("[monitor.vantage] changes take effect on restart only")
+        old = (self.config, self.share, self.windows, self.board)
+        self.config, self.share, self.windows, self.board = config, part, windows, board
         try:
             if self.scheduler is not None:
-                self.scheduler.apply(config.inventory, max_concurrency=monitor.max_concurrency,
+                self.scheduler.apply(part.inventory, max_concurrency=monitor.max_concurrency,
                                      spread=monitor.spread)
             if self.testruns is not None and events is not None:
                 self.testruns.commit(events)
         except BaseException:
-            self.config, self.windows, self.board = old
+            self.config, self.share, self.windows, self.board = old
             if self.scheduler is not None:
                 previous = old[0].monitor
-                self.scheduler.apply(old[0].inventory, max_concurrency=previous.max_concurrency,
+                self.scheduler.apply(old[1].inventory, max_concurrency=previous.max_concurrency,
                                      spread=previous.spread)
             raise
 
@@ -322,15 +360,33 @@ class Monitor:
                 self.board.sweep(time.time())
             self.gc_pacer.step(now)
 
+    async def _watch_vantage(self, ctx: ProbeContext) -> None:
+        """Each round, and at least every ANCHORS_EVERY: probe the anchors, decide the
+        isolation, and when it changes judge every site again, between loop iterations."""
+        while True:
+            started = time.monotonic()
+            if self.vantage.anchors:
+                await self.vantage.probe_anchors(ctx)
+            board = self.board
+            if board.inventory is not None and self.vantage.decide(
+                    board.inventory, board.views, time.time()):
+                for _ in board.isolate(self.vantage.isolated_since, _STEP):
+                    await asyncio.sleep(0)
+            every = min(self.config.monitor.interval, ANCHORS_EVERY)
+            await asyncio.sleep(max(0.5, every - (time.monotonic() - started)))
+
     def snapshot(self) -> Snapshot:
         pinger = self.pinger
         scheduler = self.scheduler
-        return Snapshot(
+        inventory = self.board.inventory or self.share.inventory
+        return VantageSnapshot(
+            vantage=self.vantage.figures(),
             taken_at=time.time(),
             started_at=self.started_at,
-            inventory=self.board.inventory or self.config.inventory,
+            inventory=inventory,
             sites=MappingProxyType(dict(self.board.views)),
-            order=(self.board.inventory or self.config.inventory).order,
+            # A root every shard probes is shown by the one shard that owns it.
+            order=self.share.order,
             rounds=tuple(
                 RoundFigures(s.interval, s.sites, s.rounds, s.overruns, s.last_started,
                              s.last_duration)

@@ -28,7 +28,13 @@ from bridgemon.inventory import Inventory, Site
 from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import Verdict
 from bridgemon.snapshot import Snapshot
+from bridgemon.vantage_view import VantageFigures, VantageSnapshot
 from bridgemon.verdicts import STATES, can_join, count, in_order
+
+# The vantage label of the per-site lines, as their first label ('vantage="NAME",'): one
+# prefix string per process, put in each site's lines once, when the site is judged, so a
+# scrape costs no more with it. Set by the daemon (``label_sites``); a vantage is a process.
+_SITE_LABELS = ""
 
 INFO_LABELS = ("site", "name", "level", "parent", "address", "profile", "contact", "phone")
 
@@ -41,10 +47,29 @@ class _FamiliesCollector(Collector):
         return self._families()
 
 
-def _generate(families: Callable[[], Iterator[Metric]]) -> bytes:
+def label_sites(vantage: str | None) -> None:
+    """Every site line rendered from now on carries ``vantage="NAME"`` (None: no label,
+    once the monitor that set it has stopped)."""
+    global _SITE_LABELS
+    _SITE_LABELS = f'vantage="{_escape(vantage)}",' if vantage is not None else ""
+
+
+def _generate(families: Callable[[], Iterator[Metric]], vantage: str | None = None) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_FamiliesCollector(families))
+    if vantage is None:
+        registry.register(_FamiliesCollector(families))
+    else:
+        def labelled() -> Iterator[Metric]:
+            for family in families():
+                family.samples = [sample._replace(labels={"vantage": vantage, **sample.labels})
+                                  for sample in family.samples]
+                yield family
+        registry.register(_FamiliesCollector(labelled))
     return generate_latest(registry)
+
+
+def _vantage(snapshot: Snapshot) -> VantageFigures | None:
+    return snapshot.vantage if isinstance(snapshot, VantageSnapshot) else None
 
 
 def render(snapshot: Snapshot) -> bytes:
@@ -60,7 +85,11 @@ def render_parts(snapshot: Snapshot) -> Iterator[bytes]:
     server yields to the loop between pieces, so a scrape of 12,000 sites never holds the
     engine for more than one family's join (about 2 ms here).
     """
-    yield _generate(lambda: _self_metrics(snapshot))
+    figures = _vantage(snapshot)
+    name = figures.name if figures is not None else None
+    yield _generate(lambda: _self_metrics(snapshot), name)
+    if figures is not None:
+        yield _generate(lambda: _vantage_metrics(figures), name)
     yield from _site_families(snapshot)
     yield _events_exposition(snapshot)
 
@@ -79,12 +108,14 @@ def _events_exposition(snap: Snapshot) -> bytes:
         if not (event.end.timestamp() < snap.taken_at - snap.event_window
                 or event.start.timestamp() > snap.taken_at + snap.event_window)
     )
-    key = (shown, tuple((event_id, latest[event_id].get("run_id")) for event_id in shown
+    vantage = _vantage(snap)
+    name = vantage.name if vantage is not None else None
+    key = (name, shown, tuple((event_id, latest[event_id].get("run_id")) for event_id in shown
                         if event_id in latest))
     for inventory, events, cached_key, body in _EVENTS_CACHE:
         if inventory is snap.inventory and events is snap.events and cached_key == key:
             return body
-    body = _generate(lambda: chain(_event_metrics(snap), _testrun_path_metrics(snap)))
+    body = _generate(lambda: chain(_event_metrics(snap), _testrun_path_metrics(snap)), name)
     _EVENTS_CACHE[:] = [(snap.inventory, snap.events, key, body)]
     return body
 
@@ -195,6 +226,42 @@ def _self_metrics(snap: Snapshot) -> Iterator[Metric]:
     yield mode
 
 
+def _vantage_metrics(figures: VantageFigures) -> Iterator[Metric]:
+    """The vantage's name, shard and health (docs/monitoring.md, "Vantage points");
+    ``_generate`` adds the ``vantage`` label."""
+    info = GaugeMetricFamily(
+        "bridgemon_vantage_info", "This daemon's shard of the inventory (value 1)",
+        labels=["shard"],
+    )
+    info.add_metric([figures.shard], 1)
+    yield info
+    yield GaugeMetricFamily(
+        "bridgemon_vantage_shards",
+        "How many daemons share this vantage's inventory (M of shard N/M)",
+        value=int(figures.shard.rpartition("/")[2]),
+    )
+    yield GaugeMetricFamily(
+        "bridgemon_vantage_up",
+        "1 if the vantage sees the world (an anchor answers, not most sites down at once), "
+        "0 while it is isolated: failing sites are then judged unknown",
+        value=1 if figures.up else 0,
+    )
+    anchors = GaugeMetricFamily(
+        "bridgemon_vantage_anchor_up", "1 if the anchor answered its latest probe",
+        labels=["anchor"],
+    )
+    for anchor, up in figures.anchors:
+        anchors.add_metric([anchor], 1 if up else 0)
+    yield anchors
+    if figures.isolated_since is not None:
+        yield GaugeMetricFamily(
+            "bridgemon_vantage_isolated_since_timestamp_seconds",
+            "When the vantage was found cut off (Unix time); only while it is",
+            value=figures.isolated_since,
+        )
+
+
+
 # Path tests in the rounds (a stamp or mtu check with rounds = true), by _path_series: the
 # latest round's train and MTU figures, only for sites that have such a check. Directions
 # are the monitor's: downlink monitor → site, uplink site → monitor, round_trip where a
@@ -293,7 +360,7 @@ def info_series(site: Site, extra: Sequence[str]) -> bytes:
         (contact.name or "") if contact else "", (contact.phone or "") if contact else "",
         *(site.labels.get(key, "") for key in extra),
     )
-    labels = ",".join(
+    labels = _SITE_LABELS + ",".join(
         f'{key}="{_escape(value)}"' for key, value in zip((*INFO_LABELS, *extra), values,
                                                           strict=True)
     )
@@ -340,7 +407,7 @@ def site_series(
 
     Called once per site per round, when the verdict changes, so a scrape only joins.
     """
-    site = f'site="{_escape(site_id)}"'
+    site = f'{_SITE_LABELS}site="{_escape(site_id)}"'
     num = _num
     rtt = jitter = loss = mos = last = sent = received = ""
     problem = "".join(

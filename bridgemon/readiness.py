@@ -15,6 +15,7 @@ Definitions (also in the README):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ STALE_AFTER_INTERVALS = 3
 class Reason:
     """Why a site is not simply ready: ``code`` is stable (metrics, alerts), texts for people."""
 
-    code: str  # no_reply, loss, rtt, jitter, parent_down, no_data, stale, check:NAME
+    code: str  # no_reply, loss, rtt, jitter, parent_down, no_data, stale, check:NAME,
+    # vantage_isolated
     severity: State
     en: str
     vi: str
@@ -229,3 +231,25 @@ def judge_under(own: Verdict, parent: Verdict | None, inventory: Inventory) -> V
         own.site_id, State.PARENT_DOWN, (reason, *own.reasons), own.up, own.quality,
         own.last_probe,
     )
+
+
+# What a failing site's probes may have failed for while the monitor itself is cut off:
+# not the site. Degraded and ready verdicts stand (something answered).
+_SUSPECT = frozenset({State.NOT_READY, State.PARENT_DOWN})
+
+
+def judge_isolated(verdict: Verdict, since: str | None) -> Verdict:
+    """A site's final verdict while the vantage is isolated (``since``: when it was found
+    cut off, as a clock time people read, "08:02"; None when it is not): a failure is
+    ``unknown``, its measured reasons kept but no longer counted as the site's fault.
+    Pure: the isolation is an input, decided in one place (``bridgemon.vantage``)."""
+    if since is None or verdict.state not in _SUSPECT:
+        return verdict
+    reason = Reason(
+        "vantage_isolated", State.UNKNOWN,
+        f"monitor's own link is down since {since}",
+        f"đường truyền của máy giám sát bị mất từ {since}",
+    )
+    kept = tuple(dataclasses.replace(r, severity=State.UNKNOWN) if r.severity in _SUSPECT
+                 else r for r in verdict.reasons if r.code != "parent_down")
+    return dataclasses.replace(verdict, state=State.UNKNOWN, reasons=(reason, *kept))

@@ -439,13 +439,13 @@ def overview() -> Json:
             "has been so. Click a site id for its detail dashboard.",
             refs(
                 target(
-                    "bridgemon_site_problem * on (site) group_left (name, level, parent,"
+                    "bridgemon_site_problem * on (site, vantage) group_left (name, level, parent,"
                     ' parent_name) site:bridgemon_site_info:parent_name{level=~"$level",'
-                    f' parent=~"$parent"}} and on (site) {not_ready}',
+                    f' parent=~"$parent"}} and on (site, vantage) {not_ready}',
                     instant=True, table=True),
                 target(
                     "time() - site:bridgemon_site_state:since"
-                    '{state=~"not_ready|parent_down|unknown"} and on (site) ' + FILTER,
+                    '{state=~"not_ready|parent_down|unknown"} and on (site, vantage) ' + FILTER,
                     instant=True, table=True),
             ),
             transformations=[
@@ -478,7 +478,8 @@ def overview() -> Json:
             title,
             f"Số điểm cầu đang ở trạng thái «{title}» (theo bộ lọc cấp và cấp trên). / "
             f"Sites currently {en} (within the level and parent filters).",
-            refs(target(f'sum(bridgemon_site_state{{state="{state}"}} and on (site) {FILTER})',
+            refs(target(f'sum(bridgemon_site_state{{state="{state}"}}'
+                        f" and on (site, vantage) {FILTER})",
                         title, instant=True)),
             unit="none", color=color, decimals=0,
         )
@@ -494,7 +495,7 @@ def overview() -> Json:
         (gauge("Tỉ lệ sẵn sàng",
                "Tỉ lệ điểm cầu có thể tham gia hội nghị (sẵn sàng hoặc suy giảm). / Share of "
                "sites that can join a conference (ready or degraded).",
-               refs(target(f"avg(bridgemon_site_ready and on (site) {FILTER})",
+               refs(target(f"avg(bridgemon_site_ready and on (site, vantage) {FILTER})",
                            "Tỉ lệ sẵn sàng", instant=True)),
                thresholds=READY_STEPS), 4),
     )
@@ -515,7 +516,7 @@ def overview() -> Json:
             "Tham gia: sẵn sàng",
             "Số điểm cầu tham gia hội nghị tiếp theo đang sẵn sàng. / Participants of the next "
             "conference that are ready now.",
-            refs(target(f"sum(bridgemon_site_ready and on (site) {next_participants})",
+            refs(target(f"sum(bridgemon_site_ready and on (site, vantage) {next_participants})",
                         "Sẵn sàng", instant=True)),
             unit="none", color="green", decimals=0,
         ), 4),
@@ -523,7 +524,8 @@ def overview() -> Json:
             "Tham gia: chưa sẵn sàng",
             "Số điểm cầu tham gia hội nghị tiếp theo chưa sẵn sàng. / Participants of the next "
             "conference that are not ready now.",
-            refs(target(f"sum((bridgemon_site_ready == bool 0) and on (site) {next_participants})",
+            refs(target("sum((bridgemon_site_ready == bool 0)"
+                        f" and on (site, vantage) {next_participants})",
                         "Chưa sẵn sàng", instant=True)),
             unit="none", decimals=0, thresholds=steps(("green", None), ("red", 1)),
         ), 4),
@@ -531,7 +533,7 @@ def overview() -> Json:
             "Tham gia: tỉ lệ sẵn sàng",
             "Tỉ lệ điểm cầu tham gia hội nghị tiếp theo đang sẵn sàng. / Share of the next "
             "conference's participants that are ready now.",
-            refs(target(f"avg(bridgemon_site_ready and on (site) {next_participants})",
+            refs(target(f"avg(bridgemon_site_ready and on (site, vantage) {next_participants})",
                         "Tỉ lệ", instant=True)),
             thresholds=steps(("red", None), ("green", 1)),
         ), 4),
@@ -552,9 +554,10 @@ def overview() -> Json:
             "trạng thái. / The next conference's participants that are not ready now, with "
             "their parent and state.",
             refs(target(
-                "site:bridgemon_site_state:code * on (site) group_left (name, level, parent_name)"
-                " site:bridgemon_site_info:parent_name"
-                f" and on (site) {next_participants} and on (site) (bridgemon_site_ready == 0)",
+                "site:bridgemon_site_state:code * on (site, vantage)"
+                " group_left (name, level, parent_name) site:bridgemon_site_info:parent_name"
+                f" and on (site, vantage) {next_participants}"
+                " and on (site, vantage) (bridgemon_site_ready == 0)",
                 instant=True, table=True)),
             transformations=[organize(
                 {"name": "Điểm cầu", "site": "Mã", "level": "Cấp", "parent_name": "Cấp trên",
@@ -639,8 +642,8 @@ def overview() -> Json:
             "gian đang xem. / State over time of the sites that were not simply ready at some "
             "point of the time range.",
             refs(target(
-                "site:bridgemon_site_state:code * on (site) group_left (name) " + FILTER
-                + " and on (site) (max_over_time(site:bridgemon_site_state:code[$__range]"
+                "site:bridgemon_site_state:code * on (site, vantage) group_left (name) " + FILTER
+                + " and on (site, vantage) (max_over_time(site:bridgemon_site_state:code[$__range]"
                 " @ end()) >= 1)",
                 "{{name}}")),
             mappings=[STATE_MAPPING],
@@ -951,7 +954,7 @@ def site_path_tests(g: Grid, s: str) -> None:
 def event() -> Json:
     g = Grid()
     part = 'bridgemon_event_participant{event="$event"}'
-    in_level = 'and on (site) bridgemon_site_info{level=~"$level"}'
+    in_level = 'and on (site, vantage) bridgemon_site_info{level=~"$level"}'
     g.row("Hội nghị $event / Conference $event")
     g.line(
         5,
@@ -972,17 +975,18 @@ def event() -> Json:
               unit="none", color="blue", decimals=0), 4),
         (stat("Sẵn sàng",
               "Số điểm cầu tham gia đang sẵn sàng. / Participants ready now.",
-              refs(target(f"sum(bridgemon_site_ready and on (site) {part} {in_level})",
+              refs(target(f"sum(bridgemon_site_ready and on (site, vantage) {part} {in_level})",
                           "Sẵn sàng", instant=True)),
               unit="none", color="green", decimals=0), 3),
         (stat("Chưa sẵn sàng",
               "Số điểm cầu tham gia đang chưa sẵn sàng. / Participants not ready now.",
-              refs(target(f"sum((bridgemon_site_ready == bool 0) and on (site) {part} {in_level})",
+              refs(target("sum((bridgemon_site_ready == bool 0)"
+                          f" and on (site, vantage) {part} {in_level})",
                           "Chưa sẵn sàng", instant=True)),
               unit="none", decimals=0, thresholds=steps(("green", None), ("red", 1))), 3),
         (gauge("Tỉ lệ sẵn sàng",
                "Tỉ lệ điểm cầu tham gia đang sẵn sàng. / Share of participants ready now.",
-               refs(target(f"avg(bridgemon_site_ready and on (site) {part} {in_level})",
+               refs(target(f"avg(bridgemon_site_ready and on (site, vantage) {part} {in_level})",
                            "Tỉ lệ", instant=True)),
                thresholds=steps(("red", None), ("green", 1))), 4),
     )
@@ -993,9 +997,10 @@ def event() -> Json:
             "Mọi điểm cầu tham gia: trạng thái hiện tại và kết quả lần kiểm tra gần nhất. / "
             "Every participant: its current verdict and its result in the last test run.",
             refs(
-                target("site:bridgemon_site_state:code * on (site) group_left (name, level,"
-                       ' parent_name) site:bridgemon_site_info:parent_name{level=~"$level"}'
-                       f" and on (site) {part}", instant=True, table=True),
+                target("site:bridgemon_site_state:code * on (site, vantage)"
+                       " group_left (name, level, parent_name)"
+                       ' site:bridgemon_site_info:parent_name{level=~"$level"}'
+                       f" and on (site, vantage) {part}", instant=True, table=True),
                 target('bridgemon_testrun_site_ready{event="$event"}', instant=True,
                        table=True),
             ),
@@ -1046,8 +1051,8 @@ def event() -> Json:
             "Diễn biến trạng thái các điểm cầu tham gia",
             "Trạng thái theo thời gian của từng điểm cầu tham gia. / Each participant's state "
             "over time.",
-            refs(target("site:bridgemon_site_state:code * on (site) group_left (name)"
-                        ' (bridgemon_site_info{level=~"$level"} and on (site)'
+            refs(target("site:bridgemon_site_state:code * on (site, vantage) group_left (name)"
+                        ' (bridgemon_site_info{level=~"$level"} and on (site, vantage)'
                         f" {part})", "{{name}}")),
             mappings=[STATE_MAPPING],
         ), 24),

@@ -222,6 +222,7 @@ async def test_metrics_are_gzipped_when_asked_and_say_how_late_the_loop_runs(
         encoding = response.headers.get("Content-Encoding")
     # A small exposition is not worth compressing; the daemon sends it as it is.
     text = gzip.decompress(raw).decode() if encoding == "gzip" else raw.decode()
-    assert "bridgemon_event_loop_lag_seconds " in text
-    assert "bridgemon_pinger_receive_drops_total 0.0" in text
-    assert "bridgemon_pinger_kernel_filter 1.0" in text
+    vantage = f'{{vantage="{monitor.config.monitor.vantage.name}"}}'
+    assert f"bridgemon_event_loop_lag_seconds{vantage} " in text
+    assert f"bridgemon_pinger_receive_drops_total{vantage} 0.0" in text
+    assert f"bridgemon_pinger_kernel_filter{vantage} 1.0" in text

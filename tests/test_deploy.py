@@ -39,7 +39,7 @@ def run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 def test_amtool_check_config() -> None:
     result = run("amtool", "check-config", "alertmanager.yml", cwd=ALERTMANAGER)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 inhibit rules" in result.stdout and "1 templates" in result.stdout
+    assert "5 inhibit rules" in result.stdout and "1 templates" in result.stdout
 
 
 @amtool
@@ -180,12 +180,15 @@ def test_daemon_runs_with_only_the_units_capabilities(tmp_path: Path) -> None:
         def judged() -> bool:
             status, body = get(f"http://127.0.0.1:{port}/metrics", timeout=2)
             samples = parse_exposition(body.decode()) if status == 200 else {}
-            return any(labels == {"site": "1", "state": "ready"} and value == 1
+            return any(labels.get("site") == "1" and labels.get("state") == "ready"
+                       and value == 1
                        for labels, value in samples.get("bridgemon_site_state", []))
 
         wait_for_sync(judged, 20, "the site to be judged ready")
         _, body = get(f"http://127.0.0.1:{port}/metrics")
-        assert 'bridgemon_pinger_socket_info{family="ipv4",mode="raw"} 1.0' in body.decode()
+        samples = parse_exposition(body.decode())
+        assert any(labels.get("family") == "ipv4" and labels.get("mode") == "raw" and value == 1
+                   for labels, value in samples["bridgemon_pinger_socket_info"])
         status = Path(f"/proc/{process.pid}/status").read_text()
         effective = int(next(line for line in status.splitlines()
                              if line.startswith("CapEff:")).split()[1], 16)

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections import defaultdict
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -21,8 +22,11 @@ import yaml
 from tests.conftest import REPO
 
 PROMETHEUS = REPO / "deploy" / "prometheus"
-RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
-TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.yml"))
+# The provinces' rules, and the central (national) Prometheus' own (docs/national.md).
+RULE_FILES = sorted([*(PROMETHEUS / "rules").glob("*.yml"),
+                     *(PROMETHEUS / "central" / "rules").glob("*.yml")])
+TEST_FILES = sorted([*(PROMETHEUS / "tests").glob("*.yml"),
+                     *(PROMETHEUS / "central" / "tests").glob("*.yml")])
 RUNBOOK = REPO / "docs" / "runbook.md"
 SEVERITIES = {"critical", "warning", "info"}
 
@@ -108,8 +112,41 @@ def test_example_prometheus_config() -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for path in RULE_FILES:  # the example loads the shipped rule files
+    for path in (PROMETHEUS / "rules").glob("*.yml"):  # it loads the provinces' rule files
         assert path.name in result.stdout + result.stderr
+
+
+@promtool
+def test_central_prometheus_config() -> None:
+    """The central server loads the national rules and the vantage alerts."""
+    result = subprocess.run(
+        ["promtool", "check", "config", str(PROMETHEUS / "central" / "prometheus.yml")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("bridgemon-national.yml", "bridgemon-vantages.yml"):
+        assert name in result.stdout
+
+
+@promtool
+def test_the_remote_write_stanza_merges_into_the_provincial_config(tmp_path: Path) -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
+    stanza = yaml.safe_load((PROMETHEUS / "remote-write.yml").read_text(encoding="utf-8"))
+    config["global"].update(stanza["global"])
+    config["remote_write"] = stanza["remote_write"]
+    shutil.copytree(PROMETHEUS / "rules", tmp_path / "rules")
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    result = subprocess.run(["promtool", "check", "config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # It sends what the national rules read, of bridgemon's metrics.
+    keep = re.compile(stanza["remote_write"][0]["write_relabel_configs"][0]["regex"])
+    national = (PROMETHEUS / "central" / "rules" / "bridgemon-national.yml").read_text(
+        encoding="utf-8")
+    check = load_script("check_dashboards")
+    read = {name for name in check.metric_names(national) if name.startswith("bridgemon_")}
+    assert read and all(keep.fullmatch(name) for name in read), read
 
 
 # -- conventions --------------------------------------------------------------------------
@@ -136,13 +173,14 @@ def test_site_alerts_carry_the_parent_label() -> None:
     """Every alert about a site joins name, level and parent from bridgemon_site_info (the
     parent is what Alertmanager's parent suppression matches on)."""
     for group, rule in alerts():
-        if group == "bridgemon.daemon" or rule["alert"] in (
+        if group in ("bridgemon.daemon", "bridgemon.vantages", "bridgemon.national") or rule[
+            "alert"] in (
             "BridgemonParentDown", "BridgemonEventTestRunMissing", "BridgemonEventTestRunFailed"
         ):
             continue
         expr = " ".join(rule["expr"].split())
         assert expr.endswith(
-            "* on (site) group_left (name, level, parent) bridgemon_site_info"
+            "* on (site, vantage) group_left (name, level, parent) bridgemon_site_info"
         ), rule["alert"]
 
 
