@@ -406,3 +406,21 @@ async def test_pages_say_who_is_signed_in_and_sign_out_by_their_form(served: Any
     operator = await signed_in(make, OPERATOR)
     _, _, page = await operator.request("GET", "/")
     assert f'<b id="signed-in">{OPERATOR}</b> (vận hành)' in page
+
+
+@needs_root
+async def test_without_users_the_monitoring_host_operates_with_a_cookie_bound_token(
+        served: Any) -> None:
+    _, make = await served(web_toml(tls=False, users=False) + event_toml())
+    local = make()
+    status, _, page = await local.request("GET", f"/events/{EVENT}")
+    assert status == 200 and "Chạy kiểm tra ngay" in page and 'id="signed-in"' not in page
+    status, _, body = await local.request("POST", f"/events/{EVENT}/acks", headers=PAGE,
+                                          data={"site": "502"})
+    assert status == 403 and "CSRF" in message(body)
+    status, _, body = await local.request(
+        "POST", f"/events/{EVENT}/acks", headers=PAGE,
+        data={"csrf_token": form_token(page), "site": "502", "note": "trực ban"})
+    assert status == 303, body
+    assert [(a["user"], a["note"]) for a in await acks(local)] == [
+        ("máy giám sát (127.0.0.1)", "trực ban")]
