@@ -102,13 +102,12 @@ _NOT_PAGES = ("/api/", "/metrics", "/healthz", "/-/", "/static/")
 
 
 def wants_page(request: web.Request) -> bool:
-    """A browser on one of the pages (or posting one of their forms): refusals go to it as
-    a page. A page's live poll asks for JSON and gets JSON."""
+    """A browser on one of the pages, or posting one of their forms (a navigation: it asks
+    for HTML): refusals go to it as a page. A page's live poll and a script ask for JSON
+    (or for nothing in particular) and get JSON."""
     if request.path.startswith(_NOT_PAGES) or request.query.get("live"):
         return False
-    form = request.content_type in ("application/x-www-form-urlencoded",
-                                    "multipart/form-data")
-    return form or "text/html" in request.headers.get("Accept", "")
+    return "text/html" in request.headers.get("Accept", "")
 
 
 def viewer(request: web.Request) -> dict[str, Any]:
