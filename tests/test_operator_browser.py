@@ -23,12 +23,13 @@ from tests.conftest import free_port, needs_root
 from tests.daemon_process import Daemon
 from tests.helpers import wait_for_sync
 from tests.test_operator_actions import EVENT, event_toml
-from tests.test_web_auth import OPERATOR, PASSWORD, VIEWER, web_toml, write_config
+from tests.test_web_auth import OPERATOR, PASSWORD, TOKEN, VIEWER, web_toml, write_config
 
 pytestmark = [needs_root, needs_browser]
 
 # A run long enough to be watched: 100 echoes 100 ms apart, ~10 s per site (all at once).
 SLOW_TESTS = 'count = 100\nspacing = "100ms"'
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +113,36 @@ def test_an_operator_runs_the_test_now_and_takes_a_site(daemon: Daemon, width: i
         assert note in row.text and "Trả lại" in row.text
         screenshot(driver, f"operator-site-taken-{width}")
         assert horizontal_overflow(driver) <= 0
+
+
+def _live_polls(driver: Any) -> int:
+    return int(driver.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".filter(function (e) { return e.name.indexOf('live=1') >= 0; }).length;"))
+
+
+def test_a_note_being_typed_survives_live_updates(daemon: Daemon) -> None:
+    for site in ("49", "502"):  # whatever earlier tests took
+        status, _ = daemon.json("POST", f"/api/v1/events/{EVENT}/acks",
+                                {"site": site, "action": "release"}, AUTH)
+        assert status == 200
+    with browser(1400) as driver:
+        _sign_in(driver, daemon, OPERATOR, f"/events/{EVENT}")
+        typed = "đang gõ dở, chưa bấm"
+        _css(driver, "#site-49 input[name=note]").send_keys(typed)
+        # Someone else takes the other site meanwhile: the part changes on the server.
+        status, _ = daemon.json("POST", f"/api/v1/events/{EVENT}/acks",
+                                {"site": "502", "note": "qua API"}, AUTH)
+        assert status == 201
+        polls = _live_polls(driver)
+        wait_until(driver, lambda d: _live_polls(d) >= polls + 1, "a live poll", timeout=25)
+        assert _css(driver, "#site-49 input[name=note]").get_attribute("value") == typed
+        assert "qua API" not in _css(driver, "#site-502").text  # held back, not lost
+        # Done typing (emptied, left): the next poll brings the news in.
+        driver.execute_script("var f = document.querySelector('#site-49 input[name=note]');"
+                              " f.value = ''; f.blur();")
+        wait_until(driver, lambda d: "qua API" in _css(d, "#site-502").text,
+                   "the held-back update arrives", timeout=25)
 
 
 def test_a_viewer_sees_no_button_and_an_ended_session_says_so(daemon: Daemon) -> None:
