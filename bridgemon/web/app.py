@@ -6,8 +6,10 @@ their rounds completed, and act through the few actions of ``actions.MonitorActi
 formats thousands of samples or hands Python work to a thread (a thread holding the GIL
 stalls the engine's loop as surely as a slow handler).
 
-Bad input gets a 4xx JSON answer naming the field, from every handler; bodies are bounded
-in size and in time. ``POST /-/reload`` answers only to loopback clients (and wants the API
+Bad input gets a 4xx JSON answer naming the field, from every handler (a browser asking
+for HTML gets it as a page instead, see ``_pages_errors``); bodies are bounded in size and
+in time. The operators' acknowledgements and notes API shares its code with the pages'
+forms (operations.py). ``POST /-/reload`` answers only to loopback clients (and wants the API
 token when one is configured); no state-changing request is taken from a browser page of
 another site (see security.py). A handler that fails anyway answers a 500 JSON without
 its traceback, which goes to the log: that is the last line, not the way bad input is met.
