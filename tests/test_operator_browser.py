@@ -114,6 +114,20 @@ def test_an_operator_runs_the_test_now_and_takes_a_site(daemon: Daemon, width: i
         screenshot(driver, f"operator-site-taken-{width}")
         assert horizontal_overflow(driver) <= 0
 
+        # On the site's page: who holds it, and a note added by its form, newest first.
+        driver.get(daemon.url(f"/sites/{site}"))
+        _loaded(driver)
+        assert f"{OPERATOR} đang xử lý cho hội nghị" in _css(driver, "#site-notes").text
+        written = f"Đã khởi động lại codec lúc {width}"
+        _css(driver, "#note-text").send_keys(written)
+        _css(driver, "#add-note").click()
+        wait_until(driver, lambda d: d.current_url.endswith("#site-notes"), "note saved")
+        _loaded(driver)
+        newest = _css(driver, "ol.notes li")
+        assert written in newest.text and OPERATOR in newest.text
+        screenshot(driver, f"operator-site-notes-{width}")
+        assert horizontal_overflow(driver) <= 0
+
 
 def _live_polls(driver: Any) -> int:
     return int(driver.execute_script(
