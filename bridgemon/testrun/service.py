@@ -1,6 +1,6 @@
 """Test runs inside the daemon: scheduled pre-tests, API-started runs, events added at run
 time (``saved_events``), the history store and the latest run of every event (for
-/metrics).
+/metrics), and the operators' acknowledgements and notes (``notes.py``, in the same file).
 
 The daemon owns one TestRuns; it shares the daemon's pinger and probe context, so a test
 run and the regular rounds never open a second set of ICMP sockets. Runs go through
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +26,7 @@ from bridgemon.scheduler import RoundScheduler
 from bridgemon.snapshot import Quarantined
 from bridgemon.testrun import history, saved_events
 from bridgemon.testrun.history import History
+from bridgemon.testrun.notes import Ack, Note, Notes, NotFound
 from bridgemon.testrun.plan import TestPlan, plan_with
 from bridgemon.testrun.pretests import Pretest, missed, upcoming
 from bridgemon.testrun.run import run_and_store
@@ -61,6 +62,10 @@ class TestRuns:
         state_dir.mkdir(parents=True, exist_ok=True)
         self._events_file = state_dir / saved_events.FILE
         self.history = History(history.file_in(state_dir))
+        self.notebook = Notes(history.file_in(state_dir))
+        # event id -> site id -> the take held now: read by every page render on the loop,
+        # so kept here and changed only after the database has committed the change.
+        self._held: dict[str, dict[str, Ack]] = {}
         # One writer thread: SQLite commits stay off the event loop and in order.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
         self._saved: dict[str, SavedEvent] = {}  # events.json: id -> event as posted
@@ -177,6 +182,9 @@ class TestRuns:
         if quarantined is not None:
             self.quarantined.append(quarantined)
         await self._load_latest([*(e.id for e in self.config.events), *self._saved])
+        held = await loop.run_in_executor(self._writer, self.notebook.held)
+        for ack in held:
+            self._held.setdefault(ack.event_id, {})[ack.site_id] = ack
         self.commit(self.prepare(self.config))
         self.started = True
 
@@ -187,6 +195,7 @@ class TestRuns:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._writer.shutdown(wait=True)
+        self.notebook.close()
 
     async def _load_latest(self, event_ids: list[str]) -> None:
         loop = asyncio.get_running_loop()
@@ -257,6 +266,61 @@ class TestRuns:
         return await loop.run_in_executor(
             self._writer, functools.partial(self.history.list, limit=limit, event=event)
         )
+
+
+    # -- acknowledgements and notes -----------------------------------------------------
+
+    def taken(self) -> Mapping[str, Mapping[str, Ack]]:
+        """Event id -> site id -> who holds it now (no database read)."""
+        return self._held
+
+    def _participant(self, event_id: str, site_id: str) -> None:
+        event = self.event(event_id)
+        if event is None:
+            raise NotFound("event", f"Không có hội nghị mã {event_id!r} (unknown event)")
+        if site_id not in event.participants:
+            raise NotFound("site", f"Điểm cầu {site_id!r} không tham gia hội nghị "
+                                   f"{event_id!r} (not a participant of this event)")
+
+    async def take(self, event_id: str, site_id: str, *, user: str, note: str) -> Ack:
+        """Raises NotFound, NoteRejected or AlreadyTaken; nothing is stored then."""
+        self._participant(event_id, site_id)
+        loop = asyncio.get_running_loop()
+        ack = await loop.run_in_executor(
+            self._writer, functools.partial(self.notebook.take, event_id, site_id, user, note))
+        self._held.setdefault(event_id, {})[site_id] = ack
+        log.info("site %s of event %s taken by %r", site_id, event_id, user)
+        return ack
+
+    async def release(self, event_id: str, site_id: str, *, user: str) -> Ack | None:
+        self._participant(event_id, site_id)
+        loop = asyncio.get_running_loop()
+        released = await loop.run_in_executor(
+            self._writer, functools.partial(self.notebook.release, event_id, site_id, user))
+        self._held.get(event_id, {}).pop(site_id, None)
+        if released is not None:
+            log.info("site %s of event %s released by %r (held by %r)", site_id, event_id,
+                     user, released.user)
+        return released
+
+    async def site_notes(self, site_id: str, limit: int = 50) -> Sequence[Note]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._writer, functools.partial(self.notebook.notes, site_id, limit))
+
+    async def add_note(self, site_id: str, *, user: str, text: str,
+                       event_id: str | None = None) -> Note:
+        """Raises NotFound (site, event) or NoteRejected; nothing is stored then. The
+        text is never logged: people paste anything into a note."""
+        if site_id not in self.config.inventory.sites:
+            raise NotFound("site", f"Không có điểm cầu mã {site_id!r} (unknown site)")
+        if event_id is not None:
+            self._participant(event_id, site_id)
+        loop = asyncio.get_running_loop()
+        note = await loop.run_in_executor(self._writer, functools.partial(
+            self.notebook.add_note, site_id, user, text, event_id))
+        log.info("note %d on site %s by %r", note.id, site_id, user)
+        return note
 
 
 def _log_run_failure(task: asyncio.Task[Report]) -> None:

@@ -5,16 +5,19 @@ snapshot.py) and acts only through these protocols: reload the configuration, ad
 event, plan, start and read test runs. So the web layer never imports the daemon, never
 reaches into its live parts (the window store, the scheduler's counters, the pinger), and
 can be served from any object that keeps this contract — the daemon's ``Monitor`` does.
+The operators' acknowledgements and notes go the same way: stored by the test runs'
+side (testrun/notes.py), never by a handler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from bridgemon.events import Event
 from bridgemon.snapshot import Snapshot
+from bridgemon.testrun.notes import Ack, Note
 from bridgemon.testrun.plan import TestPlan
 from bridgemon.testrun_schema import Report, RunListing, Trigger
 
@@ -52,6 +55,27 @@ class TestRunActions(Protocol):
         ...
 
     def get(self, run_id: str) -> Awaitable[Report | None]: ...
+
+    def taken(self) -> Mapping[str, Mapping[str, Ack]]:
+        """Event id -> site id -> the take held now; read on the loop, no I/O."""
+        ...
+
+    def take(self, event_id: str, site_id: str, *, user: str, note: str) -> Awaitable[Ack]:
+        """Raises notes.NotFound (event, site), NoteRejected or AlreadyTaken."""
+        ...
+
+    def release(self, event_id: str, site_id: str, *, user: str) -> Awaitable[Ack | None]:
+        """Raises notes.NotFound; None when nobody held the site."""
+        ...
+
+    def site_notes(self, site_id: str, limit: int = 50) -> Awaitable[Sequence[Note]]:
+        """Newest first."""
+        ...
+
+    def add_note(self, site_id: str, *, user: str, text: str,
+                 event_id: str | None = None) -> Awaitable[Note]:
+        """Raises notes.NotFound (site, event) or NoteRejected."""
+        ...
 
 
 class MonitorActions(Protocol):

@@ -6,8 +6,10 @@ their rounds completed, and act through the few actions of ``actions.MonitorActi
 formats thousands of samples or hands Python work to a thread (a thread holding the GIL
 stalls the engine's loop as surely as a slow handler).
 
-Bad input gets a 4xx JSON answer naming the field, from every handler; bodies are bounded
-in size and in time. ``POST /-/reload`` answers only to loopback clients (and wants the API
+Bad input gets a 4xx JSON answer naming the field, from every handler (a browser asking
+for HTML gets it as a page instead, see ``_pages_errors``); bodies are bounded in size and
+in time. The operators' acknowledgements and notes API shares its code with the pages'
+forms (operations.py). ``POST /-/reload`` answers only to loopback clients (and wants the API
 token when one is configured); no state-changing request is taken from a browser page of
 another site (see security.py). A handler that fails anyway answers a 500 JSON without
 its traceback, which goes to the log: that is the last line, not the way bad input is met.
@@ -29,12 +31,15 @@ from bridgemon import media_types, metrics
 from bridgemon.config import WebSettings
 from bridgemon.events import event_json
 from bridgemon.inventory import SelectorError
+from bridgemon.testrun.notes import NOTES_SHOWN
 from bridgemon.testrun.saved_events import EventRejected
 from bridgemon.verdicts import NAMES
-from bridgemon.web import access, auth
+from bridgemon.web import access, auth, operations
 from bridgemon.web.actions import MonitorActions, TestRunActions
 from bridgemon.web.auth import Handler
-from bridgemon.web.pages import add_pages
+from bridgemon.web.operations import Refused
+from bridgemon.web.page_actions import add_page_actions
+from bridgemon.web.pages import add_pages, error_response, wants_page
 from bridgemon.web.security import add_security_headers, cross_site, html_policy
 from bridgemon.web.serving import HttpLimits
 
@@ -66,6 +71,27 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 @web.middleware
+async def _pages_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A browser on a page, or posting a page's form, gets refusals as a page in Vietnamese,
+    not JSON: the sign-in and CSRF checks (auth.py), aiohttp's 404 and 413, ours. Scripts
+    and the API keep their JSON."""
+    response = await handler(request)
+    if (response.status < 400 or not wants_page(request)
+            or not isinstance(response, web.Response)
+            or response.content_type != media_types.JSON):
+        return response
+    try:
+        message = json.loads(response.body or b"{}").get("error")  # type: ignore[arg-type]
+    except (ValueError, AttributeError, TypeError):
+        message = None
+    page = error_response(response.status, str(message or response.reason))
+    for name in ("WWW-Authenticate", "Retry-After"):
+        if name in response.headers:
+            page.headers[name] = response.headers[name]
+    return page
+
+
+@web.middleware
 async def _same_site_only(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         reason = cross_site(request)
@@ -81,7 +107,8 @@ def make_app(monitor: MonitorActions, limits: HttpLimits,
     users and tokens at once; ``listen``, where it is served, and TLS take a restart)."""
     # auth outside same-site: the latter must see the client a trusted proxy names.
     app = web.Application(client_max_size=MAX_BODY,
-                          middlewares=[_json_errors, auth.middleware, _same_site_only])
+                          middlewares=[_pages_errors, _json_errors, auth.middleware,
+                                       _same_site_only])
     app.on_response_prepare.append(add_security_headers)
     app[MONITOR] = monitor
     app[LIMITS] = limits
@@ -96,7 +123,12 @@ def make_app(monitor: MonitorActions, limits: HttpLimits,
     app.router.add_get("/api/v1/test-runs", handle_test_runs)
     app.router.add_post("/api/v1/test-runs", handle_start_test_run)
     app.router.add_get("/api/v1/test-runs/{run_id}", handle_test_run)
+    app.router.add_get("/api/v1/events/{event_id}/acks", handle_acks)
+    app.router.add_post("/api/v1/events/{event_id}/acks", handle_ack)
+    app.router.add_get("/api/v1/sites/{site_id}/notes", handle_notes)
+    app.router.add_post("/api/v1/sites/{site_id}/notes", handle_add_note)
     add_pages(app, MONITOR)  # /, /sites/..., /events/..., /test-runs/..., /static/...
+    add_page_actions(app, MONITOR)  # the operators' forms: run now, take, note
     return app
 
 
@@ -411,18 +443,19 @@ async def handle_start_test_run(request: web.Request) -> web.Response:
         if event is None:
             return _error(400, f"unknown event {event_id!r}", "event")
     try:
-        user = access.current_user(request)
-        plan = testruns.plan_run(selector=select, event=event, count=count, trigger="api",
-                                 operator=f"{user.name} ({request.remote})" if user
-                                 else f"api:{request.remote}")
-    except SelectorError as exc:
-        return _error(400, str(exc), "select")
-    testruns.launch(plan)
+        plan = operations.start_run(request, testruns, select=select, event=event,
+                                    count=count)
+    except Refused as refused:
+        return _refused(refused)
     return web.json_response(
         {"run_id": plan.run_id, "sites": len(plan.sites), "status": "running",
          "url": f"/api/v1/test-runs/{plan.run_id}"},
         status=202, dumps=_dumps,
     )
+
+
+def _refused(refused: Refused) -> web.Response:
+    return _error(refused.status, refused.message, refused.field)
 
 
 async def handle_test_runs(request: web.Request) -> web.Response:
@@ -449,3 +482,83 @@ async def handle_test_run(request: web.Request) -> web.Response:
     headers = {"Content-Security-Policy": html_policy(text)} if fmt == "html" else {}
     return web.Response(text=text, content_type=media_types.REPORTS[fmt][0],
                         charset=media_types.CHARSET, headers=headers)
+
+
+# -- acknowledgements and notes -------------------------------------------------------------
+
+_ACK_KEYS = {"site", "note", "action"}
+_NOTE_KEYS = {"text", "event"}
+
+
+def _unknown_key(body: dict[str, object], allowed: set[str]) -> web.Response | None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        return _error(400, f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})",
+                      unknown[0])
+    return None
+
+
+async def handle_acks(request: web.Request) -> web.Response:
+    """Who holds which site of an event now."""
+    testruns = _testruns(request)
+    event_id = request.match_info["event_id"]
+    if testruns.event(event_id) is None:
+        return _error(404, f"Không có hội nghị mã {event_id!r} (unknown event)", "event")
+    held = testruns.taken().get(event_id, {})
+    return web.json_response(
+        {"event": event_id, "acks": [operations.ack_json(ack) for ack in held.values()]},
+        dumps=_dumps)
+
+
+async def handle_ack(request: web.Request) -> web.Response:
+    """``{"site": ID, "note": "..."}`` takes the site, ``"action": "release"`` gives it back."""
+    body = await _mutation_body(request)
+    if isinstance(body, web.Response):
+        return body
+    refused = _unknown_key(body, _ACK_KEYS)
+    if refused is not None:
+        return refused
+    action = body.get("action", "take")
+    if action not in ("take", "release"):
+        return _error(400, "action must be 'take' or 'release'", "action")
+    testruns = _testruns(request)
+    event_id = request.match_info["event_id"]
+    try:
+        if action == "take":
+            ack = await operations.take(request, testruns, event_id, body.get("site"),
+                                        body.get("note"))
+            return web.json_response(operations.ack_json(ack), status=201, dumps=_dumps)
+        released = await operations.release(request, testruns, event_id, body.get("site"))
+    except Refused as exc:
+        return _refused(exc)
+    return web.json_response(
+        {"released": operations.ack_json(released) if released else None}, dumps=_dumps)
+
+
+async def handle_notes(request: web.Request) -> web.Response:
+    testruns = _testruns(request)
+    site_id = request.match_info["site_id"]
+    if site_id not in request.app[MONITOR].snapshot().inventory.sites:
+        return _error(404, f"Không có điểm cầu mã {site_id!r} (unknown site)", "site")
+    limit = _int_param(request, "limit", NOTES_SHOWN, 1, 1000) or NOTES_SHOWN
+    notes = await testruns.site_notes(site_id, limit)
+    return web.json_response(
+        {"site": site_id, "notes": [operations.note_json(note) for note in notes]},
+        dumps=_dumps)
+
+
+async def handle_add_note(request: web.Request) -> web.Response:
+    """``{"text": "...", "event": ID}`` (event optional): a note on the site."""
+    body = await _mutation_body(request)
+    if isinstance(body, web.Response):
+        return body
+    refused = _unknown_key(body, _NOTE_KEYS)
+    if refused is not None:
+        return refused
+    try:
+        note = await operations.add_note(request, _testruns(request),
+                                         request.match_info["site_id"], body.get("text"),
+                                         body.get("event"))
+    except Refused as exc:
+        return _refused(exc)
+    return web.json_response(operations.note_json(note), status=201, dumps=_dumps)

@@ -5,7 +5,12 @@ files. Each page answers ``?live=1`` with its live parts as JSON (static/live.js
 that). Handlers read the snapshot, copy on the loop the little that is live (a site's
 trend points) and build and render the page in a worker thread: filtering and templating
 at 12,000 sites take tens of milliseconds the loop must not wait for. Bad input gets an
-HTML page saying what was wrong, in Vietnamese, with its 4xx status.
+HTML page saying what was wrong, in Vietnamese, with its 4xx status (``error_response``,
+which app.py also uses for the refusals of sign-in and CSRF when a browser is on a page).
+
+Who is signed in, and for operators their forms (page_actions.py posts them), come from
+access.py; the acknowledgements and notes from the test runs' side (``TestRunActions``),
+the held takes from memory, a site's notes from the database off the loop.
 """
 
 from __future__ import annotations
@@ -14,16 +19,20 @@ import asyncio
 import gzip
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from bridgemon import media_types
 from bridgemon.snapshot import Snapshot
+from bridgemon.testrun.notes import MAX_NOTE, Ack
 from bridgemon.verdicts import NAMES, WORDS_VI, State
-from bridgemon.web.actions import MonitorActions
-from bridgemon.web.pages_common import STATIC, clock, render_page
+from bridgemon.web import access
+from bridgemon.web.actions import MonitorActions, TestRunActions
+from bridgemon.web.pages_common import STATIC, ago, clock, render_page
 from bridgemon.web.pages_event import event_context, live_event, render_event
 from bridgemon.web.pages_site import live_site, render_site, site_context
 from bridgemon.web.pages_test_run import live_test_run, render_test_run, test_run_context
@@ -100,8 +109,71 @@ async def _live(request: web.Request, live: Callable[..., Mapping[str, Any]],
 async def _error_page(snap: Snapshot, refused: _Refused) -> web.Response:
     text = render_page("error.html.j2", {
         "title": refused.title, "message": refused.message,
-        "now": clock(snap.taken_at, with_year=True), "live_url": ""})
+        "now": clock(snap.taken_at, with_year=True), "live_url": "", "sign_in": None})
     return _html(text, refused.status)
+
+
+TITLES = {400: "Yêu cầu không hợp lệ", 401: "Cần đăng nhập", 403: "Không được phép",
+          404: "Không tìm thấy", 405: "Không được phép", 409: "Đã có người nhận xử lý",
+          413: "Nội dung quá lớn", 429: "Quá nhiều yêu cầu", 503: "Chưa sẵn sàng"}
+
+
+def error_response(status: int, message: str, next_path: str = "/") -> web.Response:
+    """A refusal as a page: its title by status, the message, a way on (sign in again for
+    a 401)."""
+    sign_in = f"/login?next={quote(next_path, safe='/')}" if status == 401 else None
+    text = render_page("error.html.j2", {
+        "title": TITLES.get(status, "Không thực hiện được"), "message": message,
+        "now": clock(time.time(), with_year=True), "live_url": "", "sign_in": sign_in})
+    return _html(text, status)
+
+
+_NOT_PAGES = ("/api/", "/metrics", "/healthz", "/-/", "/static/")
+
+
+def wants_page(request: web.Request) -> bool:
+    """A browser on one of the pages, or posting one of their forms (a navigation: it asks
+    for HTML): refusals go to it as a page. A page's live poll and a script ask for JSON
+    (or for nothing in particular) and get JSON."""
+    if request.path.startswith(_NOT_PAGES) or request.query.get("live"):
+        return False
+    return "text/html" in request.headers.get("Accept", "")
+
+
+def viewer(request: web.Request) -> dict[str, Any]:
+    """Who is looking, for the layout (name and sign-out) and the operators' forms."""
+    user = access.current_user(request)
+    operate = access.may_operate(request)
+    return {"user": user.name if user else None,
+            "role": ("vận hành" if user.role == "operator" else "chỉ xem") if user else None,
+            "operate": operate,
+            "csrf": access.csrf_token(request) if user or operate else "",
+            "max_note": MAX_NOTE}
+
+
+def held_view(ack: Ack, now: float) -> dict[str, str]:
+    return {"user": ack.user, "since": clock(ack.taken_at), "ago": ago(now - ack.taken_at),
+            "note": ack.note, "event": ack.event_id}
+
+
+def _started(testruns: TestRunActions | None) -> TestRunActions | None:
+    return testruns if testruns is not None and testruns.started else None
+
+
+def _held_by_site(testruns: TestRunActions | None, now: float,
+                  events: Mapping[str, str]) -> dict[str, list[dict[str, str]]]:
+    """Site id -> the takes held on it (of events still known), for the overview and the
+    site page. Copied on the loop: the map changes only there."""
+    out: dict[str, list[dict[str, str]]] = {}
+    if testruns is None:
+        return out
+    for event_id, held in testruns.taken().items():
+        if event_id not in events:
+            continue
+        for site_id, ack in held.items():
+            out.setdefault(site_id, []).append(
+                {**held_view(ack, now), "event_title": events[event_id]})
+    return out
 
 
 def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -140,9 +212,12 @@ class _Pages:
             )
         except _Refused as refused:
             return await _error_page(snap, refused)
+        taken = _held_by_site(_started(request.app[self._monitor].testruns), snap.taken_at,
+                              {event.id: event.title for event in snap.events})
+        extra = {**viewer(request), "taken": taken}
         if request.query.get("live"):
-            return await _live(request, live_status, snap, query)
-        return await _page(render_status, snap, query)
+            return await _live(request, live_status, snap, query, extra)
+        return await _page(render_status, snap, query, extra)
 
     async def site(self, request: web.Request) -> web.Response:
         snap = self._snapshot(request)
@@ -154,11 +229,19 @@ class _Pages:
                 f"Không có điểm cầu mã {site_id!r} trong danh sách đang giám sát."))
         points = view.trend.points(snap.taken_at)  # live: copied here, on the loop
         runs: list[Any] = []
-        testruns = request.app[self._monitor].testruns
-        if testruns is not None and testruns.started and not request.query.get("live"):
+        notes: list[dict[str, Any]] = []
+        testruns = _started(request.app[self._monitor].testruns)
+        if testruns is not None and not request.query.get("live"):
             runs = await testruns.list(limit=50)
+            notes = [{"user": note.user, "when": clock(note.created, with_year=True),
+                      "text": note.text, "event": note.event_id}
+                     for note in await testruns.site_notes(site_id)]
         context = await asyncio.to_thread(site_context, snap, site_id, points, runs)
         assert context is not None  # the view exists, so does the site
+        titles = {event.id: event.title for event in snap.events}
+        context = {**context, **viewer(request), "notes": notes,
+                   "taken": _held_by_site(testruns, snap.taken_at, titles).get(site_id, []),
+                   "notes_action": f"/sites/{quote(site_id, safe='')}/notes"}
         if request.query.get("live"):
             return await _live(request, live_site, context)
         return await _page(render_site, context)
@@ -170,6 +253,14 @@ class _Pages:
         if context is None:
             return await _error_page(snap, _Refused(
                 404, "Không tìm thấy hội nghị", f"Không có hội nghị mã {event_id!r}."))
+        testruns = _started(request.app[self._monitor].testruns)
+        held = testruns.taken().get(event_id, {}) if testruns is not None else {}
+        base = f"/events/{quote(event_id, safe='')}"
+        context = {**context, **viewer(request),
+                   "acks": {site_id: held_view(ack, snap.taken_at)
+                            for site_id, ack in held.items()},
+                   "run_action": f"{base}/test-runs", "ack_action": f"{base}/acks",
+                   "can_run": testruns is not None}
         if request.query.get("live"):
             return await _live(request, live_event, context)
         return await _page(render_event, context)
@@ -185,7 +276,8 @@ class _Pages:
         if report is None:
             return await _error_page(snap, _Refused(
                 404, "Không tìm thấy lần kiểm tra", f"Không có lần kiểm tra mã {run_id!r}."))
-        context = await asyncio.to_thread(test_run_context, report, snap.taken_at)
+        context = {**await asyncio.to_thread(test_run_context, report, snap.taken_at),
+                   **viewer(request)}
         if request.query.get("live"):
             return await _live(request, live_test_run, context)
         return await _page(render_test_run, context)

@@ -5,7 +5,8 @@ Counts per verdict and per district (the level below the root), the conferences 
 with how many of their sites are not ready, the sites that need work first (worst first,
 with reason, since when, parent and the technician to call), and one page of the full
 list; all of it filtered by the query (name without diacritics, code, district,
-verdict), so a filtered view is a link one can send.
+verdict), so a filtered view is a link one can send. A site someone took for a conference
+says who, next to its reason (``extra["taken"]``, copied by the handler on the loop).
 
 Renders a Snapshot only (no live state) and a bounded number of rows, filtering before
 building; thread-safe: the web app renders it off the event loop (counting and sorting
@@ -142,7 +143,9 @@ def _matching(snap: Snapshot, query: PageQuery) -> list[str]:
     return list(listed)
 
 
-def overview_context(snap: Snapshot, query: PageQuery | None = None) -> dict[str, Any]:
+def overview_context(snap: Snapshot, query: PageQuery | None = None,
+                     extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``extra``: what the request adds (who is looking, the takes held by site)."""
     query = query or PageQuery()
     inventory = snap.inventory
     if query.district and query.district not in inventory.sites:
@@ -185,6 +188,8 @@ def overview_context(snap: Snapshot, query: PageQuery | None = None) -> dict[str
         "events": upcoming_events(snap),
         "max_depth": MAX_DEPTH,
         "live_url": query.link(live=1),
+        "taken": {},
+        **(extra or {}),
     }
 
 
@@ -215,10 +220,12 @@ def upcoming_events(snap: Snapshot) -> list[dict[str, Any]]:
     return events
 
 
-def render_status(snap: Snapshot, query: PageQuery | None = None) -> str:
-    return render_page("status.html.j2", overview_context(snap, query))
+def render_status(snap: Snapshot, query: PageQuery | None = None,
+                  extra: Mapping[str, Any] | None = None) -> str:
+    return render_page("status.html.j2", overview_context(snap, query, extra))
 
 
-def live_status(snap: Snapshot, query: PageQuery | None = None) -> Mapping[str, object]:
-    context = overview_context(snap, query)
+def live_status(snap: Snapshot, query: PageQuery | None = None,
+                extra: Mapping[str, Any] | None = None) -> Mapping[str, object]:
+    context = overview_context(snap, query, extra)
     return {"updated": context["now"], "parts": render_parts(LIVE_PARTS, context)}
