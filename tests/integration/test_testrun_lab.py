@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,12 +81,21 @@ def test_commune_run_judges_each_site_with_the_lab_impairments(
 
 
 def _post(url: str, body: dict[str, Any], token: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
+    """POST as a script should: a 503 ("starting up": the test runs' store is still being
+    opened after /healthz already answers) is tried again for a while."""
+    deadline = time.monotonic() + 20
+    while True:
+        request = urllib.request.Request(
+            url, data=json.dumps(body).encode(), method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def test_a_daemon_killed_mid_run_keeps_its_history(lab: Lab, tmp_path: Path) -> None:
