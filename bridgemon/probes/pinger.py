@@ -60,6 +60,7 @@ from bridgemon.probes.icmp_packets import (
     parse_v6,
 )
 from bridgemon.probes.result import EchoBurst
+from bridgemon.stamp import sockopts
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
@@ -147,12 +148,7 @@ class _FamilySocket:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         with contextlib.suppress(OSError):  # not Linux: the drops stay uncounted
             sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
-        for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, option, _RECV_BUFFER)
-                break
-            except OSError:
-                continue
+        sockopts.set_receive_buffer(sock, _RECV_BUFFER)
         self.kernel_filter = False
         if self.mode == "raw":
             self._install_filter(ident_base, cookie)

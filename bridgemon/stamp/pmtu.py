@@ -426,12 +426,7 @@ def _open(mode: str, ident: int) -> tuple[socket.socket, str]:
         sock.setsockopt(socket.IPPROTO_IP, sockopts.IP_RECVERR, 1)
         # Shared by a test run's probes: a thousand 1500-byte replies may arrive at once,
         # five times what the default buffer holds (the pinger's engine sizes its own so).
-        for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, option, _RECV_BUFFER)
-                break
-            except OSError:
-                continue
+        sockopts.set_receive_buffer(sock, _RECV_BUFFER)
     except OSError:
         sock.close()
         raise

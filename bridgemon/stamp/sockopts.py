@@ -28,6 +28,7 @@ IPV6_RECVHOPLIMIT = 51
 IPV6_HOPLIMIT = 52
 IPV6_DONTFRAG = 62
 IPV6_RECVTCLASS = 66
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 IPV6_TCLASS = 67
 IPV6_PMTUDISC_DO = 2
 SO_TIMESTAMPNS = 35
@@ -109,3 +110,14 @@ def kernel_time_ns(ancdata: list[tuple[int, int, bytes]]) -> int | None:
             seconds, nanos = TIMESPEC.unpack_from(data)
             return int(seconds) * 1_000_000_000 + int(nanos)
     return None
+
+
+def set_receive_buffer(sock: socket.socket, octets: int) -> None:
+    """Ask for a receive buffer of ``octets``: beyond ``net.core.rmem_max`` when the
+    process may (root, CAP_NET_ADMIN: SO_RCVBUFFORCE), else as much as the limit allows."""
+    for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, octets)
+            return
+        except OSError:
+            continue

@@ -40,8 +40,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -105,14 +105,35 @@ def _schema_1(conn: sqlite3.Connection) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_1]
 
 
-def _schema_version(conn: sqlite3.Connection) -> int:
+def schema_version(conn: sqlite3.Connection, table: str = "schema_version") -> int:
+    """The version a set of tables is at, kept in the one-row ``table`` (0: none yet)."""
     exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ).fetchone()
     if not exists:
         return 0
-    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    row = conn.execute(f"SELECT version FROM {table}").fetchone()
     return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Callable[[sqlite3.Connection], None]],
+            transaction: Callable[[], AbstractContextManager[object]], *, table: str,
+            path: str, what: str = "schema") -> None:
+    """Bring the tables whose version ``table`` keeps up to ``len(migrations)``, in one
+    write transaction. BEGIN IMMEDIATE takes the write lock first, so two processes opening
+    a new file at once migrate it once; the version is read again under the lock."""
+    target = len(migrations)
+    if schema_version(conn, table) == target:
+        return
+    with transaction():
+        version = schema_version(conn, table)
+        if version > target:
+            raise HistoryError(f"{path}: {what} version {version} is newer than this "
+                               f"bridgemon understands ({target}); upgrade bridgemon")
+        for step in range(version, target):
+            log.info("%s: migrating %s %d -> %d", path, what, step, step + 1)
+            migrations[step](conn)
+        conn.execute(f"UPDATE {table} SET version = ?", (target,))
 
 
 # --- who owns a run ------------------------------------------------------------------
@@ -195,27 +216,13 @@ class History:
             raise HistoryError(f"{self.path}: SQLite cannot use WAL mode here (got {mode!r})")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        target = len(MIGRATIONS)
-        if _schema_version(conn) == target:
-            return
-        # BEGIN IMMEDIATE takes the write lock first, so two processes opening a new file
-        # at once migrate it once; the version is read again under the lock.
-        with self._transaction(durable=True):
-            version = _schema_version(conn)
-            if version > target:
-                raise HistoryError(
-                    f"{self.path}: schema version {version} is newer than this bridgemon "
-                    f"understands ({target}); upgrade bridgemon"
-                )
-            for step in range(version, target):
-                log.info("history %s: migrating schema %d -> %d", self.path, step, step + 1)
-                MIGRATIONS[step](conn)
-            conn.execute("UPDATE schema_version SET version = ?", (target,))
+        migrate(conn, MIGRATIONS, lambda: self._transaction(durable=True),
+                table="schema_version", path=str(self.path))
 
     @property
     def schema_version(self) -> int:
         with self._lock:
-            return _schema_version(self._conn)
+            return schema_version(self._conn)
 
     def close(self) -> None:
         with self._lock:

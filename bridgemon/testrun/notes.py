@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridgemon.testrun.history import BUSY_TIMEOUT_S, HistoryError
+from bridgemon.testrun.history import BUSY_TIMEOUT_S, HistoryError, migrate, schema_version
 
 MAX_NOTE = 1000  # characters of a note (a phone's message, not a report)
 NOTES_SHOWN = 50  # a site's notes listed, newest first
@@ -141,16 +141,6 @@ def _schema_1(conn: sqlite3.Connection) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_1]
 
 
-def _version(conn: sqlite3.Connection) -> int:
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'notes_schema'"
-    ).fetchone()
-    if not exists:
-        return 0
-    row = conn.execute("SELECT version FROM notes_schema").fetchone()
-    return int(row[0]) if row else 0
-
-
 class Notes:
     """Acknowledgements and notes in one SQLite file (the history's, usually)."""
 
@@ -172,22 +162,13 @@ class Notes:
         if str(mode).lower() != "wal":
             raise HistoryError(f"{self.path}: SQLite cannot use WAL mode here (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")  # a few writes an hour: each flushed
-        target = len(MIGRATIONS)
-        if _version(conn) == target:
-            return
-        with self._transaction():
-            version = _version(conn)  # again, under the write lock
-            if version > target:
-                raise HistoryError(f"{self.path}: notes schema version {version} is newer "
-                                   f"than this bridgemon understands ({target})")
-            for step in range(version, target):
-                MIGRATIONS[step](conn)
-            conn.execute("UPDATE notes_schema SET version = ?", (target,))
+        migrate(conn, MIGRATIONS, self._transaction, table="notes_schema",
+                path=str(self.path), what="notes schema")
 
     @property
     def schema_version(self) -> int:
         with self._lock:
-            return _version(self._conn)
+            return schema_version(self._conn, "notes_schema")
 
     def close(self) -> None:
         with self._lock:
