@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -223,3 +226,13 @@ def config_errors(text: str) -> list[str]:
         return [str(issue) for issue in caught.issues]
     raise AssertionError("the loader accepted it")
 
+
+def load_script(name: str) -> ModuleType:
+    """One of the repository's scripts/ (not a package) as a module."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -7,28 +7,16 @@ tests/integration/test_alerting.py runs every query against a live Prometheus.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 
 from tests.conftest import REPO
-
-
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from tests.helpers import load_script
 
 check = load_script("check_dashboards")
 gen = load_script("gen_dashboards")

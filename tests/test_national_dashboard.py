@@ -5,33 +5,22 @@ every query against a live central Prometheus."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.helpers import load_script
 
 NATIONAL = REPO / "dashboards" / "national" / "provisioning"
 RULES = [*(REPO / "deploy" / "prometheus" / "rules").glob("*.yml"),
          *(REPO / "deploy" / "prometheus" / "central" / "rules").glob("*.yml")]
-
-
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 check = load_script("check_dashboards")

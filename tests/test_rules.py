@@ -6,20 +6,18 @@ Needs promtool (Debian package ``prometheus``, installed by .ci/run).
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.helpers import load_script
 
 PROMETHEUS = REPO / "deploy" / "prometheus"
 # The provinces' rules, and the central (national) Prometheus' own (docs/national.md).
@@ -34,15 +32,6 @@ promtool = pytest.mark.skipif(
     shutil.which("promtool") is None,
     reason="promtool not installed (Debian package 'prometheus'; .ci/run installs it)",
 )
-
-
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def rules() -> list[tuple[str, dict[str, Any]]]:

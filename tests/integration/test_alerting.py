@@ -19,7 +19,6 @@ data in the test's tmp dir, and is stopped at the end. Nothing is sent anywhere 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import re
 import shutil
@@ -34,7 +33,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,7 +41,7 @@ import yaml
 
 from bridgemon.lab import Lab
 from tests.conftest import REPO, free_port
-from tests.helpers import get, inventory_toml, wait_for_sync
+from tests.helpers import get, inventory_toml, load_script, wait_for_sync
 
 SCALE = 20  # 30 s probe interval -> 1.5 s; we probe every 1 s, rules run 20x faster
 RULES = REPO / "deploy" / "prometheus" / "rules"
@@ -59,15 +57,6 @@ needs_alertmanager = pytest.mark.skipif(
 needs_prometheus = pytest.mark.skipif(
     PROMETHEUS_BIN is None, reason="prometheus not installed (Debian package; .ci/run installs it)"
 )
-
-
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # -- the pieces ---------------------------------------------------------------------------

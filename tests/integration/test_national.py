@@ -21,7 +21,6 @@ Everything listens on 127.0.0.1 or lives in the lab; nothing else is sent anywhe
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import signal
@@ -31,7 +30,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -39,7 +37,7 @@ import yaml
 
 from bridgemon.lab import Lab
 from tests.conftest import REPO, free_port
-from tests.helpers import get_json, inventory_toml
+from tests.helpers import get_json, inventory_toml, load_script
 from tests.integration.test_alerting import (
     PROMETHEUS_BIN,
     needs_prometheus,
@@ -63,15 +61,6 @@ SITES: list[dict[str, Any]] = [
 ]
 PATH_CUT = next(site for site in SITES if site["id"] == "20100")  # only the ministry's path
 SITE_CUT = next(site for site in SITES if site["id"] == "20301")  # for everyone, in the lab
-
-
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
