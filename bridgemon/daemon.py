@@ -115,7 +115,7 @@ class Monitor:
         self.scheduler.apply(
             self.share.inventory, max_concurrency=monitor.max_concurrency, spread=monitor.spread
         )
-        self.testruns = TestRuns(self.config, ctx, self.scheduler)
+        self.testruns = TestRuns(self.config, ctx, self.scheduler, lambda: self.share)
         self.listener = Listener(
             make_app(self, self.http, lambda: self.config.web, self.listen), self.http)
         tls = self.config.web.ssl_context()  # read again now: TlsError names the file
