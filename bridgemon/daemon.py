@@ -387,6 +387,7 @@ class Monitor:
             sites=MappingProxyType(dict(self.board.views)),
             # A root every shard probes is shown by the one shard that owns it.
             order=self.share.order,
+            exported=self.share.exported,
             rounds=tuple(
                 RoundFigures(s.interval, s.sites, s.rounds, s.overruns, s.last_started,
                              s.last_duration)

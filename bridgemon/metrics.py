@@ -110,8 +110,9 @@ def _events_exposition(snap: Snapshot) -> bytes:
     )
     vantage = _vantage(snap)
     name = vantage.name if vantage is not None else None
-    key = (name, shown, tuple((event_id, latest[event_id].get("run_id")) for event_id in shown
-                        if event_id in latest))
+    key = (name, snap.exported, shown,
+           tuple((event_id, latest[event_id].get("run_id")) for event_id in shown
+                 if event_id in latest))
     for inventory, events, cached_key, body in _EVENTS_CACHE:
         if inventory is snap.inventory and events is snap.events and cached_key == key:
             return body
@@ -528,13 +529,14 @@ def _testrun_path_metrics(snap: Snapshot) -> Iterator[Metric]:
         for (name, _, text), extra in zip(PATH_FAMILIES, _PATH_LABELS, strict=True)
     ]
     latest = snap.latest_runs or {}
+    exported = snap.exported_ids
     for event in snap.events:
         report = latest.get(event.id)
         if report is None or event.end.timestamp() < snap.taken_at - snap.event_window \
                 or event.start.timestamp() > snap.taken_at + snap.event_window:
             continue
         for site in report["sites"]:
-            if site["id"] not in snap.inventory.sites:
+            if site["id"] not in exported:
                 continue
             for check in site["checks"]:
                 kind = check.get("type")
@@ -593,6 +595,7 @@ def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
         labels=["event", "verdict"],
     )
     latest = snap.latest_runs or {}
+    exported = snap.exported_ids
     for event in snap.events:
         starts, ends = event.start.timestamp(), event.end.timestamp()
         if ends < snap.taken_at - snap.event_window or starts > snap.taken_at + snap.event_window:
@@ -601,7 +604,7 @@ def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
         end.add_metric([event.id], ends)
         info.add_metric([event.id, event.title], 1)
         for site_id in event.participants:
-            if site_id in snap.inventory.sites:
+            if site_id in exported:
                 participant.add_metric([event.id, site_id], 1)
         report = latest.get(event.id)
         if report is None:
@@ -609,7 +612,7 @@ def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
         finished = report.get("finished_at") or report["started_at"]
         run_time.add_metric([event.id], datetime.fromisoformat(finished).timestamp())
         for site in report["sites"]:
-            if site["id"] in snap.inventory.sites:
+            if site["id"] in exported:
                 ok = can_join(site["verdict"])
                 site_ready.add_metric([event.id, site["id"]], 1 if ok else 0)
         # A latest run is a complete one, whose summary the run wrote.

@@ -1,5 +1,5 @@
-"""Shards and events: each shard pre-tests only its share of an event's participants
-(live daemons on loopback)."""
+"""Shards and events: each shard pre-tests only its share of an event's participants, and
+exports each participant once across the shards (live daemons on loopback)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def test_the_inventory_splits_into_two_non_empty_shares() -> None:
 async def test_each_shard_pretests_its_share_and_the_union_is_every_participant_once(
         tmp_path: Path) -> None:
     tested: Counter[str] = Counter()
+    participants: Counter[str] = Counter()
     for n in (1, 2):
         monitor = await shard_monitor(tmp_path, Shard(n, 2))
         try:
@@ -80,6 +81,11 @@ async def test_each_shard_pretests_its_share_and_the_union_is_every_participant_
             counted = sum(v for labels, v in samples["bridgemon_testrun_sites"]
                           if labels["event"] == "giao-ban")
             assert counted == len(monitor.share.exported)
+            # The event's families too: the root, probed by both shards, is exported by
+            # the one that owns it, so the central store sees each participant once.
+            participants.update(labels["site"] for labels, _ in
+                                samples["bridgemon_event_participant"])
         finally:
             await monitor.stop()
     assert set(tested) == EVERY and set(tested.values()) == {1}, tested
+    assert set(participants) == EVERY and set(participants.values()) == {1}, participants
