@@ -18,6 +18,7 @@ from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import Verdict
 from bridgemon.testrun_schema import Report
 from bridgemon.trend import Trend
+from bridgemon.vantage_view import VantageFigures
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,7 @@ class Snapshot:
     # The ids this daemon exports (a shard's own sites; the roots it probes only to judge
     # parent_down are not among them); None: every site of the inventory.
     exported: frozenset[str] | None = None
+    vantage: VantageFigures | None = None  # None: no vantage label, no vantage families
 
     @property
     def exported_ids(self) -> Collection[str]:
