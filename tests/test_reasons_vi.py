@@ -4,6 +4,7 @@ against a real peer on loopback, then worded for the technician (probes/reasons_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import re
 import socket
@@ -11,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from bridgemon.inventory import Site
 from bridgemon.probes import http, sip, tcp
 from bridgemon.probes.conn import connect_failure
 from bridgemon.probes.reasons_vi import in_vietnamese
@@ -72,8 +72,7 @@ async def test_the_h323_reason_of_the_issue_reads_in_vietnamese() -> None:
                              probe_ctx())
     assert result.reason == f"H.323 {port}: connection refused"  # the English side stays
     site = make_site("502", "Thành phố Tam Kỳ", None, HOST)
-    site = Site(**{**{f: getattr(site, f) for f in site.__slots__},
-                   "checks": (TcpSpec(name="h323", kind="h323", port=port),)})
+    site = dataclasses.replace(site, checks=(TcpSpec(name="h323", kind="h323", port=port),))
     icmp = ProbeResult("icmp", "icmp", HOST, True, 0.0, 0.01,
                        burst=EchoBurst(HOST, (0.001, 0.001, 0.001)))
     verdict = judge_own(site, [SiteRound(0.0, (icmp, result))], 1.0)
