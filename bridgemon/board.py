@@ -12,6 +12,12 @@ only joins prepared bytes. Work follows change, not reading:
   by ``sweep``, from a heap of deadlines, not by scanning;
 - a reload re-judges everything once.
 
+What a board judges with besides the windows is data given to it, never process state:
+the vantage's label prefix (``metrics.vantage_labels``: written into each site's prepared
+lines, so a scrape costs no more with it) and the vantage's isolation (since when it is
+cut off, or None), which readiness's pure ``judge_isolated`` applies to every final
+verdict; ``isolate`` switches it and publishes every site again.
+
 Each view also says since when the site has had its verdict (``since``: the state changed
 then) and carries the site's ``Trend`` (the last hours, for its page). A board built for a
 reload from the running one (``Board(previous=...)``) keeps both for the sites that stay
@@ -28,9 +34,16 @@ from collections.abc import Iterator, Mapping
 
 from bridgemon import metrics
 from bridgemon.inventory import Inventory, Site
-from bridgemon.readiness import STALE_AFTER_INTERVALS, Verdict, judge_own, judge_under
+from bridgemon.readiness import (
+    STALE_AFTER_INTERVALS,
+    Verdict,
+    judge_isolated,
+    judge_own,
+    judge_under,
+)
 from bridgemon.snapshot import SiteView
 from bridgemon.trend import Trend
+from bridgemon.vantage_view import clock_time
 from bridgemon.verdicts import State
 from bridgemon.views import encode_facts, site_row
 from bridgemon.windows import SiteWindow
@@ -45,7 +58,11 @@ def _down(verdict: Verdict | None) -> bool:
 
 
 class Board:
-    def __init__(self, previous: Board | None = None) -> None:
+    def __init__(self, previous: Board | None = None, *, labels: str = "",
+                 isolated_since: float | None = None) -> None:
+        self.labels = labels  # the vantage's, first in every site line ("" for none)
+        self.isolated_since = isolated_since
+        self._isolated = clock_time(isolated_since)  # what judge_isolated names
         self.inventory: Inventory | None = None
         self.views: dict[str, SiteView] = {}
         self._own: dict[str, Verdict] = {}
@@ -86,7 +103,7 @@ class Board:
             self._trends = {site.id: self._kept_trend(site) for site in inventory.sites.values()}
             self.inventory = inventory
             self._windows = windows
-            self._info = {site.id: metrics.info_series(site, extra)
+            self._info = {site.id: metrics.info_series(site, extra, self.labels)
                           for site in inventory.sites.values()}
             yield
             self._facts = {site.id: encode_facts(site) for site in inventory.sites.values()}
@@ -163,8 +180,24 @@ class Board:
     def _final(self, site: Site) -> Verdict:
         assert self.inventory is not None
         parent = self.views.get(site.parent) if site.parent is not None else None
-        return judge_under(self._own[site.id], parent.verdict if parent else None,
-                           self.inventory)
+        return judge_isolated(judge_under(self._own[site.id],
+                                          parent.verdict if parent else None,
+                                          self.inventory), self._isolated)
+
+    def isolate(self, since: float | None, step: int = 250) -> Iterator[None]:
+        """Switch the vantage's isolation and publish every site again, parents first,
+        pausing after every ``step`` sites (12,000 sites take a second or two)."""
+        self.isolated_since = since
+        self._isolated = clock_time(since)
+        inventory = self.inventory
+        if inventory is None:
+            return
+        for index, site_id in enumerate(inventory.order, 1):
+            if site_id in self._own:
+                site = inventory.sites[site_id]
+                self._publish(site, self._final(site))
+            if index % step == 0:
+                yield
 
     def _rejudge(self, site: Site) -> None:
         """Publish the site's final verdict; follow the tree down while 'down' changes."""
@@ -184,7 +217,8 @@ class Board:
         latest = window.rounds[-1].results if window is not None and window.rounds else ()
         echoes = (window.echoes_sent, window.echoes_received) if window is not None \
             else None
-        series = metrics.site_series(site.id, self._info[site.id], verdict, latest, echoes)
+        series = metrics.site_series(site.id, self._info[site.id], verdict, latest, echoes,
+                                     self.labels)
         row = site_row(self._facts[site.id], verdict, latest)
         before = self.views.get(site.id) or self._before.get(site.id)
         since = before.since if before is not None and before.verdict.state == verdict.state \

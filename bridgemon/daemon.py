@@ -17,6 +17,7 @@ import time
 from types import MappingProxyType
 
 from bridgemon import gil, metrics
+from bridgemon.board import Board
 from bridgemon.config import Config, ConfigError, TlsError, load_config
 from bridgemon.gc_pacing import GcPacer
 from bridgemon.inventory import Site
@@ -34,8 +35,7 @@ from bridgemon.snapshot import (
     Snapshot,
 )
 from bridgemon.testrun.service import TestRuns
-from bridgemon.vantage import VantageBoard, VantageWatch
-from bridgemon.vantage_view import VantageSnapshot
+from bridgemon.vantage import VantageWatch
 from bridgemon.web.actions import ReloadOutcome
 from bridgemon.web.app import make_app
 from bridgemon.web.serving import HttpLimits, Listener
@@ -73,10 +73,10 @@ class Monitor:
         self.share: Share = share(config.inventory, self._shard(config))
         vantage = config.monitor.vantage
         self.vantage = VantageWatch(vantage, str(self.share.shard))
-        # A vantage is a process: its name is set once, changed on restart only.
-        metrics.label_sites(vantage.name)
+        # Its name is read once, changed on restart only: every board gets its label.
+        self._labels = metrics.vantage_labels(vantage.name)
         self.windows = WindowStore(window=config.monitor.window)
-        self.board = VantageBoard()
+        self.board = Board(labels=self._labels)
         self.loop_lag = LoopLagMeter()
         self.gc_pacer = GcPacer()
         self._housekeeping: asyncio.Task[None] | None = None
@@ -115,7 +115,7 @@ class Monitor:
         self.scheduler.apply(
             self.share.inventory, max_concurrency=monitor.max_concurrency, spread=monitor.spread
         )
-        self.testruns = TestRuns(self.config, ctx, self.scheduler)
+        self.testruns = TestRuns(self.config, ctx, self.scheduler, lambda: self.share)
         self.listener = Listener(
             make_app(self, self.http, lambda: self.config.web, self.listen), self.http)
         tls = self.config.web.ssl_context()  # read again now: TlsError names the file
@@ -149,7 +149,6 @@ class Monitor:
             await self.listener.close()
         if self.pinger is not None:
             self.pinger.close()
-        metrics.label_sites(None)
 
     async def run_forever(self) -> None:
         """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
@@ -246,7 +245,8 @@ class Monitor:
         windows = self._new_windows(
             part, config, {k: dataclasses.replace(v) for k, v in self.windows.sites.items()})
         # each site's "since" goes on if it stays
-        board = VantageBoard(self.vantage.isolated_since, previous=self.board)
+        board = Board(self.board, labels=self._labels,
+                      isolated_since=self.vantage.isolated_since)
         board.sync(part.inventory, windows.sites, time.time())
         self._swap(config, part, windows, board)
 
@@ -267,7 +267,8 @@ class Monitor:
             await asyncio.sleep(0)
             windows = self._new_windows(part, config, copied)
             await asyncio.sleep(0)
-            board = VantageBoard(self.vantage.isolated_since, previous=self.board)
+            board = Board(self.board, labels=self._labels,
+                      isolated_since=self.vantage.isolated_since)
             for _ in board.sync_in_steps(part.inventory, windows.sites, time.time(), _STEP):
                 await asyncio.sleep(0)
             if board.isolated_since != self.vantage.isolated_since:  # changed meanwhile
@@ -298,7 +299,7 @@ class Monitor:
         return windows
 
     @staticmethod
-    def _replay_into(windows: WindowStore, board: VantageBoard,
+    def _replay_into(windows: WindowStore, board: Board,
                      rounds: list[tuple[Site, SiteRound]]) -> None:
         now = time.time()
         for site, site_round in rounds:
@@ -308,7 +309,7 @@ class Monitor:
                 board.update(site.id, now)
 
     def _swap(self, config: Config, part: Share, windows: WindowStore,
-              board: VantageBoard) -> None:
+              board: Board) -> None:
         """Everything new was built aside; now the switch, which only the scheduler's jobs
         can fail, and they are put back as they were if they do."""
         monitor = config.monitor
@@ -379,7 +380,7 @@ class Monitor:
         pinger = self.pinger
         scheduler = self.scheduler
         inventory = self.board.inventory or self.share.inventory
-        return VantageSnapshot(
+        return Snapshot(
             vantage=self.vantage.figures(),
             taken_at=time.time(),
             started_at=self.started_at,
@@ -387,6 +388,7 @@ class Monitor:
             sites=MappingProxyType(dict(self.board.views)),
             # A root every shard probes is shown by the one shard that owns it.
             order=self.share.order,
+            exported=self.share.exported,
             rounds=tuple(
                 RoundFigures(s.interval, s.sites, s.rounds, s.overruns, s.last_started,
                              s.last_duration)

@@ -28,13 +28,8 @@ from bridgemon.inventory import Inventory, Site
 from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import Verdict
 from bridgemon.snapshot import Snapshot
-from bridgemon.vantage_view import VantageFigures, VantageSnapshot
+from bridgemon.vantage_view import VantageFigures
 from bridgemon.verdicts import STATES, can_join, count, in_order
-
-# The vantage label of the per-site lines, as their first label ('vantage="NAME",'): one
-# prefix string per process, put in each site's lines once, when the site is judged, so a
-# scrape costs no more with it. Set by the daemon (``label_sites``); a vantage is a process.
-_SITE_LABELS = ""
 
 INFO_LABELS = ("site", "name", "level", "parent", "address", "profile", "contact", "phone")
 
@@ -47,11 +42,10 @@ class _FamiliesCollector(Collector):
         return self._families()
 
 
-def label_sites(vantage: str | None) -> None:
-    """Every site line rendered from now on carries ``vantage="NAME"`` (None: no label,
-    once the monitor that set it has stopped)."""
-    global _SITE_LABELS
-    _SITE_LABELS = f'vantage="{_escape(vantage)}",' if vantage is not None else ""
+def vantage_labels(vantage: str | None) -> str:
+    """The label prefix of a vantage's site lines ('vantage="NAME",'; "" for none), given
+    to the board, which writes it into each site's lines once, when the site is judged."""
+    return f'vantage="{_escape(vantage)}",' if vantage is not None else ""
 
 
 def _generate(families: Callable[[], Iterator[Metric]], vantage: str | None = None) -> bytes:
@@ -68,10 +62,6 @@ def _generate(families: Callable[[], Iterator[Metric]], vantage: str | None = No
     return generate_latest(registry)
 
 
-def _vantage(snapshot: Snapshot) -> VantageFigures | None:
-    return snapshot.vantage if isinstance(snapshot, VantageSnapshot) else None
-
-
 def render(snapshot: Snapshot) -> bytes:
     """The text exposition of one snapshot."""
     return b"".join(render_parts(snapshot))
@@ -85,7 +75,7 @@ def render_parts(snapshot: Snapshot) -> Iterator[bytes]:
     server yields to the loop between pieces, so a scrape of 12,000 sites never holds the
     engine for more than one family's join (about 2 ms here).
     """
-    figures = _vantage(snapshot)
+    figures = snapshot.vantage
     name = figures.name if figures is not None else None
     yield _generate(lambda: _self_metrics(snapshot), name)
     if figures is not None:
@@ -108,10 +98,11 @@ def _events_exposition(snap: Snapshot) -> bytes:
         if not (event.end.timestamp() < snap.taken_at - snap.event_window
                 or event.start.timestamp() > snap.taken_at + snap.event_window)
     )
-    vantage = _vantage(snap)
+    vantage = snap.vantage
     name = vantage.name if vantage is not None else None
-    key = (name, shown, tuple((event_id, latest[event_id].get("run_id")) for event_id in shown
-                        if event_id in latest))
+    key = (name, snap.exported, shown,
+           tuple((event_id, latest[event_id].get("run_id")) for event_id in shown
+                 if event_id in latest))
     for inventory, events, cached_key, body in _EVENTS_CACHE:
         if inventory is snap.inventory and events is snap.events and cached_key == key:
             return body
@@ -352,19 +343,20 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def info_series(site: Site, extra: Sequence[str]) -> bytes:
-    """The site's ``bridgemon_site_info`` line; ``extra`` is every free-label key in use."""
+def info_series(site: Site, extra: Sequence[str], labels: str = "") -> bytes:
+    """The site's ``bridgemon_site_info`` line; ``extra`` is every free-label key in use,
+    ``labels`` the vantage's prefix (``vantage_labels``)."""
     contact = site.contact
     values = (
         site.id, site.name, site.level, site.parent or "", site.address, site.profile,
         (contact.name or "") if contact else "", (contact.phone or "") if contact else "",
         *(site.labels.get(key, "") for key in extra),
     )
-    labels = _SITE_LABELS + ",".join(
+    written = labels + ",".join(
         f'{key}="{_escape(value)}"' for key, value in zip((*INFO_LABELS, *extra), values,
                                                           strict=True)
     )
-    return f"bridgemon_site_info{{{labels}}} 1.0\n".encode()
+    return f"bridgemon_site_info{{{written}}} 1.0\n".encode()
 
 
 # Line templates, the site's labels written in place of "\0" (a character no escaped label
@@ -401,13 +393,14 @@ _ECHO_LINES = (f"bridgemon_icmp_echoes_sent_total{{{_HOLE}}} %s\n",
 
 def site_series(
     site_id: str, info: bytes, verdict: Verdict, latest: Sequence[ProbeResult],
-    echoes: tuple[int, int] | None,
+    echoes: tuple[int, int] | None, labels: str = "",
 ) -> tuple[bytes, ...]:
-    """Every per-site line but the info one, grouped by family (``SITE_FAMILIES`` order).
+    """Every per-site line but the info one, grouped by family (``SITE_FAMILIES`` order),
+    each led by ``labels`` (the vantage's prefix, ``vantage_labels``).
 
     Called once per site per round, when the verdict changes, so a scrape only joins.
     """
-    site = f'{_SITE_LABELS}site="{_escape(site_id)}"'
+    site = f'{labels}site="{_escape(site_id)}"'
     num = _num
     rtt = jitter = loss = mos = last = sent = received = ""
     problem = "".join(
@@ -528,13 +521,14 @@ def _testrun_path_metrics(snap: Snapshot) -> Iterator[Metric]:
         for (name, _, text), extra in zip(PATH_FAMILIES, _PATH_LABELS, strict=True)
     ]
     latest = snap.latest_runs or {}
+    exported = snap.exported_ids
     for event in snap.events:
         report = latest.get(event.id)
         if report is None or event.end.timestamp() < snap.taken_at - snap.event_window \
                 or event.start.timestamp() > snap.taken_at + snap.event_window:
             continue
         for site in report["sites"]:
-            if site["id"] not in snap.inventory.sites:
+            if site["id"] not in exported:
                 continue
             for check in site["checks"]:
                 kind = check.get("type")
@@ -593,6 +587,7 @@ def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
         labels=["event", "verdict"],
     )
     latest = snap.latest_runs or {}
+    exported = snap.exported_ids
     for event in snap.events:
         starts, ends = event.start.timestamp(), event.end.timestamp()
         if ends < snap.taken_at - snap.event_window or starts > snap.taken_at + snap.event_window:
@@ -601,7 +596,7 @@ def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
         end.add_metric([event.id], ends)
         info.add_metric([event.id, event.title], 1)
         for site_id in event.participants:
-            if site_id in snap.inventory.sites:
+            if site_id in exported:
                 participant.add_metric([event.id, site_id], 1)
         report = latest.get(event.id)
         if report is None:
@@ -609,7 +604,7 @@ def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
         finished = report.get("finished_at") or report["started_at"]
         run_time.add_metric([event.id], datetime.fromisoformat(finished).timestamp())
         for site in report["sites"]:
-            if site["id"] in snap.inventory.sites:
+            if site["id"] in exported:
                 ok = can_join(site["verdict"])
                 site_ready.add_metric([event.id, site["id"]], 1 if ok else 0)
         # A latest run is a complete one, whose summary the run wrote.

@@ -8,7 +8,7 @@ costs a join, not a judgement, and nothing a client asks for can stall the engin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -18,6 +18,7 @@ from bridgemon.probes.result import ProbeResult
 from bridgemon.readiness import Verdict
 from bridgemon.testrun_schema import Report
 from bridgemon.trend import Trend
+from bridgemon.vantage_view import VantageFigures
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,14 @@ class Snapshot:
     loop_lag: float = 0.0  # worst event-loop lag in the last window, seconds
     quarantined: tuple[Quarantined, ...] = ()  # saved events files set aside at start
     http: HttpFigures = HttpFigures()
+    # The ids this daemon exports (a shard's own sites; the roots it probes only to judge
+    # parent_down are not among them); None: every site of the inventory.
+    exported: frozenset[str] | None = None
+    vantage: VantageFigures | None = None  # None: no vantage label, no vantage families
+
+    @property
+    def exported_ids(self) -> Collection[str]:
+        return self.inventory.sites if self.exported is None else self.exported
 
     def verdict(self, site_id: str) -> Verdict | None:
         view = self.sites.get(site_id)

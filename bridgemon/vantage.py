@@ -1,4 +1,4 @@
-"""Is the vantage cut off? Its anchors, its isolation, and the board that judges with it.
+"""Is the vantage cut off? Its anchors and its isolation, decided in one place.
 
 When the monitoring server's own link fails, every site stops answering at once; judging
 them not_ready would page hundreds of technicians for a fault in the monitor's own rack.
@@ -12,8 +12,9 @@ decides here, in one place, whether it is isolated:
   One district down with its communes is not taken for the monitor's own link, however
   many communes it has: the province above it answers.
 
-While isolated, failing sites are judged ``unknown`` (``readiness.judge_isolated``) and
-the verdicts recover by themselves when the anchors answer again.
+The decision is data handed to the board (``Board.isolate``): while isolated, failing
+sites are judged ``unknown`` (``readiness.judge_isolated``) and the verdicts recover by
+themselves when the anchors answer again.
 """
 
 from __future__ import annotations
@@ -21,18 +22,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-from bridgemon.board import Board
 from bridgemon.config import VantageSettings
-from bridgemon.events import ZONE
-from bridgemon.inventory import Inventory, Site
+from bridgemon.inventory import Inventory
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.icmp import probe as probe_icmp
-from bridgemon.readiness import Verdict, judge_isolated
 from bridgemon.snapshot import SiteView
 from bridgemon.specs import IcmpSpec
 from bridgemon.vantage_view import VantageFigures
@@ -43,11 +40,6 @@ ROUTES = Path("/proc/net/route")
 _RTF_GATEWAY = 0x2
 # Three echoes, the last one waited for a second: an anchor is probed in under 1.5 s.
 ANCHOR_ICMP = IcmpSpec(count=3, spacing=0.2, timeout=1.0)
-
-
-def clock_time(when: float | None) -> str | None:
-    """``when`` as the people reading the reason tell the time ("08:02", in Vietnam)."""
-    return None if when is None else datetime.fromtimestamp(when, ZONE).strftime("%H:%M")
 
 
 def default_gateway(routes: Path = ROUTES) -> str | None:
@@ -104,34 +96,6 @@ def count_failures(inventory: Inventory, views: Mapping[str, SiteView]) -> Failu
             top_probed += 1
             top_failing += not up
     return Failures(failing, probed, top_failing, top_probed)
-
-
-class VantageBoard(Board):
-    """The board, judging every final verdict in the light of the vantage's isolation."""
-
-    def __init__(self, isolated_since: float | None = None,
-                 previous: Board | None = None) -> None:
-        super().__init__(previous)
-        self.isolated_since = isolated_since
-        self._since = clock_time(isolated_since)
-
-    def _final(self, site: Site) -> Verdict:
-        return judge_isolated(super()._final(site), self._since)
-
-    def isolate(self, since: float | None, step: int = 250) -> Iterator[None]:
-        """Switch the isolation and publish every site again, parents first, pausing after
-        every ``step`` sites (12,000 sites take a second or two)."""
-        self.isolated_since = since
-        self._since = clock_time(since)
-        inventory = self.inventory
-        if inventory is None:
-            return
-        for index, site_id in enumerate(inventory.order, 1):
-            site = inventory.sites[site_id]
-            if site_id in self._own:
-                self._publish(site, self._final(site))
-            if index % step == 0:
-                yield
 
 
 class VantageWatch:

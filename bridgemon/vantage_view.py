@@ -1,14 +1,15 @@
 """What readers are shown of the vantage: its name, its shard and its health, frozen.
 
-The daemon's snapshot carries it (``VantageSnapshot``), so /metrics reads the vantage's
+The daemon's snapshot carries it (``Snapshot.vantage``), so /metrics reads the vantage's
 health from the same immutable picture as the sites, never from live state.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from bridgemon.snapshot import Snapshot
+from bridgemon.events import ZONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,6 @@ class VantageFigures:
     isolated_since: float | None = None  # Unix time; None while not isolated
 
 
-@dataclass(frozen=True, slots=True)
-class VantageSnapshot(Snapshot):
-    vantage: VantageFigures | None = None
+def clock_time(when: float | None) -> str | None:
+    """``when`` as the people reading the reason tell the time ("08:02", in Vietnam)."""
+    return None if when is None else datetime.fromtimestamp(when, ZONE).strftime("%H:%M")

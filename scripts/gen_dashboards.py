@@ -11,6 +11,12 @@ Writes three dashboards into ``dashboards/provisioning/dashboards/bridgemon/``:
 * ``event.json``    — one conference: countdown, its participants' verdicts, the last
   pre-event test run.
 
+One Prometheus may hold several vantages (docs/monitoring.md, "Vantage points and
+shards"): every dashboard has a ``$vantage`` variable (all by default), every selector is
+limited to it (``in_vantage``), and every sum, average and count is split per vantage
+(``per_vantage``), its legend naming the vantage, so figures of two vantages that watch
+the same sites are shown side by side, never added together.
+
 Every panel and query uses the provisioned Prometheus data source (fixed uid
 ``bridgemon-prometheus``, dashboards/provisioning/datasources/bridgemon.yaml). Titles are
 Vietnamese, descriptions Vietnamese with the English after it. Stdlib only, deterministic.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,6 +99,38 @@ READY_MAPPING: Json = {
 SITE_LINK = "/d/bridgemon-site/?var-site=${__data.fields.site}&${__url_time_range}"
 
 
+# -- the vantage ------------------------------------------------------------------------
+
+IN_VANTAGE = 'vantage=~"$vantage"'
+# A series name bridgemon exports or records (not a label, a function or a quoted value),
+# with its label matchers if any.
+_SELECTOR = re.compile(
+    r'(?<![\w:"])((?:[a-z_]+:)?bridgemon_[a-z0-9_]+(?::[a-z0-9_]+)?|ALERTS)(?![\w:(])'
+    r"(?:\{([^}]*)\})?")
+_AGGREGATION = re.compile(r"(?<![\w:])(sum|avg|count)(?: by \(|\()")
+
+
+def in_vantage(expr: str) -> str:
+    """Every selector of ``expr`` limited to the ``$vantage`` variable's choice."""
+
+    def limit(match: re.Match[str]) -> str:
+        name, labels = match.group(1), match.group(2)
+        return f"{name}{{{labels + ', ' if labels else ''}{IN_VANTAGE}}}"
+
+    return _SELECTOR.sub(limit, expr)
+
+
+def per_vantage(expr: str) -> str:
+    """Every sum, average and count of ``expr`` kept apart per vantage: two vantages that
+    watch the same sites would otherwise count each site twice."""
+
+    def split(match: re.Match[str]) -> str:
+        by = match.group(0).endswith("by (")
+        return f"{match.group(1)} by (vantage{', ' if by else ') ('}"
+
+    return _AGGREGATION.sub(split, expr)
+
+
 # -- small builders ---------------------------------------------------------------------
 
 
@@ -100,12 +139,17 @@ def steps(*pairs: tuple[str, float | None]) -> Json:
 
 
 def target(
-    expr: str, legend: str = "", *, ref: str = "A", instant: bool = False, table: bool = False
+    expr: str, legend: str = "", *, ref: str = "A", instant: bool = False, table: bool = False,
+    name_vantage: bool = True,
 ) -> Json:
+    """A query limited to ``$vantage`` and split per vantage; its legend names the vantage
+    too, unless ``name_vantage`` is False (a figure that is not a vantage's)."""
+    if legend and name_vantage and "{{vantage}}" not in legend:
+        legend = f"{legend} · {{{{vantage}}}}"
     return {
         "datasource": DS,
         "refId": ref,
-        "expr": expr,
+        "expr": per_vantage(in_vantage(expr)),
         "legendFormat": legend or "__auto",
         "range": not instant,
         "instant": instant,
@@ -206,6 +250,12 @@ def timeseries(
     )
 
 
+def per_vantage_panel(item: Json) -> Json:
+    """``item`` repeated by Grafana for each vantage chosen, ``$vantage`` being one of them
+    in each copy."""
+    return {**item, "repeat": "vantage", "repeatDirection": "v"}
+
+
 def timeline(
     title: str, description: str, targets: list[Json], *, mappings: list[Json]
 ) -> Json:
@@ -263,7 +313,7 @@ def organize(rename: dict[str, str], exclude: list[str], order: list[str]) -> Js
         "options": {
             "excludeByName": {name: True for name in exclude},
             "indexByName": {name: i for i, name in enumerate(order)},
-            "renameByName": rename,
+            "renameByName": {"vantage": "Điểm quan sát", **rename},
         },
     }
 
@@ -303,11 +353,12 @@ class Grid:
 
 def variable(
     name: str, label: str, description: str, query: str, *, multi: bool = True,
-    include_all: bool = True,
+    include_all: bool = True, limited: bool = True,
 ) -> Json:
     current: Json = (
         {"selected": True, "text": ["All"], "value": ["$__all"]} if include_all else {}
     )
+    query = in_vantage(query) if limited else query  # the options of the vantage chosen
     return {
         "name": name,
         "label": label,
@@ -328,6 +379,13 @@ def variable(
     }
 
 
+VANTAGE_VAR = variable(
+    "vantage", "Điểm quan sát",
+    "Điểm quan sát (máy giám sát) đã đo các điểm cầu; mặc định tất cả, mỗi con số tổng hợp "
+    "tách riêng theo từng điểm quan sát, không cộng dồn. / The vantage that measured the "
+    "sites; all by default, every sum and count split per vantage, never added together.",
+    "label_values(bridgemon_site_info, vantage)", limited=False,
+)
 LEVEL_VAR = variable(
     "level", "Cấp",
     "Cấp của điểm cầu (tỉnh, huyện, xã...). / Site level.",
@@ -401,7 +459,8 @@ def dashboard(
 
 
 def down_annotation(selector: str = "") -> Json:
-    expr = 'ALERTS{alertname="BridgemonSiteDown", alertstate="firing"' + selector + "}"
+    expr = in_vantage('ALERTS{alertname="BridgemonSiteDown", alertstate="firing"'
+                      + selector + "}")
     return {
         "name": "Mất kết nối (BridgemonSiteDown)",
         "datasource": DS,
@@ -410,9 +469,9 @@ def down_annotation(selector: str = "") -> Json:
         "iconColor": "red",
         "expr": expr,
         "step": "60s",
-        "titleFormat": "Mất kết nối: {{name}} ({{site}})",
+        "titleFormat": "Mất kết nối: {{name}} ({{site}}, {{vantage}})",
         "textFormat": "BridgemonSiteDown",
-        "tagKeys": "site,parent",
+        "tagKeys": "site,parent,vantage",
         "useValueForTime": False,
     }
 
@@ -508,8 +567,10 @@ def overview() -> Json:
             "Hội nghị tiếp theo",
             "Hội nghị sắp diễn ra gần nhất và thời gian còn lại đến giờ bắt đầu. / The next "
             "conference and the time left until it starts.",
-            refs(target(f"{NEXT_EVENT} * on (event) group_left (title) bridgemon_event_info",
-                        "{{title}}", instant=True)),
+            # One title per event, whatever number of vantages and shards export it.
+            refs(target(f"{NEXT_EVENT} * on (event) group_left (title)"
+                        " max by (event, title) (bridgemon_event_info)",
+                        "{{title}}", instant=True, name_vantage=False)),
             unit="dtdurations", color="blue", text_mode="value_and_name",
         ), 8),
         (stat(
@@ -541,8 +602,9 @@ def overview() -> Json:
             "Lần kiểm tra gần nhất",
             "Thời gian từ lần kiểm tra kết nối gần nhất cho hội nghị tiếp theo. / Time since "
             "the last pre-event test run of the next conference.",
-            refs(target("time() - (bridgemon_testrun_timestamp_seconds and on (event) "
-                        f"{NEXT_EVENT})", "{{event}}", instant=True)),
+            # Each shard tests its own share: the oldest of their latest runs.
+            refs(target("time() - min by (vantage, event) (bridgemon_testrun_timestamp_seconds"
+                        f" and on (event) {NEXT_EVENT})", "{{event}}", instant=True)),
             unit="dtdurations", color="blue",
         ), 4),
     )
@@ -589,16 +651,20 @@ def overview() -> Json:
             "Số điểm cầu theo cấp",
             "Số điểm cầu của mỗi cấp theo trạng thái. / Sites of each level per state "
             "(recording rule level_state:bridgemon_sites:count).",
+            # A row per level and vantage ("Cấp xã · dc1"): the level's name comes from
+            # any shard of the vantage (each exports bridgemon_level_info).
             refs(target(
-                'sum by (name, state) (level_state:bridgemon_sites:count{level=~"$level"}'
-                " * on (level) group_left (name) bridgemon_level_info)",
+                'label_join(sum by (name, state) (level_state:bridgemon_sites:count'
+                '{level=~"$level"} * on (vantage, level) group_left (name)'
+                ' max by (vantage, level, name) (bridgemon_level_info)),'
+                ' "row", " · ", "name", "vantage")',
                 instant=True, table=True)),
             transformations=[
                 {"id": "groupingToMatrix", "options": {
-                    "columnField": "state", "rowField": "name", "valueField": "Value",
+                    "columnField": "state", "rowField": "row", "valueField": "Value",
                 }},
-                organize({"name\\state": "Cấp", **state_columns}, [],
-                         ["name\\state", *state_columns]),
+                organize({"row\\state": "Cấp", **state_columns}, [],
+                         ["row\\state", *state_columns]),
             ],
             overrides=state_overrides,
         ), 8),
@@ -608,7 +674,7 @@ def overview() -> Json:
             "directly under each parent that are ready or degraded.",
             refs(target(
                 'sum by (parent_name) (parent_state:bridgemon_sites:ratio{state=~"ready|degraded",'
-                ' parent=~"$parent"} * on (parent) group_left (parent_name)'
+                ' parent=~"$parent"} * on (vantage, parent) group_left (parent_name)'
                 " parent:bridgemon_site_info:max)",
                 "{{parent_name}}", instant=True)),
             thresholds=READY_STEPS,
@@ -618,15 +684,16 @@ def overview() -> Json:
             "Số điểm cầu trực thuộc mỗi đơn vị theo trạng thái. / Sites directly under each "
             "parent per state (recording rule parent_state:bridgemon_sites:count).",
             refs(target(
-                'sum by (parent_name, state) (parent_state:bridgemon_sites:count{parent=~"$parent"}'
-                " * on (parent) group_left (parent_name) parent:bridgemon_site_info:max)",
+                'label_join(sum by (parent_name, state) (parent_state:bridgemon_sites:count'
+                '{parent=~"$parent"} * on (vantage, parent) group_left (parent_name)'
+                ' parent:bridgemon_site_info:max), "row", " · ", "parent_name", "vantage")',
                 instant=True, table=True)),
             transformations=[
                 {"id": "groupingToMatrix", "options": {
-                    "columnField": "state", "rowField": "parent_name", "valueField": "Value",
+                    "columnField": "state", "rowField": "row", "valueField": "Value",
                 }},
-                organize({"parent_name\\state": "Cấp trên", **state_columns}, [],
-                         ["parent_name\\state", *state_columns]),
+                organize({"row\\state": "Cấp trên", **state_columns}, [],
+                         ["row\\state", *state_columns]),
             ],
             overrides=state_overrides,
             sort=[{"displayName": "Chưa sẵn sàng", "desc": True}],
@@ -694,7 +761,7 @@ def overview() -> Json:
         "Màn hình tổng quan: trạng thái mọi điểm cầu theo cấp, điểm cầu chưa sẵn sàng, hội nghị "
         "sắp tới. / Wall screen: every site's state per level, the sites not ready, the next "
         "conference.",
-        [LEVEL_VAR, PARENT_VAR], g, [down_annotation()],
+        [VANTAGE_VAR, LEVEL_VAR, PARENT_VAR], g, [down_annotation()],
     )
 
 
@@ -775,16 +842,18 @@ def site() -> Json:
     loss_name = "mất gói (loss)"
     g.line(
         9,
-        (timeseries(
+        # One panel per vantage chosen: its bands and lines are named for the overrides.
+        (per_vantage_panel(timeseries(
             "Độ trễ RTT và mất gói (kiểu smokeping)",
             "Dải xám: RTT nhỏ nhất đến lớn nhất trong cửa sổ đo; đường: trung bình và p95; cột "
             "đỏ (trục phải): tỉ lệ mất gói. / Smokeping style: the grey band spans min to max "
             "RTT over the window, lines show the average and p95, red bars (right axis) the "
             "loss.",
             refs(
-                *(target(f'bridgemon_icmp_rtt_seconds{{{s}, stat="{stat_}"}}', names[stat_])
+                *(target(f'bridgemon_icmp_rtt_seconds{{{s}, stat="{stat_}"}}', names[stat_],
+                         name_vantage=False)
                   for stat_ in ("min", "max", "avg", "p95")),
-                target(f"bridgemon_icmp_loss_ratio{{{s}}}", loss_name),
+                target(f"bridgemon_icmp_loss_ratio{{{s}}}", loss_name, name_vantage=False),
             ),
             unit="s",
             overrides=[
@@ -802,7 +871,7 @@ def site() -> Json:
                         ("min", 0), ("max", 1),
                         ("color", {"mode": "fixed", "fixedColor": "red"})),
             ],
-        ), 24),
+        )), 24),
     )
     g.line(
         7,
@@ -879,7 +948,7 @@ def site() -> Json:
         "Điểm cầu — Chi tiết",
         "Một điểm cầu: độ trễ, jitter, mất gói, MOS, kiểm tra dịch vụ, chứng chỉ TLS. / One "
         "site: latency, jitter, loss, MOS, service checks, TLS certificates.",
-        [LEVEL_VAR, PARENT_VAR, SITE_VAR], g, [down_annotation(', site="$site"')],
+        [VANTAGE_VAR, LEVEL_VAR, PARENT_VAR, SITE_VAR], g, [down_annotation(', site="$site"')],
     )
 
 
@@ -959,13 +1028,15 @@ def event() -> Json:
     g.line(
         5,
         (stat("Hội nghị", "Tên hội nghị đang xem. / The conference's title.",
-              refs(target('bridgemon_event_info{event="$event"}', "{{title}}", instant=True)),
+              refs(target('max by (event, title) (bridgemon_event_info{event="$event"})',
+                          "{{title}}", instant=True, name_vantage=False)),
               unit="none", color="blue", text_mode="name"), 6),
         (stat("Bắt đầu sau",
               "Thời gian còn lại đến giờ bắt đầu hội nghị (âm: đã bắt đầu). / Time left until "
               "the conference starts (negative once started).",
-              refs(target('bridgemon_event_start_timestamp_seconds{event="$event"} - time()',
-                          "Bắt đầu sau", instant=True)),
+              refs(target('max by (event) (bridgemon_event_start_timestamp_seconds'
+                          '{event="$event"}) - time()', "Bắt đầu sau", instant=True,
+                          name_vantage=False)),
               unit="dtdurations", thresholds=steps(("red", None), ("orange", 7200),
                                                    ("green", 86400))), 4),
         (stat("Điểm cầu tham gia",
@@ -1029,8 +1100,9 @@ def event() -> Json:
         (stat("Lần kiểm tra gần nhất",
               "Thời gian từ lần kiểm tra kết nối gần nhất cho hội nghị. / Time since the "
               "conference's last test run.",
-              refs(target('time() - bridgemon_testrun_timestamp_seconds{event="$event"}',
-                          "Lần kiểm tra", instant=True)),
+              # Each shard tests its own share: the oldest of their latest runs.
+              refs(target('time() - min by (vantage) (bridgemon_testrun_timestamp_seconds'
+                          '{event="$event"})', "Lần kiểm tra", instant=True)),
               unit="dtdurations", color="blue"), 8),
         (stat("Kiểm tra: đạt",
               "Số điểm cầu sẵn sàng trong lần kiểm tra gần nhất. / Sites ready in the last "
@@ -1063,7 +1135,7 @@ def event() -> Json:
         "Một hội nghị: thời gian còn lại, trạng thái các điểm cầu tham gia, kết quả lần kiểm "
         "tra trước hội nghị. / One conference: countdown, its participants' verdicts, the last "
         "pre-event test run.",
-        [EVENT_VAR, LEVEL_VAR], g, [],
+        [VANTAGE_VAR, EVENT_VAR, LEVEL_VAR], g, [],
     )
 
 

@@ -49,7 +49,7 @@ def test_the_site_dashboard_has_the_path_row() -> None:
     for name in ("bridgemon_stamp_loss_ratio", "bridgemon_stamp_jitter_seconds",
                  "bridgemon_stamp_delay_seconds", "bridgemon_stamp_rate_bits_per_second",
                  "bridgemon_stamp_mos", "bridgemon_path_mtu_bytes"):
-        assert f'{name}{{site="$site"}}' in exprs, name
+        assert f'{name}{{site="$site", vantage=~"$vantage"}}' in exprs, name
 
 
 @contextmanager
@@ -119,7 +119,7 @@ def test_every_query_of_the_path_row_returns_data(tmp_path: Path) -> None:
     titles = row_titles(dashboards["site.json"])
     others = {(q.dashboard, q.title) for q in check.queries(dashboards)
               if not (q.dashboard == "bridgemon-site" and q.title in titles)}
-    values = {"level": ".*", "parent": ".*", "site": "48", "event": "none",
+    values = {"vantage": ".*", "level": ".*", "parent": ".*", "site": "48", "event": "none",
               "__range": "60s", "__rate_interval": "4s", "__interval": "1s"}
     with serving(body) as target, prometheus(tmp_path, target) as prom:
         started = time.time()

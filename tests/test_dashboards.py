@@ -22,7 +22,7 @@ check = load_script("check_dashboards")
 gen = load_script("gen_dashboards")
 
 # Values for expanding the template variables: All for the multi-value ones.
-VALUES = {"level": ".*", "parent": ".*", "site": "20335", "event": "hn-2025-01",
+VALUES = {"vantage": ".*", "level": ".*", "parent": ".*", "site": "20335", "event": "hn-2025-01",
           "__range": "3600s", "__rate_interval": "2m", "__interval": "30s"}
 
 
@@ -78,7 +78,7 @@ def test_provisioning_files_work_when_copied() -> None:
         (lambda d: d["panels"][3]["targets"][0].update(expr="up{site=\"$nosuch\"}"),
          "undefined variable $nosuch"),
         (lambda d: d["templating"]["list"][0].update(query="up"), "label_values"),
-        (lambda d: d["templating"]["list"][1].update(regex="/(.*)/"), "named groups"),
+        (lambda d: d["templating"]["list"][2].update(regex="/(.*)/"), "named groups"),
     ],
 )
 def test_the_checker_notices(
@@ -99,7 +99,9 @@ def test_invalid_json_is_named(tmp_path: Path) -> None:
 def test_variables_come_from_the_info_metric(dashboards: dict[str, dict]) -> None:
     for dash in dashboards.values():
         for var in dash["templating"]["list"]:
-            if var["name"] == "level":
+            if var["name"] == "vantage":
+                assert var["query"] == "label_values(bridgemon_site_info, vantage)", var
+            elif var["name"] == "level":
                 assert var["query"].startswith("label_values(bridgemon_site_info"), var
             elif var["name"] in ("parent", "site"):
                 # Pickers: the name shown, the id given to the queries.
@@ -108,8 +110,8 @@ def test_variables_come_from_the_info_metric(dashboards: dict[str, dict]) -> Non
                 assert "(?<text>" in var["regex"] and "(?<value>" in var["regex"], var
             else:
                 assert var["name"] == "event"
-                assert var["query"] == (
-                    "label_values(bridgemon_event_start_timestamp_seconds, event)")
+                assert var["query"] == ("label_values(bridgemon_event_start_timestamp_seconds"
+                                        '{vantage=~"$vantage"}, event)')
 
 
 def _picker(dashboards: dict[str, dict], name: str) -> dict:

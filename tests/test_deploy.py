@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, free_port, needs_root
 from tests.helpers import get, inventory_toml, parse_exposition, wait_for_sync
@@ -198,3 +199,19 @@ def test_daemon_runs_with_only_the_units_capabilities(tmp_path: Path) -> None:
         output, _ = process.communicate(timeout=20)
     assert process.returncode == 0, output
     assert "Traceback" not in output, output
+
+
+def test_notifications_are_grouped_per_vantage() -> None:
+    """Every route (a route inherits its parent's group_by unless it sets its own) groups
+    by vantage too: alerts of two vantages never share one message."""
+    config = yaml.safe_load((ALERTMANAGER / "alertmanager.yml").read_text(encoding="utf-8"))
+
+    def walk(route: dict[str, object], inherited: list[str]) -> list[list[str]]:
+        grouping = route.get("group_by", inherited)
+        assert isinstance(grouping, list)
+        children = route.get("routes", [])
+        assert isinstance(children, list)
+        return [grouping, *(g for child in children for g in walk(child, grouping))]
+
+    for grouping in walk(config["route"], []):
+        assert {"alertname", "parent", "vantage"} <= set(grouping), grouping

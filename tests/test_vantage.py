@@ -17,7 +17,8 @@ from bridgemon.daemon import Monitor
 from bridgemon.probes.result import EchoBurst, ProbeResult, SiteRound
 from bridgemon.readiness import Reason, Verdict, judge_isolated
 from bridgemon.shards import Shard, share
-from bridgemon.vantage import Failures, clock_time, count_failures, default_gateway, is_isolated
+from bridgemon.vantage import Failures, count_failures, default_gateway, is_isolated
+from bridgemon.vantage_view import clock_time
 from bridgemon.verdicts import State
 from bridgemon.windows import WindowStore
 from tests.conftest import add_route, free_port, needs_root

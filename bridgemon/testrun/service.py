@@ -15,7 +15,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bridgemon.config import Config
@@ -23,6 +23,7 @@ from bridgemon.durations import format_duration
 from bridgemon.events import ZONE, Event
 from bridgemon.probes import ProbeContext
 from bridgemon.scheduler import RoundScheduler
+from bridgemon.shards import Share
 from bridgemon.snapshot import Quarantined
 from bridgemon.testrun import history, saved_events
 from bridgemon.testrun.history import History
@@ -54,8 +55,11 @@ class EventsPlan:
 
 
 class TestRuns:
-    def __init__(self, config: Config, ctx: ProbeContext, scheduler: RoundScheduler) -> None:
+    def __init__(self, config: Config, ctx: ProbeContext, scheduler: RoundScheduler,
+                 share: Callable[[], Share] | None = None) -> None:
         self.config = config
+        # The daemon's current share (it changes on reload): a shard tests only its sites.
+        self._share = share
         self._ctx = ctx
         self._scheduler = scheduler
         state_dir = config.monitor.state_dir
@@ -228,8 +232,9 @@ class TestRuns:
 
     def plan_run(self, *, selector: str | None = None, event: Event | None = None,
                  count: int | None = None, trigger: Trigger, operator: str) -> TestPlan:
-        return plan_with(self.config.test, self.config.inventory, selector=selector,
+        plan = plan_with(self.config.test, self.config.inventory, selector=selector,
                          event=event, count=count, trigger=trigger, operator=operator)
+        return plan if self._share is None else share_of(plan, self._share())
 
     async def start_run(self, *, selector: str | None = None, event: Event | None = None,
                         count: int | None = None, trigger: Trigger, operator: str) -> Report:
@@ -321,6 +326,20 @@ class TestRuns:
             self.notebook.add_note, site_id, user, text, event_id))
         log.info("note %d on site %s by %r", note.id, site_id, user)
         return note
+
+
+def share_of(plan: TestPlan, part: Share) -> TestPlan:
+    """The plan cut to a shard's share: the sites it exports, and as context the parents
+    it probes only to judge parent_down (the root, which every shard probes, among them).
+    Planned on the whole inventory first, so a selector or an event is judged the same way
+    on every shard, and N shards test each site once, not N times."""
+    if part.shard.whole:
+        return plan
+    sites = tuple(site for site in plan.sites if site.id in part.exported)
+    ids = {site.id for site in sites}
+    context = {ancestor.id: ancestor for site in sites
+               for ancestor in part.inventory.ancestors(site.id) if ancestor.id not in ids}
+    return replace(plan, sites=sites, context=tuple(context.values()))
 
 
 def _log_run_failure(task: asyncio.Task[Report]) -> None:

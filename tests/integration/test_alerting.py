@@ -466,7 +466,7 @@ def run_with_everything_up(lab: Lab, webhook: Webhook, am: str, prom: str,
 
     # 3. While it is down: every query of every dashboard returns data.
     check = load_script("check_dashboards")
-    values = {"level": ".*", "parent": ".*", "site": DISTRICT, "event": EVENT,
+    values = {"vantage": ".*", "level": ".*", "parent": ".*", "site": DISTRICT, "event": EVENT,
               "__range": f"{time.time() - prom_started:.0f}s", "__rate_interval": "4s",
               "__interval": "1s"}
     # (dashboard uid, title): the path-test panels need a packet train or MTU check in the
