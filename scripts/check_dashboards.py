@@ -374,8 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     if errors:
         return 1
     if args.prometheus:
-        values = {"level": ".*", "parent": ".*", "__range": f"{args.range:.0f}s",
-                  "__rate_interval": "2m", "__interval": "30s"}
+        values = {"level": ".*", "parent": ".*", "vantage": ".*",
+                  "__range": f"{args.range:.0f}s", "__rate_interval": "2m", "__interval": "30s"}
         values.update(dict(v.split("=", 1) for v in args.var))
         failures, _ = live_check(args.prometheus.rstrip("/"), dashboards, values,
                                  range_seconds=args.range, step=max(args.range / 300, 1))

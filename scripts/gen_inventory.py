@@ -314,12 +314,28 @@ def header(
     return "\n".join(lines)
 
 
-def monitor_block(listen: str) -> str:
+def monitor_block(listen: str, vantage: str, prefix: str) -> str:
     return f"""\
 [monitor]
 listen = {q(listen)}     # /metrics, /healthz, /api/v1/sites
 interval = "30s"              # probe round interval (default for profiles)
 window = 5                    # rounds kept per site for verdicts
+# shard = "1/3"               # this daemon's share of 3 (docs/monitoring.md)
+
+# Điểm quan sát (vantage): tên gắn vào mọi chuỗi số liệu, và các "mốc" (anchors) để
+# biết chính máy giám sát còn nhìn thấy mạng. Khi mọi mốc im lặng, điểm cầu không trả
+# lời bị đánh giá "chưa rõ" (không báo động hàng loạt) — docs/monitoring.md.
+# The vantage: the name every series carries, and the anchors that tell whether the
+# monitor itself can still see the network. When every anchor is silent, sites that
+# fail are judged unknown instead of paging — docs/monitoring.md "Vantage points".
+# Mặc định / default: name = the host's short name, no anchors (never isolated).
+# DEMO: the anchors below are loopback; put the province's core router and the MCU
+# here (addresses that answer whenever this server can see the world).
+# [monitor.vantage]
+# name = {q(vantage)}
+# anchors = ["{prefix}.0.254", "{prefix}.0.253"]
+# gateway = false             # true: this host's default gateway is an anchor too
+# isolated_share = 0.8        # also cut off when 80 % of sites (and of top sites) fail
 """
 
 
@@ -372,9 +388,11 @@ def render(
     levels: list[tuple[str, str, str | None, str]],
     root: Site,
     groups: Iterable[Group],
+    vantage: str,
+    prefix: str,
 ) -> str:
     root.extra_comment = ROOT_EXAMPLES
-    parts = [head, monitor_block(listen), levels_block(levels), PROFILE_DEFAULT]
+    parts = [head, monitor_block(listen, vantage, prefix), levels_block(levels), PROFILE_DEFAULT]
     parts.append("# " + "-" * 77 + "\n# Điểm cầu / sites\n# " + "-" * 77 + "\n")
     parts.append(site_block(root) + ROOT_OVERRIDE)
     for g in groups:
@@ -411,6 +429,8 @@ def build_quangnam(rows: list[Row]) -> tuple[str, list[Site]]:
         ],
         root,
         groups,
+        "Sở TT&TT Quảng Nam",
+        "127.49",
     )
     return text, sites
 
@@ -443,6 +463,8 @@ def build_danang(rows: list[Row]) -> tuple[str, list[Site]]:
         ],
         root,
         groups,
+        "Sở TT&TT Đà Nẵng",
+        "127.48",
     )
     return text, sites
 
