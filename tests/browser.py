@@ -102,6 +102,12 @@ def horizontal_overflow(driver: Any) -> int:
 
 
 def wait_until(driver: Any, condition: Any, what: str, timeout: float = WAIT) -> Any:
+    """Until ``condition(driver)`` holds. An element the condition found may be replaced
+    by a live update before it is read (stale): that is asked again, not a failure."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition, what)
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.2,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    ).until(condition, what)
