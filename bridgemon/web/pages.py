@@ -30,14 +30,14 @@ from bridgemon import media_types
 from bridgemon.snapshot import Snapshot
 from bridgemon.testrun.notes import MAX_NOTE, Ack
 from bridgemon.verdicts import NAMES, WORDS_VI, State
-from bridgemon.web import access
+from bridgemon.web import access, cooperative
 from bridgemon.web.actions import MonitorActions, TestRunActions
 from bridgemon.web.pages_common import STATIC, ago, clock, render_page
 from bridgemon.web.pages_event import event_context, live_event, render_event
 from bridgemon.web.pages_site import live_site, render_site, site_context
 from bridgemon.web.pages_test_run import live_test_run, render_test_run, test_run_context
 from bridgemon.web.security import html_policy
-from bridgemon.web.status_page import PageQuery, live_status, render_status
+from bridgemon.web.status_page import PageQuery, live_status_steps, render_status_steps
 
 MAX_QUERY_TEXT = 100  # characters of a search kept
 
@@ -69,14 +69,19 @@ def _html_response(text: str, policy: str, status: int = 200) -> web.Response:
 
 
 async def _page(render: Callable[..., str], *args: Any) -> web.Response:
-    """A page rendered, and its policy worked out (hashing a 300 kB page's styles takes
-    ~8 ms), in a worker thread: the loop only sends it."""
+    """A small page rendered, and its policy worked out, in a worker thread."""
     def work() -> tuple[str, str]:
         text = render(*args)
         return text, html_policy(text, own_files=True)
 
     text, policy = await asyncio.to_thread(work)
     return _html_response(text, policy)
+
+
+async def _page_on_loop(steps: cooperative.Steps[str]) -> web.Response:
+    """A page of every site, rendered on the loop a slice at a time (cooperative.py: a
+    thread doing it held the GIL against the engine's sends)."""
+    return _html(await cooperative.run(steps))
 
 
 async def _live(request: web.Request, live: Callable[..., Mapping[str, Any]],
@@ -87,19 +92,32 @@ async def _live(request: web.Request, live: Callable[..., Mapping[str, Any]],
     ~15 kB on the wire), so the loop only sends bytes."""
     seen = request.query.get("seen")
     gzip_ok = media_types.accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    return _live_response(*await asyncio.to_thread(
+        lambda: _live_payload(live(*args), seen, gzip_ok)))
 
-    def work() -> tuple[bytes, bool]:
-        body = live(*args)
-        version = hashlib.sha256(
-            json.dumps(body["parts"], sort_keys=True).encode()).hexdigest()[:16]
-        if seen == version:
-            body = {"updated": body["updated"], "same": True}
-        data = json.dumps({**body, "version": version}, ensure_ascii=False).encode()
-        if gzip_ok and len(data) > 1024:
-            return gzip.compress(data, 6), True
-        return data, False
 
-    data, compressed = await asyncio.to_thread(work)
+async def _live_on_loop(request: web.Request,
+                        steps: cooperative.Steps[Mapping[str, Any]]) -> web.Response:
+    """``_live`` for the parts of a page of every site, built on the loop a slice at a
+    time (see ``_page_on_loop``); encoding and compressing them take a few ms."""
+    body = await cooperative.run(steps)
+    gzip_ok = media_types.accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    return _live_response(*_live_payload(body, request.query.get("seen"), gzip_ok))
+
+
+def _live_payload(body: Mapping[str, Any], seen: str | None,
+                  gzip_ok: bool) -> tuple[bytes, bool]:
+    version = hashlib.sha256(
+        json.dumps(body["parts"], sort_keys=True).encode()).hexdigest()[:16]
+    if seen == version:
+        body = {"updated": body["updated"], "same": True}
+    data = json.dumps({**body, "version": version}, ensure_ascii=False).encode()
+    if gzip_ok and len(data) > 1024:
+        return gzip.compress(data, 6), True
+    return data, False
+
+
+def _live_response(data: bytes, compressed: bool) -> web.Response:
     headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
     if compressed:
         headers["Content-Encoding"] = "gzip"
@@ -216,8 +234,8 @@ class _Pages:
                               {event.id: event.title for event in snap.events})
         extra = {**viewer(request), "taken": taken}
         if request.query.get("live"):
-            return await _live(request, live_status, snap, query, extra)
-        return await _page(render_status, snap, query, extra)
+            return await _live_on_loop(request, live_status_steps(snap, query, extra))
+        return await _page_on_loop(render_status_steps(snap, query, extra))
 
     async def site(self, request: web.Request) -> web.Response:
         snap = self._snapshot(request)

@@ -1,7 +1,8 @@
 """What every technician's page shares: the templates, the static files, Vietnamese
 formats of numbers, times and durations, and the page/live-parts rendering.
 
-Each page is a context built from a Snapshot in a worker thread (pages.py), rendered
+Each page is a context built from a Snapshot on the loop a slice at a time or, for the
+small ones, in a worker thread (pages.py; cooperative.py says why), rendered
 whole for a browser, or as its live parts only (``data-live`` elements, swapped in place
 by static/live.js) for the JSON the page polls. Both from the same part templates, so a
 live update can never show something the page itself would not.
@@ -23,6 +24,7 @@ import jinja2
 from bridgemon import __version__
 from bridgemon.events import ZONE
 from bridgemon.inventory import Inventory
+from bridgemon.web.cooperative import Steps, drain
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("bridgemon.web", "templates"),
@@ -49,12 +51,33 @@ def static(name: str) -> str:
 
 
 def render_page(template: str, context: Mapping[str, Any]) -> str:
-    return _ENV.get_template(template).render(**_common(context))
+    return drain(render_page_steps(template, context))
 
 
 def render_parts(names: Iterable[str], context: Mapping[str, Any]) -> dict[str, str]:
+    return drain(render_parts_steps(names, context))
+
+
+def render_page_steps(template: str, context: Mapping[str, Any]) -> Steps[str]:
+    """``render_page`` pausing after each piece jinja2 produces (see cooperative.py)."""
+    chunks: list[str] = []
+    for chunk in _ENV.get_template(template).generate(**_common(context)):
+        chunks.append(chunk)
+        yield
+    return "".join(chunks)
+
+
+def render_parts_steps(names: Iterable[str], context: Mapping[str, Any]
+                       ) -> Steps[dict[str, str]]:
     full = _common(context)
-    return {name: _ENV.get_template(f"parts/{name}.html.j2").render(**full) for name in names}
+    parts: dict[str, str] = {}
+    for name in names:
+        chunks: list[str] = []
+        for chunk in _ENV.get_template(f"parts/{name}.html.j2").generate(**full):
+            chunks.append(chunk)
+            yield
+        parts[name] = "".join(chunks)
+    return parts
 
 
 def _common(context: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ building; thread-safe: the web app renders it off the event loop (counting and s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -25,13 +25,14 @@ from bridgemon.events import ZONE
 from bridgemon.inventory import Inventory
 from bridgemon.snapshot import Snapshot
 from bridgemon.verdicts import CAN_JOIN, RANK, STATES, WORDS_VI, State, count, in_order
+from bridgemon.web.cooperative import Steps, drain
 from bridgemon.web.pages_common import (
     PerInventory,
     ago,
     clock,
     fold,
-    render_page,
-    render_parts,
+    render_page_steps,
+    render_parts_steps,
     tel,
     vn,
 )
@@ -128,23 +129,49 @@ def problem_row(snap: Snapshot, site_id: str) -> dict[str, Any]:
     }
 
 
-def _matching(snap: Snapshot, query: PageQuery) -> list[str]:
+# Sites gone through between two pauses of a page's work on the loop (cooperative.py).
+SLICE = 500
+
+
+def _slices(ids: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(ids), SLICE):
+        yield ids[start:start + SLICE]
+
+
+def _matching(snap: Snapshot, query: PageQuery) -> Steps[list[str]]:
     """Site ids the query keeps, in tree order: filtered before anything is built."""
-    listed: list[str] | tuple[str, ...] = snap.order
+    listed: Sequence[str] = snap.order
     if query.district:
         districts = DISTRICTS.get(snap.inventory)
-        listed = [site_id for site_id in listed if districts.get(site_id) == query.district]
+        kept: list[str] = []
+        for part in _slices(listed):
+            kept += [site_id for site_id in part if districts.get(site_id) == query.district]
+            yield
+        listed = kept
     if query.text:
         needle = fold(query.text)
         keys = SEARCH_KEYS.get(snap.inventory)
-        listed = [site_id for site_id in listed if needle in keys.get(site_id, "")]
+        kept = []
+        for part in _slices(listed):
+            kept += [site_id for site_id in part if needle in keys.get(site_id, "")]
+            yield
+        listed = kept
     if query.verdict:
-        listed = [site_id for site_id in listed if _state(snap, site_id) == query.verdict]
+        kept = []
+        for part in _slices(listed):
+            kept += [site_id for site_id in part if _state(snap, site_id) == query.verdict]
+            yield
+        listed = kept
     return list(listed)
 
 
 def overview_context(snap: Snapshot, query: PageQuery | None = None,
                      extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return drain(overview_context_steps(snap, query, extra))
+
+
+def overview_context_steps(snap: Snapshot, query: PageQuery | None = None,
+                           extra: Mapping[str, Any] | None = None) -> Steps[dict[str, Any]]:
     """``extra``: what the request adds (who is looking, the takes held by site)."""
     query = query or PageQuery()
     inventory = snap.inventory
@@ -154,16 +181,23 @@ def overview_context(snap: Snapshot, query: PageQuery | None = None,
     district_of = DISTRICTS.get(inventory)
     per_district = {site_id: {state.value: 0 for state in STATES}
                     for site_id in snap.order if inventory.depths.get(site_id) == 1}
-    for site_id in snap.order:
-        state = _state(snap, site_id)
-        counts[state] += 1
-        district = district_of.get(site_id)
-        if district is not None:
-            per_district[district][state.value] += 1
-    listed = _matching(snap, query)
-    urgent = sorted((RANK[state], position, site_id)
-                    for position, site_id in enumerate(listed)
-                    if (state := _state(snap, site_id)) != State.READY)
+    yield
+    for part in _slices(snap.order):
+        for site_id in part:
+            state = _state(snap, site_id)
+            counts[state] += 1
+            district = district_of.get(site_id)
+            if district is not None:
+                per_district[district][state.value] += 1
+        yield
+    listed = yield from _matching(snap, query)
+    needing: list[tuple[int, int, str]] = []
+    for start in range(0, len(listed), SLICE):
+        needing += [(RANK[state], position, site_id)
+                    for position, site_id in enumerate(listed[start:start + SLICE], start)
+                    if (state := _state(snap, site_id)) != State.READY]
+        yield
+    urgent = sorted(needing)
     problems = [problem_row(snap, site_id) for _, _, site_id in urgent[:PROBLEMS_SHOWN]]
     pages = max(1, -(-len(listed) // PAGE_SIZE))
     page = min(query.page, pages)
@@ -222,10 +256,22 @@ def upcoming_events(snap: Snapshot) -> list[dict[str, Any]]:
 
 def render_status(snap: Snapshot, query: PageQuery | None = None,
                   extra: Mapping[str, Any] | None = None) -> str:
-    return render_page("status.html.j2", overview_context(snap, query, extra))
+    return drain(render_status_steps(snap, query, extra))
+
+
+def render_status_steps(snap: Snapshot, query: PageQuery | None = None,
+                        extra: Mapping[str, Any] | None = None) -> Steps[str]:
+    context = yield from overview_context_steps(snap, query, extra)
+    return (yield from render_page_steps("status.html.j2", context))
 
 
 def live_status(snap: Snapshot, query: PageQuery | None = None,
                 extra: Mapping[str, Any] | None = None) -> Mapping[str, object]:
-    context = overview_context(snap, query, extra)
-    return {"updated": context["now"], "parts": render_parts(LIVE_PARTS, context)}
+    return drain(live_status_steps(snap, query, extra))
+
+
+def live_status_steps(snap: Snapshot, query: PageQuery | None = None,
+                      extra: Mapping[str, Any] | None = None) -> Steps[Mapping[str, object]]:
+    context = yield from overview_context_steps(snap, query, extra)
+    parts = yield from render_parts_steps(LIVE_PARTS, context)
+    return {"updated": context["now"], "parts": parts}
