@@ -3,8 +3,9 @@
 ``/`` (overview), ``/sites/{id}``, ``/events/{id}``, ``/test-runs/{id}`` and their static
 files. Each page answers ``?live=1`` with its live parts as JSON (static/live.js polls
 that). Handlers read the snapshot, copy on the loop the little that is live (a site's
-trend points) and build and render the page in a worker thread: filtering and templating
-at 12,000 sites take tens of milliseconds the loop must not wait for. Bad input gets an
+trend points) and build and render the page: the overview, which goes through every site
+(130 ms at 12,000), on the loop a slice at a time (cooperative.py: in a thread it held
+the GIL against the engine's sends); the small pages in a worker thread. Bad input gets an
 HTML page saying what was wrong, in Vietnamese, with its 4xx status (``error_response``,
 which app.py also uses for the refusals of sign-in and CSRF when a browser is on a page).
 
