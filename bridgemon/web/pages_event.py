@@ -1,10 +1,11 @@
 """The conference page at ``/events/{id}``: who takes part, each site's state now and in
 the latest test run, the counts of both, and the report of that run.
 
-Read-only for now. The operators' actions (run the test now, take a site, add a note) slot
-into the ``operator-actions`` section of event.html.j2 once sign-in and CSRF exist; the
-live parts already carry what their progress needs (counts and rows, refreshed in place).
-Rendered off the event loop from a Snapshot.
+Operators' forms (run the test now, take or release a site with a note) are rendered here
+from what pages.py adds to the context (``acks``, ``can_run``, the CSRF token) and posted
+to page_actions.py; the live parts carry the counts and rows, refreshed in place. Built in
+a worker thread from a Snapshot (at most 300 rows; the participants are gone through
+once).
 """
 
 from __future__ import annotations
