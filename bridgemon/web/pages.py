@@ -3,9 +3,10 @@
 ``/`` (overview), ``/sites/{id}``, ``/events/{id}``, ``/test-runs/{id}`` and their static
 files. Each page answers ``?live=1`` with its live parts as JSON (static/live.js polls
 that). Handlers read the snapshot, copy on the loop the little that is live (a site's
-trend points) and build and render the page: the overview, which goes through every site
-(130 ms at 12,000), on the loop a slice at a time (cooperative.py: in a thread it held
-the GIL against the engine's sends); the small pages in a worker thread. Bad input gets an
+trend points) and build and render the page: the overview and a conference page, which go
+through every site or participant (130 ms at 12,000), on the loop a slice at a time
+(cooperative.py: in a thread it held the GIL against the engine's sends); the small
+pages (a site, a test run) in a worker thread. Bad input gets an
 HTML page saying what was wrong, in Vietnamese, with its 4xx status (``error_response``,
 which app.py also uses for the refusals of sign-in and CSRF when a browser is on a page).
 
@@ -34,7 +35,7 @@ from bridgemon.verdicts import NAMES, WORDS_VI, State
 from bridgemon.web import access, cooperative
 from bridgemon.web.actions import MonitorActions, TestRunActions
 from bridgemon.web.pages_common import STATIC, ago, clock, render_page
-from bridgemon.web.pages_event import event_context, live_event, render_event
+from bridgemon.web.pages_event import event_context_steps, live_event_steps, render_event_steps
 from bridgemon.web.pages_site import live_site, render_site, site_context
 from bridgemon.web.pages_test_run import live_test_run, render_test_run, test_run_context
 from bridgemon.web.security import html_policy
@@ -268,7 +269,7 @@ class _Pages:
     async def event(self, request: web.Request) -> web.Response:
         snap = self._snapshot(request)
         event_id = request.match_info["event_id"]
-        context = await asyncio.to_thread(event_context, snap, event_id)
+        context = await cooperative.run(event_context_steps(snap, event_id))
         if context is None:
             return await _error_page(snap, _Refused(
                 404, "Không tìm thấy hội nghị", f"Không có hội nghị mã {event_id!r}."))
@@ -281,8 +282,8 @@ class _Pages:
                    "run_action": f"{base}/test-runs", "ack_action": f"{base}/acks",
                    "can_run": testruns is not None}
         if request.query.get("live"):
-            return await _live(request, live_event, context)
-        return await _page(render_event, context)
+            return await _live_on_loop(request, live_event_steps(context))
+        return await _page_on_loop(render_event_steps(context))
 
     async def test_run(self, request: web.Request) -> web.Response:
         snap = self._snapshot(request)

@@ -3,9 +3,8 @@ the latest test run, the counts of both, and the report of that run.
 
 Operators' forms (run the test now, take or release a site with a note) are rendered here
 from what pages.py adds to the context (``acks``, ``can_run``, the CSRF token) and posted
-to page_actions.py; the live parts carry the counts and rows, refreshed in place. Built in
-a worker thread from a Snapshot (at most 300 rows; the participants are gone through
-once).
+to page_actions.py; the live parts carry the counts and rows, refreshed in place. Built on
+the loop a slice at a time from a Snapshot (at most 300 rows shown of thousands).
 """
 
 from __future__ import annotations
@@ -18,27 +17,45 @@ from urllib.parse import quote
 from bridgemon.events import ZONE
 from bridgemon.snapshot import Snapshot
 from bridgemon.verdicts import CAN_JOIN, RANK, STATES, WORDS_VI, State, count, known, words_vi
-from bridgemon.web.pages_common import clock, render_page, render_parts
-from bridgemon.web.status_page import problem_row
+from bridgemon.web.cooperative import Steps, drain
+from bridgemon.web.pages_common import clock, render_page_steps, render_parts_steps
+from bridgemon.web.status_page import SLICE, problem_row
 
 LIVE_PARTS = ("event_counts", "event_sites")
 ROWS_SHOWN = 300  # participants listed, worst first; a province-wide event has thousands
 
 
 def event_context(snap: Snapshot, event_id: str) -> dict[str, Any] | None:
+    return drain(event_context_steps(snap, event_id))
+
+
+def event_context_steps(snap: Snapshot, event_id: str) -> Steps[dict[str, Any] | None]:
+    """The page's context, pausing every 500 participants (cooperative.py): a
+    province-wide conference has thousands, and operators keep this page open."""
     event = next((e for e in snap.events if e.id == event_id), None)
     if event is None:
         return None
     inventory = snap.inventory
     report = (snap.latest_runs or {}).get(event.id)
-    tested = {site["id"]: site for site in report["sites"]} if report else {}
-    present = [site_id for site_id in event.participants
-               if site_id in inventory.sites]  # a site may have left since it was planned
-    now_states = [(v.state if (v := snap.verdict(site_id)) else State.UNKNOWN).value
-                  for site_id in present]
+    run_sites = report["sites"] if report else []
+    tested: dict[str, Any] = {}
+    for start in range(0, len(run_sites), SLICE):
+        tested.update((site["id"], site) for site in run_sites[start:start + SLICE])
+        yield
+    present: list[str] = []
+    now_states: list[str] = []
+    participants = event.participants
+    for start in range(0, len(participants), SLICE):
+        for site_id in participants[start:start + SLICE]:
+            if site_id in inventory.sites:  # a site may have left since it was planned
+                present.append(site_id)
+                verdict = snap.verdict(site_id)
+                now_states.append((verdict.state if verdict else State.UNKNOWN).value)
+        yield
     # Worst first, as the technicians work through them; tree order among equals. Only the
     # rows shown are built.
     shown = sorted(range(len(present)), key=lambda i: RANK[now_states[i]])[:ROWS_SHOWN]
+    yield
     rows = []
     for index in shown:
         site_id = present[index]
@@ -77,8 +94,17 @@ def event_context(snap: Snapshot, event_id: str) -> dict[str, Any] | None:
 
 
 def render_event(context: Mapping[str, Any]) -> str:
-    return render_page("event.html.j2", context)
+    return drain(render_event_steps(context))
+
+
+def render_event_steps(context: Mapping[str, Any]) -> Steps[str]:
+    return (yield from render_page_steps("event.html.j2", context))
 
 
 def live_event(context: Mapping[str, Any]) -> Mapping[str, object]:
-    return {"updated": context["now"], "parts": render_parts(LIVE_PARTS, context)}
+    return drain(live_event_steps(context))
+
+
+def live_event_steps(context: Mapping[str, Any]) -> Steps[Mapping[str, object]]:
+    parts = yield from render_parts_steps(LIVE_PARTS, context)
+    return {"updated": context["now"], "parts": parts}
