@@ -105,6 +105,23 @@ def _schema_1(conn: sqlite3.Connection) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_1]
 
 
+def open_database(path: Path) -> sqlite3.Connection:
+    """A connection to the state directory's database file, in WAL mode (readers never
+    wait for the writer), in autocommit (transactions are explicit), usable from the
+    writer thread; HistoryError when SQLite cannot use WAL there."""
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise HistoryError(f"{path}: SQLite cannot use WAL mode here (got {mode!r})")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def schema_version(conn: sqlite3.Connection, table: str = "schema_version") -> int:
     """The version a set of tables is at, kept in the one-row ``table`` (0: none yet)."""
     exists = conn.execute(
@@ -198,11 +215,8 @@ class History:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
+        self._conn = open_database(self.path)
         try:
             self._setup()
         except BaseException:
@@ -211,9 +225,6 @@ class History:
 
     def _setup(self) -> None:
         conn = self._conn
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise HistoryError(f"{self.path}: SQLite cannot use WAL mode here (got {mode!r})")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn, MIGRATIONS, lambda: self._transaction(durable=True),

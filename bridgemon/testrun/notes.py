@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridgemon.testrun.history import BUSY_TIMEOUT_S, HistoryError, migrate, schema_version
+from bridgemon.testrun.history import migrate, open_database, schema_version
 
 MAX_NOTE = 1000  # characters of a note (a phone's message, not a report)
 NOTES_SHOWN = 50  # a site's notes listed, newest first
@@ -146,10 +146,8 @@ class Notes:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                     check_same_thread=False)
+        self._conn = open_database(self.path)
         try:
             self._setup()
         except BaseException:
@@ -158,9 +156,6 @@ class Notes:
 
     def _setup(self) -> None:
         conn = self._conn
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise HistoryError(f"{self.path}: SQLite cannot use WAL mode here (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")  # a few writes an hour: each flushed
         migrate(conn, MIGRATIONS, self._transaction, table="notes_schema",
                 path=str(self.path), what="notes schema")
