@@ -182,18 +182,21 @@ def scaled_rules(text: str, factor: float) -> str:
 
 
 @contextlib.contextmanager
-def prometheus(tmp: Path, bridgemon: str, alertmanager_url: str) -> Iterator[str]:
+def prometheus(tmp: Path, targets: list[str], alertmanager_url: str,
+               scale: float = SCALE) -> Iterator[str]:
+    """A real Prometheus scraping ``targets`` every second with the shipped rules, their
+    durations divided by ``scale``."""
     rules = tmp / "prom" / "rules"
     rules.mkdir(parents=True)
     for path in RULES.glob("*.yml"):
-        (rules / path.name).write_text(scaled_rules(path.read_text(encoding="utf-8"), SCALE),
+        (rules / path.name).write_text(scaled_rules(path.read_text(encoding="utf-8"), scale),
                                        encoding="utf-8")
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "rule_files": [str(rules / "*.yml")],
         "alerting": {"alertmanagers": [{"static_configs": [
             {"targets": [alertmanager_url.removeprefix("http://")]}]}]},
-        "scrape_configs": [{"job_name": "bridgemon", "static_configs": [{"targets": [bridgemon]}]}],
+        "scrape_configs": [{"job_name": "bridgemon", "static_configs": [{"targets": targets}]}],
     }
     path = tmp / "prom" / "prometheus.yml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -402,7 +405,7 @@ def test_a_district_goes_down(lab: Lab, tmp_path: Path) -> None:
         with (
             Webhook() as webhook,
             alertmanager(tmp_path, webhook.url) as am,
-            prometheus(tmp_path, f"127.0.0.1:{port}", am) as prom,
+            prometheus(tmp_path, [f"127.0.0.1:{port}"], am) as prom,
         ):
             prom_started = time.time()
             run_with_everything_up(lab, webhook, am, prom, prom_started, started)

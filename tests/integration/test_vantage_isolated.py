@@ -13,7 +13,6 @@ the vantage alert resolves. Everything listens on 127.0.0.1 or lives in the lab.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
 import sys
@@ -23,22 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from bridgemon.lab import Lab
 from tests.conftest import free_port
 from tests.helpers import get_json, inventory_toml
 from tests.integration.test_alerting import (
-    PROMETHEUS_BIN,
-    RULES,
     Webhook,
     alertmanager,
     am_alerts,
     needs_alertmanager,
     needs_prometheus,
-    process,
+    prometheus,
     query,
-    scaled_rules,
     wait,
 )
 
@@ -58,31 +53,6 @@ SITES: list[dict[str, Any]] = [
     {"id": "20410", "name": "Xã A Tiêng", "level": "commune", "parent": "504",
      "address": "198.18.45.14"},
 ]
-
-
-@contextlib.contextmanager
-def prometheus(tmp: Path, targets: list[str], alertmanager_url: str) -> Iterator[str]:
-    rules = tmp / "prom" / "rules"
-    rules.mkdir(parents=True)
-    for path in RULES.glob("*.yml"):
-        (rules / path.name).write_text(scaled_rules(path.read_text(encoding="utf-8"), SCALE),
-                                       encoding="utf-8")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
-        "rule_files": [str(rules / "*.yml")],
-        "alerting": {"alertmanagers": [{"static_configs": [
-            {"targets": [alertmanager_url.removeprefix("http://")]}]}]},
-        "scrape_configs": [{"job_name": "bridgemon", "static_configs": [{"targets": targets}]}],
-    }
-    path = tmp / "prom" / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    assert PROMETHEUS_BIN is not None
-    argv = [PROMETHEUS_BIN, f"--config.file={path}", f"--storage.tsdb.path={tmp / 'prom' / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s"]
-    with process(argv, tmp / "prom" / "log", f"{url}/-/ready", tmp / "prom", "prometheus"):
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +85,7 @@ def test_the_monitors_own_link_is_cut(lab: Lab, tmp_path: Path) -> None:
         with (
             Webhook() as webhook,
             alertmanager(tmp_path, webhook.url) as am,
-            prometheus(tmp_path, [f"127.0.0.1:{port}"], am) as prom,
+            prometheus(tmp_path, [f"127.0.0.1:{port}"], am, scale=SCALE) as prom,
         ):
             cut_and_restore(lab, webhook, am, prom, f"http://127.0.0.1:{port}")
     finally:
