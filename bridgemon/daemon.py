@@ -16,7 +16,7 @@ import signal
 import time
 from types import MappingProxyType
 
-from bridgemon import gil, metrics
+from bridgemon import cooperative, gil, metrics
 from bridgemon.board import Board
 from bridgemon.config import Config, ConfigError, TlsError, load_config
 from bridgemon.gc_pacing import GcPacer
@@ -105,8 +105,6 @@ class Monitor:
         mode = self.pinger.check()
         self.windows.sync(self.share.inventory, monitor.window)
         self.board.sync(self.share.inventory, self.windows.sites, time.time())
-        self.loop_lag.period = self.pinger.tick
-        self.loop_lag.start()
         self._housekeeping = asyncio.ensure_future(self._keep_house())
         self._watching = asyncio.ensure_future(self._watch_vantage(ctx))
         self.scheduler = RoundScheduler(
@@ -120,6 +118,10 @@ class Monitor:
             make_app(self, self.http, lambda: self.config.web, self.listen), self.http)
         tls = self.config.web.ssl_context()  # read again now: TlsError names the file
         self.bound = await self.listener.start(*self.listen, tls=tls)
+        # From here the engine runs: lateness counts (building the board and compiling the
+        # pages' templates above is the start, not a stall).
+        self.loop_lag.period = self.pinger.tick
+        self.loop_lag.start()
         self.scheduler.start()
         await self.testruns.start()
         # Everything built so far (inventory, modules) lives as long as the process: keep
@@ -369,8 +371,8 @@ class Monitor:
             if self.vantage.anchors:
                 await self.vantage.probe_anchors(ctx)
             board = self.board
-            if board.inventory is not None and self.vantage.decide(
-                    board.inventory, board.views, time.time()):
+            if board.inventory is not None and await cooperative.run(
+                    self.vantage.decide_steps(board.inventory, board.views, time.time())):
                 for _ in board.isolate(self.vantage.isolated_since, _STEP):
                     await asyncio.sleep(0)
             every = min(self.config.monitor.interval, ANCHORS_EVERY)

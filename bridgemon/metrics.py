@@ -68,12 +68,12 @@ def render(snapshot: Snapshot) -> bytes:
 
 
 def render_parts(snapshot: Snapshot) -> Iterator[bytes]:
-    """The exposition in pieces of a few milliseconds' work each (one per family).
+    """The exposition in pieces of about a millisecond's work each.
 
     The daemon's own figures and the events are few and go through prometheus_client; the
     sites' lines were rendered when each site was judged and are only joined here. A
     server yields to the loop between pieces, so a scrape of 12,000 sites never holds the
-    engine for more than one family's join (about 2 ms here).
+    engine for more than one piece's join.
     """
     figures = snapshot.vantage
     name = figures.name if figures is not None else None
@@ -547,12 +547,28 @@ _PATH_LABELS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# Sites per piece of a family: a family of 12,000 sites joined at once (4.5 MB of state
+# lines) held the loop for 15-20 ms; a thousand sites' worth is about a millisecond.
+_SITES_PER_PIECE = 1000
+
+
 def _site_families(snap: Snapshot) -> Iterator[bytes]:
-    """Every site's prepared lines, one family at a time: joins, no formatting."""
-    sites = snap.sites
-    series = [sites[site_id].series for site_id in snap.order if site_id in sites]
-    for index, header in enumerate(_HEADERS):
-        yield header + b"".join([lines[index] for lines in series])
+    """Every site's prepared lines, family after family, a slice of sites at a time: joins,
+    no formatting."""
+    sites, order, step = snap.sites, snap.order, _SITES_PER_PIECE
+    # The sites' lines are gathered with the first family (a lookup of 12,000 sites in the
+    # snapshot's read-only mapping is itself a few milliseconds).
+    series: list[tuple[bytes, ...]] = []
+    yield _HEADERS[0]
+    for start in range(0, len(order), step):
+        piece = [sites[site_id].series for site_id in order[start:start + step]
+                 if site_id in sites]
+        series += piece
+        yield b"".join([lines[0] for lines in piece])
+    for index, header in enumerate(_HEADERS[1:], 1):
+        yield header
+        for start in range(0, len(series), step):
+            yield b"".join([lines[index] for lines in series[start:start + step]])
 
 
 def _event_metrics(snap: Snapshot) -> Iterator[Metric]:

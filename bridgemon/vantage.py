@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridgemon.config import VantageSettings
+from bridgemon.cooperative import Steps, drain
 from bridgemon.inventory import Inventory
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.icmp import probe as probe_icmp
@@ -83,18 +84,30 @@ def is_isolated(anchors_up: Sequence[bool], failures: Failures, share: float | N
 
 
 def count_failures(inventory: Inventory, views: Mapping[str, SiteView]) -> Failures:
-    """What the latest bursts say, site by site (a site never probed does not count)."""
+    return drain(count_failures_steps(inventory, views))
+
+
+_SITES_PER_STEP = 2000  # a slice of the count: about a millisecond of the loop
+
+
+def count_failures_steps(inventory: Inventory, views: Mapping[str, SiteView]
+                         ) -> Steps[Failures]:
+    """What the latest bursts say, site by site (a site never probed does not count), a
+    slice at a time: 12,000 sites in one go held the loop 12 ms beside the engine."""
     failing = probed = top_failing = top_probed = 0
     top = set(inventory.roots)
-    for site_id, view in views.items():
-        up = view.verdict.up
-        if up is None:
-            continue
-        probed += 1
-        failing += not up
-        if site_id in top:
-            top_probed += 1
-            top_failing += not up
+    items = list(views.items())  # the board replaces views between two slices
+    for start in range(0, len(items), _SITES_PER_STEP):
+        for site_id, view in items[start:start + _SITES_PER_STEP]:
+            up = view.verdict.up
+            if up is None:
+                continue
+            probed += 1
+            failing += not up
+            if site_id in top:
+                top_probed += 1
+                top_failing += not up
+        yield
     return Failures(failing, probed, top_failing, top_probed)
 
 
@@ -117,10 +130,10 @@ class VantageWatch:
         self.answered = {anchor: result.ok for anchor, result in zip(self.anchors, results,
                                                                      strict=True)}
 
-    def decide(self, inventory: Inventory, views: Mapping[str, SiteView],
-               now: float) -> bool:
-        """Update ``isolated_since``; True when it changed."""
-        failures = count_failures(inventory, views)
+    def decide_steps(self, inventory: Inventory, views: Mapping[str, SiteView],
+                     now: float) -> Steps[bool]:
+        """Update ``isolated_since``; True when it changed. Pauses while it counts."""
+        failures = yield from count_failures_steps(inventory, views)
         isolated = is_isolated(tuple(self.answered.values()), failures,
                                self.settings.isolated_share)
         if isolated == (self.isolated_since is not None):

@@ -40,8 +40,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                        "bridgemon.events", "bridgemon.inventory", "bridgemon.shards")),
     ("foundation", ("bridgemon.specs", "bridgemon.durations", "bridgemon.verdicts",
                     "bridgemon.exits", "bridgemon.media_types", "bridgemon.testrun_schema",
-                    "bridgemon.gc_pacing", "bridgemon.gil", "bridgemon.loop_lag",
-                    "bridgemon.stamp.train",
+                    "bridgemon.gc_pacing", "bridgemon.gil", "bridgemon.cooperative",
+                    "bridgemon.loop_lag", "bridgemon.stamp.train",
                     "bridgemon.stamp.units", "bridgemon.stamp.packets")),
 )
 ROOT = "bridgemon"  # the package itself (its version): below everything

@@ -3,10 +3,10 @@
 ``/`` (overview), ``/sites/{id}``, ``/events/{id}``, ``/test-runs/{id}`` and their static
 files. Each page answers ``?live=1`` with its live parts as JSON (static/live.js polls
 that). Handlers read the snapshot, copy on the loop the little that is live (a site's
-trend points) and build and render the page: the overview and a conference page, which go
-through every site or participant (130 ms at 12,000), on the loop a slice at a time
-(cooperative.py: in a thread it held the GIL against the engine's sends); the small
-pages (a site, a test run) in a worker thread. Bad input gets an
+trend points) and build and render the page on the loop a slice at a time
+(cooperative.py: in a thread it held the GIL against the engine's sends; the overview and
+a conference go through every site or participant, 130 ms at 12,000); only a test run's
+report is turned into rows in a worker thread. Bad input gets an
 HTML page saying what was wrong, in Vietnamese, with its 4xx status (``error_response``,
 which app.py also uses for the refusals of sign-in and CSRF when a browser is on a page).
 
@@ -22,29 +22,34 @@ import gzip
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
-from bridgemon import media_types
+from bridgemon import cooperative, media_types
 from bridgemon.snapshot import Snapshot
 from bridgemon.testrun.notes import MAX_NOTE, Ack
 from bridgemon.verdicts import NAMES, WORDS_VI, State
-from bridgemon.web import access, cooperative
+from bridgemon.web import access
 from bridgemon.web.actions import MonitorActions, TestRunActions
-from bridgemon.web.pages_common import STATIC, ago, clock, render_page
+from bridgemon.web.pages_common import STATIC, ago, clock, compile_templates, render_page
 from bridgemon.web.pages_event import event_context_steps, live_event_steps, render_event_steps
-from bridgemon.web.pages_site import live_site, render_site, site_context
-from bridgemon.web.pages_test_run import live_test_run, render_test_run, test_run_context
-from bridgemon.web.security import html_policy
+from bridgemon.web.pages_site import live_site_steps, render_site_steps, site_context_steps
+from bridgemon.web.pages_test_run import (
+    live_test_run_steps,
+    render_test_run_steps,
+    test_run_context,
+)
+from bridgemon.web.security import html_policy, html_policy_steps
 from bridgemon.web.status_page import PageQuery, live_status_steps, render_status_steps
 
 MAX_QUERY_TEXT = 100  # characters of a search kept
 
 
 def add_pages(app: web.Application, monitor: web.AppKey[MonitorActions]) -> None:
+    compile_templates()
     pages = _Pages(monitor)
     app.router.add_get("/", pages.overview)
     app.router.add_get("/sites/{site_id}", pages.site)
@@ -70,38 +75,19 @@ def _html_response(text: str, policy: str, status: int = 200) -> web.Response:
                                  "Cache-Control": "no-store"})
 
 
-async def _page(render: Callable[..., str], *args: Any) -> web.Response:
-    """A small page rendered, and its policy worked out, in a worker thread."""
-    def work() -> tuple[str, str]:
-        text = render(*args)
-        return text, html_policy(text, own_files=True)
-
-    text, policy = await asyncio.to_thread(work)
-    return _html_response(text, policy)
-
-
 async def _page_on_loop(steps: cooperative.Steps[str]) -> web.Response:
-    """A page of every site, rendered on the loop a slice at a time (cooperative.py: a
-    thread doing it held the GIL against the engine's sends)."""
-    return _html(await cooperative.run(steps))
-
-
-async def _live(request: web.Request, live: Callable[..., Mapping[str, Any]],
-                *args: Any) -> web.Response:
-    """A page's live parts; only a version of them when the page has them already (it
-    says which it has, ``seen``): a wall screen polls all day, mostly for nothing new.
-    Built, encoded and compressed in a worker thread (150 kB of rows at 12,000 sites:
-    ~15 kB on the wire), so the loop only sends bytes."""
-    seen = request.query.get("seen")
-    gzip_ok = media_types.accepts_gzip(request.headers.get("Accept-Encoding", ""))
-    return _live_response(*await asyncio.to_thread(
-        lambda: _live_payload(live(*args), seen, gzip_ok)))
+    """A page rendered on the loop a slice at a time, its policy worked out the same way
+    (cooperative.py: a thread doing it held the GIL against the engine's sends)."""
+    text = await cooperative.run(steps)
+    return _html_response(text, await cooperative.run(html_policy_steps(text, own_files=True)))
 
 
 async def _live_on_loop(request: web.Request,
                         steps: cooperative.Steps[Mapping[str, Any]]) -> web.Response:
-    """``_live`` for the parts of a page of every site, built on the loop a slice at a
-    time (see ``_page_on_loop``); encoding and compressing them take a few ms."""
+    """A page's live parts, built on the loop a slice at a time (see ``_page_on_loop``);
+    only a version of them when the page has them already (it says which it has,
+    ``seen``): a wall screen polls all day, mostly for nothing new. Encoding and
+    compressing them take a few ms (150 kB of rows at 12,000 sites: ~15 kB on the wire)."""
     body = await cooperative.run(steps)
     gzip_ok = media_types.accepts_gzip(request.headers.get("Accept-Encoding", ""))
     return _live_response(*_live_payload(body, request.query.get("seen"), gzip_ok))
@@ -256,15 +242,15 @@ class _Pages:
             notes = [{"user": note.user, "when": clock(note.created, with_year=True),
                       "text": note.text, "event": note.event_id}
                      for note in await testruns.site_notes(site_id)]
-        context = await asyncio.to_thread(site_context, snap, site_id, points, runs)
+        context = await cooperative.run(site_context_steps(snap, site_id, points, runs))
         assert context is not None  # the view exists, so does the site
         titles = {event.id: event.title for event in snap.events}
         context = {**context, **viewer(request), "notes": notes,
                    "taken": _held_by_site(testruns, snap.taken_at, titles).get(site_id, []),
                    "notes_action": f"/sites/{quote(site_id, safe='')}/notes"}
         if request.query.get("live"):
-            return await _live(request, live_site, context)
-        return await _page(render_site, context)
+            return await _live_on_loop(request, live_site_steps(context))
+        return await _page_on_loop(render_site_steps(context))
 
     async def event(self, request: web.Request) -> web.Response:
         snap = self._snapshot(request)
@@ -299,8 +285,8 @@ class _Pages:
         context = {**await asyncio.to_thread(test_run_context, report, snap.taken_at),
                    **viewer(request)}
         if request.query.get("live"):
-            return await _live(request, live_test_run, context)
-        return await _page(render_test_run, context)
+            return await _live_on_loop(request, live_test_run_steps(context))
+        return await _page_on_loop(render_test_run_steps(context))
 
 
 async def serve_static(request: web.Request) -> web.Response:

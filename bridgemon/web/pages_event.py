@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from bridgemon.cooperative import Steps, drain
 from bridgemon.events import ZONE
 from bridgemon.snapshot import Snapshot
 from bridgemon.verdicts import CAN_JOIN, RANK, STATES, WORDS_VI, State, count, known, words_vi
-from bridgemon.web.cooperative import Steps, drain
 from bridgemon.web.pages_common import clock, render_page_steps, render_parts_steps
 from bridgemon.web.status_page import SLICE, problem_row
 

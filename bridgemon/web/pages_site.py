@@ -14,13 +14,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from bridgemon.cooperative import Steps
 from bridgemon.inventory import Inventory
 from bridgemon.probes.reasons_vi import in_vietnamese
 from bridgemon.snapshot import Snapshot
 from bridgemon.testrun_schema import RunListing
 from bridgemon.trend import BUCKET, POINTS, Point
 from bridgemon.verdicts import WORDS_VI, State
-from bridgemon.web.pages_common import ago, clock, render_page, render_parts, tel, vn
+from bridgemon.web.pages_common import ago, clock, render_page_steps, render_parts_steps, tel, vn
 from bridgemon.web.status_page import problem_row
 
 LIVE_PARTS = ("site_state", "site_checks", "site_charts", "site_children")
@@ -112,8 +113,9 @@ def _runs_with(inventory: Inventory, snap: Snapshot, site_id: str,
     return out
 
 
-def site_context(snap: Snapshot, site_id: str, points: Sequence[Point],
-                 runs: Sequence[RunListing]) -> dict[str, Any] | None:
+def site_context_steps(snap: Snapshot, site_id: str, points: Sequence[Point],
+                       runs: Sequence[RunListing]) -> Steps[dict[str, Any] | None]:
+    """The site page's context, pausing between its parts (see cooperative.py)."""
     inventory = snap.inventory
     site = inventory.sites.get(site_id)
     if site is None:
@@ -137,6 +139,13 @@ def site_context(snap: Snapshot, site_id: str, points: Sequence[Point],
         state = verdict.state if verdict else State.UNKNOWN
         children.append({"id": child_id, "name": child.name, "state": state.value,
                          "label": WORDS_VI[state]})
+    yield
+    charts = []
+    for key, title, unit in (("rtt_ms", "Độ trễ (RTT)", "ms"), ("loss_pct", "Mất gói", "%"),
+                             ("jitter_ms", "Jitter", "ms")):
+        charts.append(chart(points, key, title, unit))
+        yield
+    shown_runs = _runs_with(inventory, snap, site_id, runs)
     contact = site.contact
     return {
         "now": clock(snap.taken_at, with_year=True),
@@ -148,21 +157,20 @@ def site_context(snap: Snapshot, site_id: str, points: Sequence[Point],
         "contact": {"name": contact.name, "phone": contact.phone, "email": contact.email,
                     "tel": tel(contact.phone)} if contact else None,
         "checks": checks,
-        "charts": [chart(points, "rtt_ms", "Độ trễ (RTT)", "ms"),
-                   chart(points, "loss_pct", "Mất gói", "%"),
-                   chart(points, "jitter_ms", "Jitter", "ms")],
+        "charts": charts,
         "chart_span": f"{POINTS * BUCKET / 3600:g} giờ",
         "chart_step": f"{BUCKET / 60:g} phút",
         "children": children,
         "children_total": len(inventory.children.get(site_id, ())),
-        "runs": _runs_with(inventory, snap, site_id, runs),
+        "runs": shown_runs,
         "live_url": f"/sites/{quote(site.id, safe='')}?live=1",
     }
 
 
-def render_site(context: Mapping[str, Any]) -> str:
-    return render_page("site.html.j2", context)
+def render_site_steps(context: Mapping[str, Any]) -> Steps[str]:
+    return render_page_steps("site.html.j2", context)
 
 
-def live_site(context: Mapping[str, Any]) -> Mapping[str, object]:
-    return {"updated": context["now"], "parts": render_parts(LIVE_PARTS, context)}
+def live_site_steps(context: Mapping[str, Any]) -> Steps[Mapping[str, object]]:
+    parts = yield from render_parts_steps(LIVE_PARTS, context)
+    return {"updated": context["now"], "parts": parts}

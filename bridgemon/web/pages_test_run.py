@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from bridgemon.cooperative import Steps
 from bridgemon.report.html import context as report_context
 from bridgemon.testrun_schema import Report
-from bridgemon.web.pages_common import clock, render_page, render_parts, tel
+from bridgemon.web.pages_common import clock, render_page_steps, render_parts_steps, tel
 
 LIVE_PARTS = ("run_summary", "run_sites")
 ROWS_SHOWN = 300  # sites listed, worst first (the printable report has them all)
@@ -40,9 +41,10 @@ def test_run_context(report: Report, now: float) -> dict[str, Any]:
     }
 
 
-def render_test_run(context: Mapping[str, Any]) -> str:
-    return render_page("test_run.html.j2", context)
+def render_test_run_steps(context: Mapping[str, Any]) -> Steps[str]:
+    return render_page_steps("test_run.html.j2", context)
 
 
-def live_test_run(context: Mapping[str, Any]) -> Mapping[str, object]:
-    return {"updated": context["now"], "parts": render_parts(LIVE_PARTS, context)}
+def live_test_run_steps(context: Mapping[str, Any]) -> Steps[Mapping[str, object]]:
+    parts = yield from render_parts_steps(LIVE_PARTS, context)
+    return {"updated": context["now"], "parts": parts}

@@ -21,11 +21,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from bridgemon.cooperative import Steps, drain
 from bridgemon.events import ZONE
 from bridgemon.inventory import Inventory
 from bridgemon.snapshot import Snapshot
 from bridgemon.verdicts import CAN_JOIN, RANK, STATES, WORDS_VI, State, count, in_order
-from bridgemon.web.cooperative import Steps, drain
 from bridgemon.web.pages_common import (
     PerInventory,
     ago,
@@ -61,21 +61,29 @@ class PageQuery:
         return "/?" + urlencode(kept) if kept else "/"
 
 
-def _search_keys(inventory: Inventory) -> dict[str, str]:
+def _search_keys(inventory: Inventory) -> Steps[dict[str, str]]:
     """Folded "name code address" per site."""
-    return {site.id: fold(f"{site.name} {site.id} {site.address}")
-            for site in inventory.sites.values()}
+    keys: dict[str, str] = {}
+    sites = list(inventory.sites.values())
+    for start in range(0, len(sites), SLICE):
+        keys.update((site.id, fold(f"{site.name} {site.id} {site.address}"))
+                    for site in sites[start:start + SLICE])
+        yield
+    return keys
 
 
-def _districts(inventory: Inventory) -> dict[str, str | None]:
+def _districts(inventory: Inventory) -> Steps[dict[str, str | None]]:
     """Each site's district: its ancestor at depth 1 (itself at depth 1; None at the root)."""
     depths = inventory.depths
+    sites = inventory.sites
+    order = inventory.order  # parents first
     out: dict[str, str | None] = {}
-    for site_id in inventory.order:  # parents first
-        depth = depths.get(site_id, 0)
-        parent = inventory.sites[site_id].parent
-        out[site_id] = None if depth == 0 else site_id if depth == 1 else \
-            out.get(parent or "")
+    for start in range(0, len(order), SLICE):
+        for site_id in order[start:start + SLICE]:
+            depth = depths.get(site_id, 0)
+            out[site_id] = None if depth == 0 else site_id if depth == 1 else \
+                out.get(sites[site_id].parent or "")
+        yield
     return out
 
 
@@ -142,7 +150,7 @@ def _matching(snap: Snapshot, query: PageQuery) -> Steps[list[str]]:
     """Site ids the query keeps, in tree order: filtered before anything is built."""
     listed: Sequence[str] = snap.order
     if query.district:
-        districts = DISTRICTS.get(snap.inventory)
+        districts = yield from DISTRICTS.steps(snap.inventory)
         kept: list[str] = []
         for part in _slices(listed):
             kept += [site_id for site_id in part if districts.get(site_id) == query.district]
@@ -150,7 +158,7 @@ def _matching(snap: Snapshot, query: PageQuery) -> Steps[list[str]]:
         listed = kept
     if query.text:
         needle = fold(query.text)
-        keys = SEARCH_KEYS.get(snap.inventory)
+        keys = yield from SEARCH_KEYS.steps(snap.inventory)
         kept = []
         for part in _slices(listed):
             kept += [site_id for site_id in part if needle in keys.get(site_id, "")]
@@ -178,9 +186,11 @@ def overview_context_steps(snap: Snapshot, query: PageQuery | None = None,
     if query.district and query.district not in inventory.sites:
         query = replace(query, district=None)
     counts = dict.fromkeys(STATES, 0)
-    district_of = DISTRICTS.get(inventory)
-    per_district = {site_id: {state.value: 0 for state in STATES}
-                    for site_id in snap.order if inventory.depths.get(site_id) == 1}
+    district_of = yield from DISTRICTS.steps(inventory)
+    zero = {state.value: 0 for state in STATES}
+    # A district's table is made when the district itself comes by: the tree order puts
+    # it before its communes (one pass over 12,000 sites, in slices).
+    per_district: dict[str, dict[str, int]] = {}
     yield
     for part in _slices(snap.order):
         for site_id in part:
@@ -188,7 +198,10 @@ def overview_context_steps(snap: Snapshot, query: PageQuery | None = None,
             counts[state] += 1
             district = district_of.get(site_id)
             if district is not None:
-                per_district[district][state.value] += 1
+                table = per_district.get(district)
+                if table is None:
+                    table = per_district[district] = dict(zero)
+                table[state.value] += 1
         yield
     listed = yield from _matching(snap, query)
     needing: list[tuple[int, int, str]] = []
@@ -198,10 +211,13 @@ def overview_context_steps(snap: Snapshot, query: PageQuery | None = None,
                     if (state := _state(snap, site_id)) != State.READY]
         yield
     urgent = sorted(needing)
+    yield
     problems = [problem_row(snap, site_id) for _, _, site_id in urgent[:PROBLEMS_SHOWN]]
+    yield
     pages = max(1, -(-len(listed) // PAGE_SIZE))
     page = min(query.page, pages)
     rows = [_row(snap, site_id) for site_id in listed[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]]
+    yield
     query = replace(query, page=page)
     return {
         "now": clock(snap.taken_at, with_year=True),

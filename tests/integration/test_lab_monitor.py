@@ -182,7 +182,11 @@ def test_ten_percent_loss_is_estimated_within_the_binomial_interval(daemon: str)
     lost = window["sent"] - window["received"]
     low, high = binomial_interval(window["sent"], 0.10)
     assert low <= lost <= high, f"{lost} lost of {window['sent']}, expected {low}..{high}"
-    assert lossy["verdict"] == "not_ready" and "loss" in lossy["problems"]
+    # The verdict follows the loss measured, not the loss injected: 10 % lost on the wire
+    # shows as 5 % or less in about one window of a hundred, and then it is only degraded.
+    ratio = lost / window["sent"]
+    expected = "not_ready" if ratio > 0.05 else "degraded"
+    assert lossy["verdict"] == expected and "loss" in lossy["problems"], (lost, lossy)
 
 
 def test_dead_site_is_not_ready(daemon: str) -> None:
