@@ -43,7 +43,7 @@ from bridgemon.readiness import (
 )
 from bridgemon.snapshot import SiteView
 from bridgemon.trend import Trend
-from bridgemon.vantage_view import clock_time
+from bridgemon.vantage_view import Failures, clock_time
 from bridgemon.verdicts import State
 from bridgemon.views import encode_facts, site_row
 from bridgemon.windows import SiteWindow
@@ -76,6 +76,10 @@ class Board:
         self._before_sites = previous.inventory.sites if previous and previous.inventory \
             else {}
         self._trends: dict[str, Trend] = {}
+        # What the vantage watch decides isolation from, kept as views are published
+        # (counting 12,000 views every few seconds cost more than the rest of the watch).
+        self.failures = Failures()
+        self._top: frozenset[str] = frozenset()
 
     # -- whole inventory -----------------------------------------------------------------
 
@@ -95,7 +99,7 @@ class Board:
         extra = sorted({key for site in inventory.sites.values() for key in site.labels})
         _ = inventory.order, inventory.depths  # computed here, never in a request
         kept = (self.inventory, self.views, self._own, self._info, self._facts,
-                self._windows, self._deadlines, self._trends)
+                self._windows, self._deadlines, self._trends, self.failures, self._top)
         if self.inventory is not None and self.views:  # synced again: take over from itself
             self._before, self._before_sites = self.views, self.inventory.sites
         try:
@@ -110,6 +114,8 @@ class Board:
             self._own = {}
             self._deadlines = []
             self.views = {}
+            self.failures = Failures()
+            self._top = frozenset(inventory.roots)
             for index, site_id in enumerate(inventory.order, 1):
                 site = inventory.sites[site_id]
                 self._own[site_id] = self._judge_own(site, now)
@@ -119,7 +125,7 @@ class Board:
             self._before, self._before_sites = {}, {}  # taken over: let the old board go
         except BaseException:
             (self.inventory, self.views, self._own, self._info, self._facts,
-             self._windows, self._deadlines, self._trends) = kept
+             self._windows, self._deadlines, self._trends, self.failures, self._top) = kept
             raise
 
     def _kept_trend(self, site: Site) -> Trend:
@@ -220,7 +226,13 @@ class Board:
         series = metrics.site_series(site.id, self._info[site.id], verdict, latest, echoes,
                                      self.labels)
         row = site_row(self._facts[site.id], verdict, latest)
-        before = self.views.get(site.id) or self._before.get(site.id)
+        shown = self.views.get(site.id)
+        top = site.id in self._top
+        failures = self.failures.counting(verdict.up, top)
+        if shown is not None:
+            failures = failures.counting(shown.verdict.up, top, -1)
+        self.failures = failures
+        before = shown or self._before.get(site.id)
         since = before.since if before is not None and before.verdict.state == verdict.state \
             else self._now
         self.views[site.id] = SiteView(verdict, latest, echoes or (0, 0), series, row, since,

@@ -16,7 +16,7 @@ import signal
 import time
 from types import MappingProxyType
 
-from bridgemon import cooperative, gil, metrics
+from bridgemon import gil, metrics
 from bridgemon.board import Board
 from bridgemon.config import Config, ConfigError, TlsError, load_config
 from bridgemon.gc_pacing import GcPacer
@@ -371,8 +371,8 @@ class Monitor:
             if self.vantage.anchors:
                 await self.vantage.probe_anchors(ctx)
             board = self.board
-            if board.inventory is not None and await cooperative.run(
-                    self.vantage.decide_steps(board.inventory, board.views, time.time())):
+            if board.inventory is not None and self.vantage.decide(board.failures,
+                                                                   time.time()):
                 for _ in board.isolate(self.vantage.isolated_since, _STEP):
                     await asyncio.sleep(0)
             every = min(self.config.monitor.interval, ANCHORS_EVERY)

@@ -23,17 +23,15 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from bridgemon.config import VantageSettings
-from bridgemon.cooperative import Steps, drain
 from bridgemon.inventory import Inventory
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.icmp import probe as probe_icmp
 from bridgemon.snapshot import SiteView
 from bridgemon.specs import IcmpSpec
-from bridgemon.vantage_view import VantageFigures
+from bridgemon.vantage_view import Failures, VantageFigures
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +61,6 @@ def default_gateway(routes: Path = ROUTES) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Failures:
-    """Of the sites probed at least once: how many fail now, and of the top ones."""
-
-    failing: int = 0
-    probed: int = 0
-    top_failing: int = 0
-    top_probed: int = 0
-
-
 def is_isolated(anchors_up: Sequence[bool], failures: Failures, share: float | None) -> bool:
     """The decision, pure: all anchors silent, or ``share`` of the probed sites failing
     and ``share`` of the top sites with them."""
@@ -84,31 +72,14 @@ def is_isolated(anchors_up: Sequence[bool], failures: Failures, share: float | N
 
 
 def count_failures(inventory: Inventory, views: Mapping[str, SiteView]) -> Failures:
-    return drain(count_failures_steps(inventory, views))
-
-
-_SITES_PER_STEP = 2000  # a slice of the count: about a millisecond of the loop
-
-
-def count_failures_steps(inventory: Inventory, views: Mapping[str, SiteView]
-                         ) -> Steps[Failures]:
-    """What the latest bursts say, site by site (a site never probed does not count), a
-    slice at a time: 12,000 sites in one go held the loop 12 ms beside the engine."""
-    failing = probed = top_failing = top_probed = 0
+    """What the latest bursts say, site by site (a site never probed does not count): the
+    board keeps the same counts as it publishes (``Board.failures``); this is their
+    definition, and what tests check the board against."""
+    failures = Failures()
     top = set(inventory.roots)
-    items = list(views.items())  # the board replaces views between two slices
-    for start in range(0, len(items), _SITES_PER_STEP):
-        for site_id, view in items[start:start + _SITES_PER_STEP]:
-            up = view.verdict.up
-            if up is None:
-                continue
-            probed += 1
-            failing += not up
-            if site_id in top:
-                top_probed += 1
-                top_failing += not up
-        yield
-    return Failures(failing, probed, top_failing, top_probed)
+    for site_id, view in views.items():
+        failures = failures.counting(view.verdict.up, site_id in top)
+    return failures
 
 
 class VantageWatch:
@@ -130,10 +101,9 @@ class VantageWatch:
         self.answered = {anchor: result.ok for anchor, result in zip(self.anchors, results,
                                                                      strict=True)}
 
-    def decide_steps(self, inventory: Inventory, views: Mapping[str, SiteView],
-                     now: float) -> Steps[bool]:
-        """Update ``isolated_since``; True when it changed. Pauses while it counts."""
-        failures = yield from count_failures_steps(inventory, views)
+    def decide(self, failures: Failures, now: float) -> bool:
+        """Update ``isolated_since`` from the anchors and the board's ``failures``; True
+        when it changed."""
         isolated = is_isolated(tuple(self.answered.values()), failures,
                                self.settings.isolated_share)
         if isolated == (self.isolated_since is not None):

@@ -21,6 +21,25 @@ class VantageFigures:
     isolated_since: float | None = None  # Unix time; None while not isolated
 
 
+@dataclass(frozen=True, slots=True)
+class Failures:
+    """Of the sites probed at least once: how many fail now, and of the top ones."""
+
+    failing: int = 0
+    probed: int = 0
+    top_failing: int = 0
+    top_probed: int = 0
+
+    def counting(self, up: bool | None, top: bool, sign: int = 1) -> Failures:
+        """These counts with one site's latest burst (``up``) added, or taken out
+        (``sign=-1``); a site never probed (``up`` None) does not count."""
+        if up is None:
+            return self
+        failing = sign * (not up)
+        return Failures(self.failing + failing, self.probed + sign,
+                        self.top_failing + failing * top, self.top_probed + sign * top)
+
+
 def clock_time(when: float | None) -> str | None:
     """``when`` as the people reading the reason tell the time ("08:02", in Vietnam)."""
     return None if when is None else datetime.fromtimestamp(when, ZONE).strftime("%H:%M")

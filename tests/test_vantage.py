@@ -136,6 +136,38 @@ def test_a_dead_district_is_not_the_monitors_link() -> None:
     assert is_isolated((), count_failures(everything.inventory, everything.views), 0.8)
 
 
+def test_the_board_keeps_the_counts_as_rounds_come_in() -> None:
+    """The watch reads ``Board.failures`` instead of counting every view: it must stay what
+    counting says as sites go down and come back, and after a reload."""
+    inventory = parse_config(inventory_toml(TREE, port=9470), Path("sites.toml")).inventory
+    windows = WindowStore(window=3)
+    windows.sync(inventory, 3)
+    board = Board()
+    now = time.time()
+    board.sync(inventory, windows.sites, now)
+    assert board.failures == Failures()  # nothing probed yet
+
+    def record(site_id: str, answers: bool, when: float) -> None:
+        site = inventory.sites[site_id]
+        burst = EchoBurst(site.address, (0.001 if answers else None,) * 3)
+        result = ProbeResult("icmp", "icmp", site.address, answers, when, 0.5, None, burst)
+        windows.record(site_id, site.probe_key(), SiteRound(when, (result,)))
+        board.update(site_id, when)
+
+    for step, (site_id, answers) in enumerate([
+        ("20331", False), ("49", True), ("49", False), ("20331", True), ("20331", True),
+        ("502", False), ("20332", False), ("49", True), ("502", True),
+    ]):
+        record(site_id, answers, now + step)
+        assert board.failures == count_failures(inventory, board.views), step
+    assert board.failures == Failures(failing=1, probed=4, top_failing=0, top_probed=1)
+    smaller = parse_config(inventory_toml(TREE[:4], port=9470), Path("sites.toml")).inventory
+    windows.sync(smaller, 3)
+    board.sync(smaller, windows.sites, now + 10)
+    assert board.failures == count_failures(smaller, board.views)
+    assert board.failures == Failures(failing=0, probed=2, top_failing=0, top_probed=1)
+
+
 def test_the_default_gateway_is_read_from_the_routing_table(tmp_path: Path) -> None:
     routes = tmp_path / "route"
     routes.write_text(
