@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import platform
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import chain
 from typing import Any
@@ -68,20 +68,32 @@ def render(snapshot: Snapshot) -> bytes:
 
 
 def render_parts(snapshot: Snapshot) -> Iterator[bytes]:
-    """The exposition in pieces of about a millisecond's work each.
+    """The exposition in pieces of about a millisecond's work each (``pieces`` joined)."""
+    for _slot, parts in pieces(snapshot):
+        yield b"".join(parts)
+
+
+#: Where a piece sits in the exposition (stable from one scrape to the next while the
+#: inventory stays), and the bytes it is made of, in order.
+Piece = tuple[Hashable, Sequence[bytes]]
+
+
+def pieces(snapshot: Snapshot) -> Iterator[Piece]:
+    """The exposition as pieces of about a millisecond's work each, each with its slot.
 
     The daemon's own figures and the events are few and go through prometheus_client; the
-    sites' lines were rendered when each site was judged and are only joined here. A
+    sites' lines were rendered when each site was judged and are only gathered here. A
     server yields to the loop between pieces, so a scrape of 12,000 sites never holds the
-    engine for more than one piece's join.
+    engine for more than one piece; and a piece whose bytes are the ones of the previous
+    scrape can be sent as it was compressed then (web/gzip_pieces.py).
     """
     figures = snapshot.vantage
     name = figures.name if figures is not None else None
-    yield _generate(lambda: _self_metrics(snapshot), name)
+    yield "self", (_generate(lambda: _self_metrics(snapshot), name),)
     if figures is not None:
-        yield _generate(lambda: _vantage_metrics(figures), name)
+        yield "vantage", (_generate(lambda: _vantage_metrics(figures), name),)
     yield from _site_families(snapshot)
-    yield _events_exposition(snapshot)
+    yield "events", (_events_exposition(snapshot),)
 
 
 # The current events' exposition, with the objects it was rendered from (compared by
@@ -552,23 +564,23 @@ _PATH_LABELS: tuple[tuple[str, ...], ...] = (
 _SITES_PER_PIECE = 1000
 
 
-def _site_families(snap: Snapshot) -> Iterator[bytes]:
-    """Every site's prepared lines, family after family, a slice of sites at a time: joins,
-    no formatting."""
+def _site_families(snap: Snapshot) -> Iterator[Piece]:
+    """Every site's prepared lines, family after family, a slice of sites at a time: no
+    formatting. A piece's slot is (family, first site's position)."""
     sites, order, step = snap.sites, snap.order, _SITES_PER_PIECE
     # The sites' lines are gathered with the first family (a lookup of 12,000 sites in the
     # snapshot's read-only mapping is itself a few milliseconds).
     series: list[tuple[bytes, ...]] = []
-    yield _HEADERS[0]
+    yield ("header", 0), (_HEADERS[0],)
     for start in range(0, len(order), step):
-        piece = [sites[site_id].series for site_id in order[start:start + step]
+        chunk = [sites[site_id].series for site_id in order[start:start + step]
                  if site_id in sites]
-        series += piece
-        yield b"".join([lines[0] for lines in piece])
+        series += chunk
+        yield (0, start), [lines[0] for lines in chunk]
     for index, header in enumerate(_HEADERS[1:], 1):
-        yield header
+        yield ("header", index), (header,)
         for start in range(0, len(series), step):
-            yield b"".join([lines[index] for lines in series[start:start + step]])
+            yield (index, start), [lines[index] for lines in series[start:start + step]]
 
 
 def _event_metrics(snap: Snapshot) -> Iterator[Metric]:
