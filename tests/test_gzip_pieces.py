@@ -15,7 +15,8 @@ from bridgemon.web.gzip_pieces import Compressed, GzipPieces, assemble
 
 def served(kept: GzipPieces, pieces: list[tuple[Hashable, Sequence[bytes]]]
            ) -> tuple[bytes, dict[Hashable, Compressed]]:
-    plan = drain(kept.plan_steps(pieces))
+    plan, size = drain(kept.plan_steps(pieces))
+    assert size == sum(len(part) for _, parts in pieces for part in parts)
     body, by_slot = assemble(plan)
     kept.keep(by_slot)
     return body, by_slot

@@ -22,7 +22,7 @@ import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -143,30 +143,29 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
     # piece at a time with the loop free in between (metrics.pieces), and only the pieces
     # that changed since the last scrape are compressed again (gzip_pieces.py).
     kept = request.app[GZIP_PIECES]
-    plan = await cooperative.run(kept.plan_steps(metrics.pieces(snapshot)))
+    plan, size = await cooperative.run(kept.plan_steps(metrics.pieces(snapshot)))
     headers = {"Content-Type": media_types.METRICS, "Vary": "Accept-Encoding"}
-    size = sum(step.size if isinstance(step, gzip_pieces.Compressed) else sum(map(len, step))
-               for _slot, step in plan)
     if size >= _GZIP_MIN and media_types.accepts_gzip(request.headers.get("Accept-Encoding",
                                                                           "")):
         body, pieces = await asyncio.to_thread(gzip_pieces.assemble, plan)
         kept.keep(pieces)
         headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
-    parts = [b"".join(step.parts if isinstance(step, gzip_pieces.Compressed) else step)
-             for _slot, step in plan]
-    return await _send_pieces(request, parts, headers)
+    return await _send_pieces(request, [
+        step.parts if isinstance(step, gzip_pieces.Compressed) else step for _slot, step in plan
+    ], headers, size)
 
 
-async def _send_pieces(request: web.Request, pieces: list[bytes],
-                       headers: dict[str, str]) -> web.StreamResponse:
-    """A large body sent piece by piece, the loop free between pieces: never one join or
-    one socket write of megabytes (plain /metrics is 14 MB at 12,000 sites)."""
+async def _send_pieces(request: web.Request, pieces: list[Sequence[bytes]],
+                       headers: dict[str, str], size: int) -> web.StreamResponse:
+    """A large body sent piece by piece (each joined just before it goes), the loop free
+    between pieces: never one join or one socket write of megabytes (plain /metrics is
+    18 MB at 12,000 sites). ``size``: the body's length."""
     response = web.StreamResponse(headers=headers)
-    response.content_length = sum(map(len, pieces))
+    response.content_length = size
     await response.prepare(request)
-    for piece in pieces:
-        await response.write(piece)
+    for parts in pieces:
+        await response.write(b"".join(parts))
     await response.write_eof()
     return response
 
@@ -264,7 +263,8 @@ async def handle_sites(request: web.Request) -> web.StreamResponse:
         pieces.append((b", " if start else b"") + b", ".join(rows[start:start + _SLICE]))
         await asyncio.sleep(0)
     pieces.append(b"]}")
-    return await _send_pieces(request, pieces, {"Content-Type": media_types.JSON})
+    return await _send_pieces(request, [(piece,) for piece in pieces],
+                              {"Content-Type": media_types.JSON}, sum(map(len, pieces)))
 
 
 _SLICE = 1000

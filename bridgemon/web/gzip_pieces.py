@@ -67,12 +67,15 @@ class GzipPieces:
     def __init__(self) -> None:
         self._kept: dict[Hashable, Compressed] = {}
 
-    def plan_steps(self, pieces: Iterable[tuple[Hashable, Sequence[bytes]]]) -> Steps[Plan]:
-        """Each piece, as kept when its slot holds equal bytes, else to be compressed;
-        pausing after each (see cooperative.py)."""
+    def plan_steps(self, pieces: Iterable[tuple[Hashable, Sequence[bytes]]]
+                   ) -> Steps[tuple[Plan, int]]:
+        """Each piece, as kept when its slot holds equal bytes, else to be compressed, and
+        the length of the whole text; pausing after each piece (see cooperative.py)."""
         kept = self._kept
         plan: Plan = []
+        size = 0
         for slot, parts in pieces:
+            size += sum(map(len, parts))
             known = kept.get(slot)
             # Equal sequences: the same bytes objects compare at once, lines rebuilt alike
             # by content, and the first difference ends the comparison.
@@ -85,7 +88,7 @@ class GzipPieces:
             else:
                 plan.append((slot, parts))
             yield
-        return plan
+        return plan, size
 
     def keep(self, pieces: dict[Hashable, Compressed]) -> None:
         """What a body was assembled from becomes what the next one compares with (slots
