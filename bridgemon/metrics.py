@@ -78,7 +78,8 @@ def render_parts(snapshot: Snapshot) -> Iterator[bytes]:
 Piece = tuple[Hashable, Sequence[bytes]]
 
 
-def pieces(snapshot: Snapshot) -> Iterator[Piece]:
+def pieces(snapshot: Snapshot, sites: Sequence[str] | None = None,
+           own: bool = True) -> Iterator[Piece]:
     """The exposition as pieces of about a millisecond's work each, each with its slot.
 
     The daemon's own figures and the events are few and go through prometheus_client; the
@@ -86,14 +87,19 @@ def pieces(snapshot: Snapshot) -> Iterator[Piece]:
     server yields to the loop between pieces, so a scrape of 12,000 sites never holds the
     engine for more than one piece; and a piece whose bytes are the ones of the previous
     scrape can be sent as it was compressed then (web/gzip_pieces.py).
+
+    ``sites``: only these sites' lines (a part of the scrape, web/scrape_parts.py; in the
+    snapshot's order); ``own``: with the daemon's own figures and the events.
     """
     figures = snapshot.vantage
     name = figures.name if figures is not None else None
-    yield "self", (_generate(lambda: _self_metrics(snapshot), name),)
-    if figures is not None:
-        yield "vantage", (_generate(lambda: _vantage_metrics(figures), name),)
-    yield from _site_families(snapshot)
-    yield "events", (_events_exposition(snapshot),)
+    if own:
+        yield "self", (_generate(lambda: _self_metrics(snapshot), name),)
+        if figures is not None:
+            yield "vantage", (_generate(lambda: _vantage_metrics(figures), name),)
+    yield from _site_families(snapshot, snapshot.order if sites is None else sites)
+    if own:
+        yield "events", (_events_exposition(snapshot),)
 
 
 # The current events' exposition, with the objects it was rendered from (compared by
@@ -564,10 +570,10 @@ _PATH_LABELS: tuple[tuple[str, ...], ...] = (
 _SITES_PER_PIECE = 1000
 
 
-def _site_families(snap: Snapshot) -> Iterator[Piece]:
-    """Every site's prepared lines, family after family, a slice of sites at a time: no
-    formatting. A piece's slot is (family, first site's position)."""
-    sites, order, step = snap.sites, snap.order, _SITES_PER_PIECE
+def _site_families(snap: Snapshot, order: Sequence[str]) -> Iterator[Piece]:
+    """The prepared lines of the sites in ``order``, family after family, a slice of sites
+    at a time: no formatting. A piece's slot is (family, first site's position)."""
+    sites, step = snap.sites, _SITES_PER_PIECE
     # The sites' lines are gathered with the first family (a lookup of 12,000 sites in the
     # snapshot's read-only mapping is itself a few milliseconds).
     series: list[tuple[bytes, ...]] = []

@@ -33,7 +33,7 @@ from bridgemon.inventory import SelectorError
 from bridgemon.testrun.notes import NOTES_SHOWN
 from bridgemon.testrun.saved_events import EventRejected
 from bridgemon.verdicts import NAMES
-from bridgemon.web import access, auth, gzip_pieces, operations
+from bridgemon.web import access, auth, gzip_pieces, operations, scrape_parts
 from bridgemon.web.actions import MonitorActions, TestRunActions
 from bridgemon.web.auth import Handler
 from bridgemon.web.operations import Refused
@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 MONITOR: web.AppKey[MonitorActions] = web.AppKey("monitor")
 LIMITS: web.AppKey[HttpLimits] = web.AppKey("limits")
-GZIP_PIECES: web.AppKey[gzip_pieces.GzipPieces] = web.AppKey("gzip_pieces")
+# The kept pieces of each part of /metrics served lately ("1/1" when not split).
+GZIP_PIECES: web.AppKey[dict[str, gzip_pieces.GzipPieces]] = web.AppKey("gzip_pieces")
 
 # The largest request body: an event or a test-run request is a few hundred bytes.
 MAX_BODY = 64 * 1024
@@ -112,7 +113,7 @@ def make_app(monitor: MonitorActions, limits: HttpLimits,
     app.on_response_prepare.append(add_security_headers)
     app[MONITOR] = monitor
     app[LIMITS] = limits
-    app[GZIP_PIECES] = gzip_pieces.GzipPieces()
+    app[GZIP_PIECES] = {}
     auth.install(app, settings, lambda: monitor.api_token, listen)
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/healthz", handle_health)
@@ -138,12 +139,24 @@ _GZIP_MIN = 64 * 1024
 
 
 async def handle_metrics(request: web.Request) -> web.StreamResponse:
+    """The exposition, or one part of it (``?part=N/M``, scrape_parts.py)."""
+    try:
+        part = scrape_parts.parse_part(request.query.get("part", "1/1"))
+    except scrape_parts.BadPart as exc:
+        return web.json_response({"error": str(exc), "field": "part"}, status=400)
     snapshot = request.app[MONITOR].snapshot()
+    sites = await cooperative.run(scrape_parts.sites_steps(snapshot.order, part))
     # The sites' lines were prepared when each site was judged; here they are gathered a
     # piece at a time with the loop free in between (metrics.pieces), and only the pieces
-    # that changed since the last scrape are compressed again (gzip_pieces.py).
-    kept = request.app[GZIP_PIECES]
-    plan, size = await cooperative.run(kept.plan_steps(metrics.pieces(snapshot)))
+    # that changed since the last scrape of this part are compressed again
+    # (gzip_pieces.py).
+    kept_by_part = request.app[GZIP_PIECES]
+    kept = kept_by_part.pop(str(part), None) or gzip_pieces.GzipPieces()
+    if len(kept_by_part) >= scrape_parts.MAX_PARTS:  # a client asking for every split
+        kept_by_part.clear()
+    kept_by_part[str(part)] = kept
+    plan, size = await cooperative.run(kept.plan_steps(
+        metrics.pieces(snapshot, sites, own=part.index == 1)))
     headers = {"Content-Type": media_types.METRICS, "Vary": "Accept-Encoding"}
     if size >= _GZIP_MIN and media_types.accepts_gzip(request.headers.get("Accept-Encoding",
                                                                           "")):
