@@ -566,8 +566,9 @@ _PATH_LABELS: tuple[tuple[str, ...], ...] = (
 
 
 # Sites per piece of a family: a family of 12,000 sites joined at once (4.5 MB of state
-# lines) held the loop for 15-20 ms; a thousand sites' worth is about a millisecond.
-_SITES_PER_PIECE = 1000
+# lines) held the loop for 15-20 ms; 500 sites' worth is well under a millisecond to
+# gather, and 1-2 ms to compress when it changed (web/gzip_pieces.py).
+_SITES_PER_PIECE = 500
 
 
 def _site_families(snap: Snapshot, order: Sequence[str]) -> Iterator[Piece]:

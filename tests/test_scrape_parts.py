@@ -141,9 +141,9 @@ def test_prometheus_scraping_the_shipped_parts_sees_what_one_target_gives(
     try:
         wait_for_sync(lambda: count('bridgemon_site_ready{job="bridgemon"} == 1')
                       == len(SITES), 60, "every site ready, seen by Prometheus")
-        assert count('up{job="bridgemon"} == 1') == 4
+        assert count('up{job="bridgemon"} == 1') == 6
         assert {r["metric"]["part"] for r in query('up{job="bridgemon"}')} == \
-            {"1/4", "2/4", "3/4", "4/4"}
+            {f"{n}/6" for n in range(1, 7)}
         assert count('bridgemon_site_state{job="bridgemon"}') == 5 * len(SITES)
         assert count('count by (site) (bridgemon_site_state{job="bridgemon"})') == len(SITES)
         # Dropped from every sample; only the targets' own series (up, scrape_*) keep it.

@@ -4,7 +4,7 @@ At 12,000 sites /metrics is 18 MB of text; compressing all of it for every scrap
 largest cost of serving it (150 ms of a worker thread per scrape here). Most of it does not
 change between two scrapes 15 s apart: the state, up, ready and info lines of a steady site
 never do, and with rounds every 30 s half the sites have not been probed since. So each
-piece of the exposition (a family's lines for a thousand sites, ``metrics.pieces``) is
+piece of the exposition (a family's lines for 500 sites, ``metrics.pieces``) is
 compressed on its own as raw deflate ending in a sync flush — such streams concatenate into
 one valid deflate stream — and kept with the bytes it was made from; the next scrape reuses
 it when the same slot holds equal bytes, and compresses only what changed.
