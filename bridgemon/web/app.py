@@ -30,6 +30,7 @@ from bridgemon import cooperative, media_types, metrics
 from bridgemon.config import WebSettings
 from bridgemon.events import event_json
 from bridgemon.inventory import SelectorError
+from bridgemon.snapshot import Snapshot
 from bridgemon.testrun.notes import NOTES_SHOWN
 from bridgemon.testrun.saved_events import EventRejected
 from bridgemon.verdicts import NAMES
@@ -250,12 +251,19 @@ async def handle_sites(request: web.Request) -> web.StreamResponse:
     wanted = _verdict_param(request)
     offset = _int_param(request, "offset", 0, 0, 10_000_000) or 0
     limit = _int_param(request, "limit", None, 0, 10_000_000)
+    pieces = await cooperative.run(_sites_body(snap, ids, wanted, offset, limit))
+    return await _send_pieces(request, [(piece,) for piece in pieces],
+                              {"Content-Type": media_types.JSON}, sum(map(len, pieces)))
+
+
+def _sites_body(snap: Snapshot, ids: Sequence[str], wanted: str | None, offset: int,
+                limit: int | None) -> cooperative.Steps[list[bytes]]:
+    """The JSON of /api/v1/sites in pieces, a slice of sites at a time: 12,000 rows are
+    ~20 ms of joins and counts, a slice about a millisecond."""
     end = None if limit is None else offset + limit
     counts = dict.fromkeys(NAMES, 0)
     rows: list[bytes] = []
     matched = 0
-    # In slices, with the loop free in between: 12,000 rows are ~20 ms of joins and counts,
-    # a slice about a millisecond.
     for start in range(0, len(ids), _SLICE):
         for site_id in ids[start:start + _SLICE]:
             view = snap.sites.get(site_id)
@@ -268,16 +276,15 @@ async def handle_sites(request: web.Request) -> web.StreamResponse:
                 rows.append(view.row)
             counts[state] += 1
             matched += 1
-        await asyncio.sleep(0)
+        yield
     head = _dumps({"generated_at": snap.taken_at, "summary": {"total": matched, **counts},
                    "matched": matched, "offset": offset, "limit": limit})
     pieces = [head[:-1].encode() + b', "sites": [']
     for start in range(0, len(rows), _SLICE):
         pieces.append((b", " if start else b"") + b", ".join(rows[start:start + _SLICE]))
-        await asyncio.sleep(0)
+        yield
     pieces.append(b"]}")
-    return await _send_pieces(request, [(piece,) for piece in pieces],
-                              {"Content-Type": media_types.JSON}, sum(map(len, pieces)))
+    return pieces
 
 
 _SLICE = 1000

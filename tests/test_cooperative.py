@@ -1,0 +1,64 @@
+"""cooperative.run: work over every site done on the loop a slice at a time, runners taking
+turns so that the engine waits for one slice per turn of the loop, however many run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bridgemon.cooperative import BUDGET, Steps, drain, run
+
+
+def busy(name: str, slices: int, log: list[tuple[str, int]], turns: list[int]) -> Steps[str]:
+    """Steps of about half a budget each, noting the loop's turn each one ran in."""
+    for _ in range(2 * slices):
+        end = time.perf_counter() + BUDGET / 2
+        while time.perf_counter() < end:
+            pass
+        log.append((name, turns[0]))
+        yield
+    return name
+
+
+async def test_runners_take_turns_one_slice_per_turn_of_the_loop() -> None:
+    turns = [0]
+    loop = asyncio.get_running_loop()
+    counting = True
+
+    def count() -> None:  # runs once per turn of the loop
+        turns[0] += 1
+        if counting:
+            loop.call_soon(count)
+
+    loop.call_soon(count)
+    log: list[tuple[str, int]] = []
+    results = await asyncio.gather(*(run(busy(name, 5, log, turns)) for name in "abc"))
+    counting = False
+    assert results == ["a", "b", "c"]
+    by_turn: dict[int, set[str]] = {}
+    for name, turn in log:
+        by_turn.setdefault(turn, set()).add(name)
+    assert all(len(names) == 1 for names in by_turn.values()), by_turn
+    # ...and they alternate rather than one finishing before the others start.
+    first = [name for name, _ in log][:9]
+    assert set(first) == {"a", "b", "c"}
+
+
+async def test_a_slice_ends_once_the_budget_is_spent_and_errors_pass_through() -> None:
+    log: list[tuple[str, int]] = []
+    turns = [0]
+    assert await run(busy("x", 3, log, turns)) == "x"
+    assert len(log) == 6
+
+    def failing() -> Steps[None]:
+        yield
+        raise ValueError("bad input")
+
+    try:
+        await run(failing())
+    except ValueError as exc:
+        assert str(exc) == "bad input"
+    else:
+        raise AssertionError("the error was swallowed")
+    assert await run(busy("y", 1, log, turns)) == "y"  # the turn was given back
+    assert drain(busy("z", 1, log, turns)) == "z"
