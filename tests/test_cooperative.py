@@ -62,3 +62,21 @@ async def test_a_slice_ends_once_the_budget_is_spent_and_errors_pass_through() -
         raise AssertionError("the error was swallowed")
     assert await run(busy("y", 1, log, turns)) == "y"  # the turn was given back
     assert drain(busy("z", 1, log, turns)) == "z"
+
+
+async def test_urgent_runners_go_first_and_a_cancelled_runner_hands_the_turn_on() -> None:
+    turns = [0]
+    log: list[tuple[str, int]] = []
+    page = asyncio.ensure_future(run(busy("page", 10, log, turns)))
+    await asyncio.sleep(0)  # the page has its turn
+    other = asyncio.ensure_future(run(busy("other", 3, log, turns)))
+    doomed = asyncio.ensure_future(run(busy("doomed", 3, log, turns), urgent=True))
+    scrape = asyncio.ensure_future(run(busy("scrape", 3, log, turns), urgent=True))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    assert await scrape == "scrape" and await other == "other" and await page == "page"
+    names = [name for name, _ in log]
+    assert "doomed" not in names
+    # The scrape, queued last, runs all its slices before the page's second one is done
+    # with and before the other normal runner starts.
+    assert names.index("other") > max(i for i, name in enumerate(names) if name == "scrape")

@@ -146,7 +146,8 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
     except scrape_parts.BadPart as exc:
         return web.json_response({"error": str(exc), "field": "part"}, status=400)
     snapshot = request.app[MONITOR].snapshot()
-    sites = await cooperative.run(scrape_parts.sites_steps(snapshot.order, part))
+    # Urgent: Prometheus times the scrape; a page's reader does not notice it waiting.
+    sites = await cooperative.run(scrape_parts.sites_steps(snapshot.order, part), urgent=True)
     # The sites' lines were prepared when each site was judged; here they are gathered a
     # piece at a time with the loop free in between (metrics.pieces), and only the pieces
     # that changed since the last scrape of this part are compressed again
@@ -157,11 +158,11 @@ async def handle_metrics(request: web.Request) -> web.StreamResponse:
         kept_by_part.clear()
     kept_by_part[str(part)] = kept
     plan, size = await cooperative.run(kept.plan_steps(
-        metrics.pieces(snapshot, sites, own=part.index == 1)))
+        metrics.pieces(snapshot, sites, own=part.index == 1)), urgent=True)
     headers = {"Content-Type": media_types.METRICS, "Vary": "Accept-Encoding"}
     if size >= _GZIP_MIN and media_types.accepts_gzip(request.headers.get("Accept-Encoding",
                                                                           "")):
-        body, pieces = await cooperative.run(gzip_pieces.assemble_steps(plan))
+        body, pieces = await cooperative.run(gzip_pieces.assemble_steps(plan), urgent=True)
         kept.keep(pieces)
         headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
