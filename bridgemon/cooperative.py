@@ -34,8 +34,8 @@ async def run(steps: Steps[T], budget: float = BUDGET, *, urgent: bool = False) 
 
     Runners take turns: one slice per turn of the loop in all, not one per runner, so
     three scrapes and a page in flight hold the engine for one slice, not four. ``urgent``
-    runners (a Prometheus scrape, which Prometheus times) go before the others (a page,
-    whose reader does not notice 100 ms)."""
+    runners (a Prometheus scrape or an API read, which programs time) go before the others
+    (a page, whose reader does not notice 100 ms)."""
     clock = time.perf_counter
     turns = _turns()
     await turns.take(urgent)
