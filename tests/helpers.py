@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import shutil
+import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from bridgemon.config import load_config
+from bridgemon.daemon import Monitor
+from tests.conftest import free_port
 
 FAST_MONITOR = """
 [monitor]
@@ -236,3 +244,52 @@ def load_script(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@asynccontextmanager
+async def running_monitor(inventory: Path) -> AsyncIterator[Monitor]:
+    """The daemon on INVENTORY in this event loop, started and stopped around the block."""
+    running = Monitor(load_config(inventory))
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+@contextmanager
+def running_prometheus(tmp: Path, config: dict[str, Any]) -> Iterator[str]:
+    """A real Prometheus (the Debian package) on 127.0.0.1 with CONFIG, its storage and log
+    in TMP; its URL once it is ready."""
+    assert PROMETHEUS is not None
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (tmp / "log").open("wb") as log:
+        proc = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp / "log").read_text(encoding="utf-8")[-2000:]
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -11,7 +11,16 @@ import pytest
 from bridgemon.config import load_config
 from bridgemon.daemon import Monitor
 from tests.conftest import free_port, needs_root
-from tests.helpers import aget, aget_json, apost, ascrape, await_for, value, write_inventory
+from tests.helpers import (
+    aget,
+    aget_json,
+    apost,
+    ascrape,
+    await_for,
+    running_monitor,
+    value,
+    write_inventory,
+)
 
 pytestmark = needs_root
 
@@ -28,11 +37,9 @@ SITES = [
 
 @pytest.fixture
 async def monitor(tmp_path: Path) -> AsyncIterator[Monitor]:
-    path = write_inventory(tmp_path / "sites.toml", SITES, port=free_port())
-    running = Monitor(load_config(path))
-    await running.start()
-    yield running
-    await running.stop()
+    async with running_monitor(write_inventory(tmp_path / "sites.toml", SITES,
+                                               port=free_port())) as running:
+        yield running
 
 
 def base(monitor: Monitor) -> str:

@@ -6,24 +6,19 @@ live check tests/integration/test_alerting.py runs on the other rows."""
 from __future__ import annotations
 
 import http.server
-import shutil
-import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
-import yaml
 
 from bridgemon.metrics import render
-from tests.conftest import free_port
+from tests.helpers import PROMETHEUS, running_prometheus
 from tests.test_dashboards import check
 from tests.test_metrics_paths import WITH_PATH_CHECKS, snapshot, uplink_loss_round
 
-PROMETHEUS = shutil.which("prometheus")
 ROW = "Kiểm tra đường truyền (STAMP) / Path test (STAMP)"
 
 
@@ -75,40 +70,11 @@ def serving(body: bytes) -> Iterator[str]:
         server.server_close()
 
 
-@contextmanager
-def prometheus(tmp: Path, target: str) -> Iterator[str]:
-    assert PROMETHEUS is not None
-    config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-              "scrape_configs": [{"job_name": "bridgemon",
-                                  "static_configs": [{"targets": [target]}]}]}
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (tmp / "log").open("wb") as log:
-        proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, \
-                (tmp / "log").read_text(encoding="utf-8")[-2000:]
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def prometheus(tmp: Path, target: str) -> AbstractContextManager[str]:
+    return running_prometheus(tmp, {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+        "scrape_configs": [{"job_name": "bridgemon", "static_configs": [{"targets": [target]}]}],
+    })
 
 
 @pytest.mark.skipif(PROMETHEUS is None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import urllib.parse
@@ -15,13 +14,21 @@ from typing import Any
 import pytest
 import yaml
 
-from bridgemon.config import load_config
 from bridgemon.cooperative import drain
 from bridgemon.daemon import Monitor
 from bridgemon.shards import Shard
 from bridgemon.web.scrape_parts import BadPart, parse_part, sites_steps
 from tests.conftest import REPO, free_port, needs_root
-from tests.helpers import aget, aget_json, await_for, wait_for_sync, write_inventory
+from tests.helpers import (
+    PROMETHEUS,
+    aget,
+    aget_json,
+    await_for,
+    running_monitor,
+    running_prometheus,
+    wait_for_sync,
+    write_inventory,
+)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -59,11 +66,9 @@ SITES = [{"id": "49", "name": "UBND tỉnh Quảng Nam", "level": "province",
 
 @pytest.fixture
 async def monitor(tmp_path: Path) -> AsyncIterator[Monitor]:
-    path = write_inventory(tmp_path / "sites.toml", SITES, port=free_port())
-    running = Monitor(load_config(path))
-    await running.start()
-    yield running
-    await running.stop()
+    async with running_monitor(write_inventory(tmp_path / "sites.toml", SITES,
+                                               port=free_port())) as running:
+        yield running
 
 
 def site_lines(text: str) -> set[str]:
@@ -96,9 +101,6 @@ async def test_the_parts_of_a_scrape_are_the_whole_scrape(monitor: Monitor) -> N
     assert status == 400 and b'"field": "part"' in body
 
 
-PROMETHEUS = shutil.which("prometheus")
-
-
 @pytest.mark.skipif(PROMETHEUS is None,
                     reason="prometheus not installed (Debian package; .ci/run installs it)")
 @needs_root
@@ -116,42 +118,35 @@ def test_prometheus_scraping_the_shipped_parts_sees_what_one_target_gives(
     job["scrape_interval"] = job["scrape_timeout"] = "1s"
     for group in job["static_configs"]:
         group["targets"] = [f"127.0.0.1:{port}"]
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    prom_port = free_port()
-    prom_url = f"http://127.0.0.1:{prom_port}"
-    with (tmp_path / "prometheus.log").open("wb") as log:
-        prom = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}"],
-            stdout=log, stderr=subprocess.STDOUT)
-
-    def query(expr: str) -> list[dict[str, Any]]:
-        url = f"{prom_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.load(response)["data"]["result"]  # type: ignore[no-any-return]
-        except OSError:
-            return []
-
-    def count(expr: str) -> float:
-        result = query(f"count({expr})")
-        return float(result[0]["value"][1]) if result else 0.0
-
+    prom_dir = tmp_path / "prometheus"
+    prom_dir.mkdir()
     try:
-        wait_for_sync(lambda: count('bridgemon_site_ready{job="bridgemon"} == 1')
-                      == len(SITES), 60, "every site ready, seen by Prometheus")
-        assert count('up{job="bridgemon"} == 1') == 6
-        assert {r["metric"]["part"] for r in query('up{job="bridgemon"}')} == \
-            {f"{n}/6" for n in range(1, 7)}
-        assert count('bridgemon_site_state{job="bridgemon"}') == 5 * len(SITES)
-        assert count('count by (site) (bridgemon_site_state{job="bridgemon"})') == len(SITES)
-        # Dropped from every sample; only the targets' own series (up, scrape_*) keep it.
-        assert count('{__name__=~"bridgemon_.+", job="bridgemon", part!=""}') == 0
-        assert count('{__name__=~"bridgemon_.+", job="bridgemon"}') > 15 * len(SITES)
-        assert count('bridgemon_build_info{job="bridgemon"}') == 1  # part 1 only
+        with running_prometheus(prom_dir, config) as prom_url:
+
+            def query(expr: str) -> list[dict[str, Any]]:
+                url = f"{prom_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as response:
+                        return json.load(response)["data"]["result"]  # type: ignore[no-any-return]
+                except OSError:
+                    return []
+
+            def count(expr: str) -> float:
+                result = query(f"count({expr})")
+                return float(result[0]["value"][1]) if result else 0.0
+
+            wait_for_sync(lambda: count('bridgemon_site_ready{job="bridgemon"} == 1')
+                          == len(SITES), 60, "every site ready, seen by Prometheus")
+            assert count('up{job="bridgemon"} == 1') == 6
+            assert {r["metric"]["part"] for r in query('up{job="bridgemon"}')} == \
+                {f"{n}/6" for n in range(1, 7)}
+            assert count('bridgemon_site_state{job="bridgemon"}') == 5 * len(SITES)
+            assert count('count by (site) (bridgemon_site_state{job="bridgemon"})') \
+                == len(SITES)
+            # Dropped from every sample; only the targets' own series (up, scrape_*) keep it.
+            assert count('{__name__=~"bridgemon_.+", job="bridgemon", part!=""}') == 0
+            assert count('{__name__=~"bridgemon_.+", job="bridgemon"}') > 15 * len(SITES)
+            assert count('bridgemon_build_info{job="bridgemon"}') == 1  # part 1 only
     finally:
-        prom.terminate()
         daemon.terminate()
-        prom.wait(timeout=10)
         daemon.communicate(timeout=20)
