@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bridgemon.probes.pinger import Pinger
+from bridgemon.probes.result import EchoBurst
 from tests.conftest import add_route, needs_root
 
 pytestmark = needs_root
@@ -206,6 +207,46 @@ async def test_cancelled_burst_forgets_its_echoes(pinger: Pinger) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert all(not fam.pending for fam in pinger._sockets.values())
+
+
+async def test_a_started_burst_reports_once_outside_the_tick(pinger: Pinger) -> None:
+    results: list[EchoBurst] = []
+    inside_tick: list[bool] = []
+    tick = pinger._tick
+
+    def watched_tick() -> None:
+        inside_tick.append(True)
+        try:
+            tick()
+        finally:
+            inside_tick.pop()
+
+    pinger._tick = watched_tick  # type: ignore[method-assign]
+    reported = asyncio.Event()
+
+    def done(burst: EchoBurst) -> None:
+        assert not inside_tick, "done() ran inside the engine's tick"
+        results.append(burst)
+        reported.set()
+
+    pinger.start("127.0.0.1", done, count=3, spacing=0.02, timeout=0.5)
+    await asyncio.wait_for(reported.wait(), 2)
+    await asyncio.sleep(0.1)
+    assert len(results) == 1
+    assert results[0].address == "127.0.0.1" and results[0].received == 3
+
+
+async def test_a_cancelled_start_never_reports_and_forgets_its_echoes(pinger: Pinger) -> None:
+    results: list[EchoBurst] = []
+    handle = pinger.start("127.0.0.1", results.append, count=5, spacing=0.1, timeout=0.5)
+    await asyncio.sleep(0.15)
+    pinger.cancel(handle)
+    await asyncio.sleep(0.8)
+    assert results == []
+    assert all(not fam.pending for fam in pinger._sockets.values())
+    pinger.cancel(handle)  # twice is harmless
+    # The engine goes on as before.
+    assert (await pinger.burst("127.0.0.1", count=2, spacing=0.02, timeout=0.5)).received == 2
 
 
 async def test_closed_pinger_refuses_work() -> None:

@@ -30,6 +30,12 @@ async def probe(target: str, spec: IcmpSpec, ctx: ProbeContext) -> ProbeResult:
     burst = await ctx.pinger.burst(
         address, count=spec.count, spacing=spec.spacing, timeout=spec.timeout, size=spec.size
     )
+    return result_of(address, spec, burst, started_wall, time.monotonic() - started)
+
+
+def result_of(address: str, spec: IcmpSpec, burst: EchoBurst, started_at: float,
+              duration: float) -> ProbeResult:
+    """The check's result for a burst to ``address`` (shared with ``site.start_icmp``)."""
     ok = burst.received > 0
     reason = None
     if not ok:
@@ -41,8 +47,8 @@ async def probe(target: str, spec: IcmpSpec, ctx: ProbeContext) -> ProbeResult:
         kind="icmp",
         target=address,
         ok=ok,
-        started_at=started_wall,
-        duration=time.monotonic() - started,
+        started_at=started_at,
+        duration=duration,
         reason=reason,
         burst=burst,
     )

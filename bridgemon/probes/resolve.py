@@ -13,8 +13,8 @@ class ResolveError(Exception):
     """The name could not be turned into an address; the message is the reason."""
 
 
-async def resolve(host: str, timeout: float) -> str:
-    """An IP literal for ``host``: IPs pass through, names go to the system resolver."""
+def ip_literal(host: str) -> str | None:
+    """``host`` as an IP address when it is one (IPv6 in its canonical form), else None."""
     try:  # the common case, every round for every site: keep it cheap
         socket.inet_pton(socket.AF_INET, host)
         return host
@@ -23,7 +23,14 @@ async def resolve(host: str, timeout: float) -> str:
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
-        pass
+        return None
+
+
+async def resolve(host: str, timeout: float) -> str:
+    """An IP literal for ``host``: IPs pass through, names go to the system resolver."""
+    address = ip_literal(host)
+    if address is not None:
+        return address
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
