@@ -184,6 +184,7 @@ class Bounded:
 
     exit_code: int | None
     cpu_seconds: float
+    system_seconds: float  # of cpu_seconds, in the kernel
     wall: float
     killed: bool
 
@@ -205,7 +206,8 @@ def run_bounded(command: list[str], *, seconds: float, stderr_path: Path) -> Bou
             if pid:
                 process.returncode = os.waitstatus_to_exitcode(status)
                 return Bounded(process.returncode, usage.ru_utime + usage.ru_stime,
-                               time.monotonic() - started, interrupted_at is not None)
+                               usage.ru_stime, time.monotonic() - started,
+                               interrupted_at is not None)
             now = time.monotonic()
             if interrupted_at is None and (now > deadline or STOP.is_set()):
                 os.kill(process.pid, signal.SIGINT)
@@ -318,10 +320,11 @@ def parse_exposition(text: str) -> Exposition:
     return Exposition(sums, non_ready)
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(all, in the kernel) CPU seconds of PID so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def memory_mb(pid: int) -> tuple[float, float]:
@@ -659,6 +662,7 @@ def write_targets(path: Path, addresses: list[str]) -> Path:
 class Reference:
     runs: int = 0
     cpu_seconds: float = 0.0
+    system_seconds: float = 0.0
     echoes: int = 0
     received: int = 0
     killed: int = 0
@@ -690,6 +694,7 @@ class FpingReference(threading.Thread):
                 done = run_bounded(self.command, seconds=self.interval * 1.5, stderr_path=err)
                 self.figures.runs += 1
                 self.figures.cpu_seconds += done.cpu_seconds
+                self.figures.system_seconds += done.system_seconds
                 self.figures.killed += done.killed
                 for line in err.read_text(errors="replace").splitlines():
                     match = FPING_LINE.match(line)
@@ -757,6 +762,7 @@ class Mark:
 
     wall: float
     cpu: float
+    cpu_system: float
     exposition: Exposition | None
     fetch: Fetch | None
     kernel_drops: int | None
@@ -765,13 +771,14 @@ class Mark:
 
 def mark(daemon: Daemon, *, gzip_ok: bool) -> Mark:
     wall = time.time()
-    cpu = cpu_seconds(daemon.pid)
+    cpu, cpu_system = cpu_seconds(daemon.pid)
     drops = kernel_raw_drops(daemon.pid)
     try:
         got = fetch(daemon.base + "/metrics", timeout=120, gzip_ok=gzip_ok)
-        return Mark(wall, cpu, parse_exposition(got.body.decode("utf-8", "replace")), got, drops)
+        return Mark(wall, cpu, cpu_system, parse_exposition(got.body.decode("utf-8", "replace")),
+                    got, drops)
     except OSError as exc:
-        return Mark(wall, cpu, None, None, drops, f"{type(exc).__name__}: {exc}")
+        return Mark(wall, cpu, cpu_system, None, None, drops, f"{type(exc).__name__}: {exc}")
 
 
 def delta(before: Mark, after: Mark, name: str) -> float | None:
@@ -896,6 +903,7 @@ class Session:
         row["overruns"] = delta(before, after, "bridgemon_round_overruns_total")
         row["rounds"] = delta(before, after, "bridgemon_rounds_total")
         row["daemon_cpu_s"] = after.cpu - before.cpu
+        row["daemon_cpu_system_s"] = after.cpu_system - before.cpu_system
         row["window_s"] = after.wall - before.wall
         row["non_ready_at_start"] = (len(set().union(*before.exposition.non_ready_now.values()))
                                      if before.exposition else None)
@@ -1035,6 +1043,7 @@ def scenario_load(args: argparse.Namespace, netns: str, repeat: int) -> Row:
             row["fping_killed"] = ref.killed
             row["fping_error"] = reference.error
             row["fping_cpu_s"] = ref.cpu_seconds
+            row["fping_cpu_system_s"] = ref.system_seconds
             row["fping_echoes"] = ref.echoes
             row["fping_received"] = ref.received
             row["daemon_cpu_per_1000"] = (row["daemon_cpu_s"] / row["daemon_echoes"] * 1000
@@ -1261,7 +1270,16 @@ def report_load(row: Row, args: argparse.Namespace, title: str) -> list[str]:
                f"replies); fping {num(row.get('fping_cpu_s'), '{:.1f}')} s for "
                f"{num(row.get('fping_echoes'))} echoes ({num(row.get('fping_received'))} "
                f"replies) in {num(row.get('fping_runs'))} runs")
+    daemon_kernel = percent(row, "daemon_cpu_system_s", "daemon_cpu_s")
+    out.append(f"      in the kernel: daemon {daemon_kernel}, "
+               f"fping {percent(row, 'fping_cpu_system_s', 'fping_cpu_s')} (system calls, and "
+               "on loopback the target's side of each echo too)")
     return out
+
+
+def percent(row: Row, part: str, whole: str) -> str:
+    a, b = row.get(part), row.get(whole)
+    return f"{a / b * 100:.0f} %" if isinstance(a, float) and isinstance(b, float) and b else "n/a"
 
 
 def report_flood(row: Row) -> list[str]:
