@@ -236,6 +236,45 @@ async def test_a_started_burst_reports_once_outside_the_tick(pinger: Pinger) -> 
     assert results[0].address == "127.0.0.1" and results[0].received == 3
 
 
+async def test_bursts_ending_together_report_a_slice_at_a_time(pinger: Pinger) -> None:
+    """Each done() may judge a site: a tick that ends many bursts must not hold the loop
+    for all of them at once, and one done() that raises costs nobody else theirs."""
+    loop = asyncio.get_running_loop()
+    caught: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: caught.append(context))
+    reported: list[str] = []
+    turns: list[int] = []  # loop turns seen by a ticker while the reports are called
+    ticker = [0]
+
+    async def tick_count() -> None:
+        while True:
+            ticker[0] += 1
+            await asyncio.sleep(0)
+
+    def done(burst: EchoBurst) -> None:
+        turns.append(ticker[0])
+        reported.append(burst.address)
+        if burst.address == "127.4.0.7":
+            raise RuntimeError("a bug in one done()")
+        time.sleep(0.001)  # a site's judging, slowed
+
+    targets = [f"127.4.0.{i}" for i in range(1, 41)]
+    counting = asyncio.ensure_future(tick_count())
+    try:
+        for target in targets:
+            pinger.start(target, done, count=1, timeout=0.5)
+        for _ in range(200):
+            if len(reported) == len(targets):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        counting.cancel()
+    assert sorted(reported) == sorted(targets)
+    # 40 × 1 ms in slices of 2 ms: the loop turned between them.
+    assert len(set(turns)) >= 10, turns
+    assert [str(c["exception"]) for c in caught] == ["a bug in one done()"]
+
+
 async def test_a_cancelled_start_never_reports_and_forgets_its_echoes(pinger: Pinger) -> None:
     results: list[EchoBurst] = []
     handle = pinger.start("127.0.0.1", results.append, count=5, spacing=0.1, timeout=0.5)

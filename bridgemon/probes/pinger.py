@@ -46,10 +46,12 @@ import os
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from bridgemon import cooperative
 from bridgemon.probes import icmp_filter
 from bridgemon.probes.icmp_packets import (
     COOKIE_SIZE,
@@ -114,7 +116,7 @@ class _Burst:
     keys: list[int]
     resolved: int
     error: str | None
-    done: Callable[[EchoBurst], None]  # called once, from its own loop callback
+    done: Callable[[EchoBurst], None]  # called once, after the tick that ended it
     finished: bool = False
 
 
@@ -237,6 +239,9 @@ class Pinger:
         self.stray_replies = 0
         self.ticks = 0
         self._closed = False
+        # Ended bursts whose done() is still to be called, and whether a drain is queued.
+        self._reports: deque[tuple[Callable[[EchoBurst], None], EchoBurst]] = deque()
+        self._reporting = False
 
     # -- sockets -------------------------------------------------------------------------
 
@@ -332,10 +337,10 @@ class Pinger:
         timeout: float = 1.0,
         size: int = 56,
     ) -> BurstHandle:
-        """``burst`` without a task or a future: ``done(result)`` is called once, in a loop
-        callback of its own (never inside the engine's tick), unless the burst is given up
-        first with ``cancel``. The same measurement as ``burst``; at 12,000 sites a task
-        and a future per site cost as much CPU as the echoes themselves.
+        """``burst`` without a task or a future: ``done(result)`` is called once, after the
+        tick that ended the burst (never inside it), unless the burst is given up with
+        ``cancel`` before it ends. The same measurement as ``burst``; at 12,000 sites a
+        task and a future per site cost a tenth of the daemon's CPU.
         """
         if self._closed:
             raise RuntimeError("pinger is closed")
@@ -525,8 +530,35 @@ class Pinger:
                 del pending[key]
                 self._outstanding -= 1
         if report:
-            self._loop.call_soon(burst.done, EchoBurst(burst.address, tuple(burst.rtts),
-                                                       burst.error))
+            self._reports.append((burst.done, EchoBurst(burst.address, tuple(burst.rtts),
+                                                        burst.error)))
+            if not self._reporting:
+                self._reporting = True
+                self._loop.call_soon(self._report)
+
+    def _report(self) -> None:
+        """Call the ended bursts' done(), one loop slice (``cooperative.BUDGET``) at a time.
+
+        A tick can end a hundred bursts, and each done() judges its site (~0.1 ms): called
+        in one go they held the loop 10-15 ms, the worst of its lag at 12,000 sites."""
+        reports = self._reports
+        clock = time.perf_counter
+        until = clock() + cooperative.BUDGET
+        while reports:
+            done, result = reports.popleft()
+            try:
+                done(result)
+            except Exception as exc:  # as the loop would report a callback's exception
+                self._loop.call_exception_handler({
+                    "message": f"exception in the done() of a burst to {result.address}",
+                    "exception": exc,
+                })
+            if clock() >= until:
+                break
+        if reports:
+            self._loop.call_soon(self._report)
+        else:
+            self._reporting = False
 
     # -- replies -------------------------------------------------------------------------
 
