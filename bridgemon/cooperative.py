@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Generator
 from typing import TypeVar
 
+from bridgemon import gc_pacing
+
 T = TypeVar("T")
 
 #: Steps is a generator that yields at pause points and returns its result.
@@ -47,9 +49,14 @@ async def run(steps: Steps[T], budget: float = BUDGET, *, urgent: bool = False) 
                 try:
                     next(steps)
                 except StopIteration as done:
+                    gc_pacing.settle()
                     return done.value  # type: ignore[no-any-return]
                 if clock() >= deadline:
                     break
+            # What the slice built (a scrape's pieces: lists of 500 lines each, kept until
+            # the next scrape) leaves the collector's young generation now, so no young
+            # collection walks more than one slice's allocations (gc_pacing.settle).
+            gc_pacing.settle()
             # The turn is held while the loop goes round once, so no two slices share a
             # turn of the loop; then it passes to whoever waits (an urgent runner keeps it
             # unless another urgent one waits).

@@ -30,6 +30,19 @@ import time
 log = logging.getLogger(__name__)
 
 
+def settle() -> None:
+    """Take everything alive now out of the collector's young generation (``gc.freeze``,
+    O(1); it also restarts the count to the next young collection).
+
+    Called right after building a container over every site (a snapshot's map of 12,000
+    views) and after each slice of cooperative work (a scrape's pieces, 480 lists of 500
+    lines kept until the next scrape): a young collection walks every entry of every
+    young container, a cache miss each, and under scraping such collections took 5–13 ms
+    of the loop here, the worst of its lag (found with ``gc.callbacks``). What is frozen
+    is freed by reference counting all the same, and the hourly full pass sees it."""
+    gc.freeze()
+
+
 class GcPacer:
     def __init__(self, *, freeze_every: float = 0.25, full_every: float = 3600.0) -> None:
         self.freeze_every = freeze_every

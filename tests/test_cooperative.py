@@ -80,3 +80,26 @@ async def test_urgent_runners_go_first_and_a_cancelled_runner_hands_the_turn_on(
     # The scrape, queued last, runs all its slices before the page's second one is done
     # with and before the other normal runner starts.
     assert names.index("other") > max(i for i, name in enumerate(names) if name == "scrape")
+
+
+async def test_what_a_slice_built_leaves_the_young_generation() -> None:
+    """A scrape keeps hundreds of lists of 500 lines until the next one: were they young,
+    every young collection would walk them (5-13 ms a time at 12,000 sites)."""
+    import gc
+
+    built: list[list[bytes]] = []
+
+    def build() -> Steps[int]:
+        for _ in range(4):
+            built.append([b"line %d" % i for i in range(500)])
+            yield
+        return len(built)
+
+    gc.unfreeze()
+    try:
+        assert await run(build()) == 4
+        collectable = {id(obj) for generation in (0, 1, 2)
+                       for obj in gc.get_objects(generation=generation)}
+        assert not any(id(piece) in collectable for piece in built)  # frozen, all of them
+    finally:
+        gc.unfreeze()
