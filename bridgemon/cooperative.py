@@ -50,6 +50,10 @@ async def run(steps: Steps[T], budget: float = BUDGET, *, urgent: bool = False) 
                     next(steps)
                 except StopIteration as done:
                     gc_pacing.settle()
+                    # The last slice (it lets go of everything the steps held) ends a
+                    # turn of the loop too: what the caller does next (another runner, a
+                    # response of megabytes) starts a turn of its own.
+                    await asyncio.sleep(0)
                     return done.value  # type: ignore[no-any-return]
                 if clock() >= deadline:
                     break
