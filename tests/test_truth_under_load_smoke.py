@@ -1,9 +1,10 @@
-"""A short run of benchmarks/truth_under_load.py: 300 loopback sites every 10 s, a real
-Prometheus scraping, the API polled, fping as the CPU reference in its own namespace.
+"""Short runs of benchmarks/truth_under_load.py (300 loopback sites every 10 s, a real
+Prometheus scraping, the API polled, fping as the CPU reference in its own namespace)
+and of benchmarks/engine_alone.py (200 targets).
 
-It checks that the benchmark still runs end to end and that what it measures holds at
+They check that the benchmarks still run end to end and that what they measure holds at
 this size (no healthy site judged anything else, no answered echo counted lost, the CPU
-figures of both sides present); never a timing figure, which belongs to the full run.
+figures of both sides present); never a timing figure, which belongs to the full runs.
 """
 
 from __future__ import annotations
@@ -44,3 +45,16 @@ def test_a_short_national_load_run(tmp_path: Path) -> None:
     assert 0 <= row["fping_cpu_system_s"] <= row["fping_cpu_s"]
     assert row["cpu_ratio"] is not None
     assert "CPU ratio daemon" in done.stdout and "in the kernel: daemon" in done.stdout
+
+
+def test_a_short_engine_alone_run() -> None:
+    """benchmarks/engine_alone.py, 200 targets: both sides answered in full, both figures."""
+    done = subprocess.run(
+        [sys.executable, "benchmarks/engine_alone.py", "--sites", "200", "--rounds", "1",
+         "--interval", "5"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "fping   1000/1000 echoes answered" in done.stdout, done.stdout
+    assert "engine  1000/1000 echoes answered" in done.stdout, done.stdout
+    assert "engine ÷ fping: " in done.stdout
