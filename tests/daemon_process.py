@@ -39,10 +39,13 @@ class Daemon:
                 raise AssertionError(f"bridgemon exited ({self.process.returncode}):\n"
                                      f"{self.log()}")
             try:
-                with urllib.request.urlopen(self.url("/healthz"), timeout=2):
-                    return
+                with urllib.request.urlopen(self.url("/healthz"), timeout=2) as response:
+                    # /healthz answers before the saved events and test runs are read
+                    if json.loads(response.read())["test_runs"] == "ready":
+                        return
             except OSError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         raise AssertionError(f"bridgemon did not answer in {timeout} s:\n{self.log()}")
 
     def log(self) -> str:

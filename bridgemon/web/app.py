@@ -207,8 +207,15 @@ async def handle_health(request: web.Request) -> web.Response:
         "http_connections_refused": snap.http.refused,
         # events.json files set aside at start because they held events that cannot be used
         "events_quarantined": list(snap.quarantined),
+        # the test runs' store is opened after the first answers: scripts wait for "ready"
+        "test_runs": _test_runs_state(request),
     }
     return web.json_response(body, status=200 if not problems else 503)
+
+
+def _test_runs_state(request: web.Request) -> str:
+    testruns = request.app[MONITOR].testruns
+    return "ready" if testruns is not None and testruns.started else "starting"
 
 
 def _int_param(request: web.Request, name: str, default: int | None, low: int,
@@ -396,6 +403,7 @@ def _testruns(request: web.Request) -> TestRunActions:
         raise web.HTTPServiceUnavailable(
             text=_dumps({"error": "starting up, try again shortly"}),
             content_type=media_types.JSON,
+            headers={"Retry-After": "1"},
         )
     return testruns
 

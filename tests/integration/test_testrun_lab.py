@@ -114,7 +114,9 @@ def test_a_daemon_killed_mid_run_keeps_its_history(lab: Lab, tmp_path: Path) -> 
             [sys.executable, "-m", "bridgemon", "-c", str(config), "run"], cwd=REPO, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
         )
-        wait_for_sync(lambda: get_json(base + "/healthz")["status"] == "ok", 20, "daemon up")
+        # /healthz answers before the test runs' store is open; it says when that is done
+        wait_for_sync(lambda: get_json(base + "/healthz")["test_runs"] == "ready", 20,
+                      "daemon up with its test runs")
         return process
 
     first = daemon()
