@@ -67,6 +67,7 @@ class Board:
         self.views: dict[str, SiteView] = {}
         self._own: dict[str, Verdict] = {}
         self._info: dict[str, bytes] = {}
+        self._label: dict[str, bytes] = {}  # metrics.site_label of each site
         self._facts: dict[str, bytes] = {}
         self._windows: Mapping[str, SiteWindow] = {}
         self._deadlines: list[tuple[float, str, float]] = []  # (when, site, its last probe)
@@ -98,7 +99,7 @@ class Board:
         inventory the board had."""
         extra = sorted({key for site in inventory.sites.values() for key in site.labels})
         _ = inventory.order, inventory.depths  # computed here, never in a request
-        kept = (self.inventory, self.views, self._own, self._info, self._facts,
+        kept = (self.inventory, self.views, self._own, self._info, self._label, self._facts,
                 self._windows, self._deadlines, self._trends, self.failures, self._top)
         if self.inventory is not None and self.views:  # synced again: take over from itself
             self._before, self._before_sites = self.views, self.inventory.sites
@@ -109,6 +110,8 @@ class Board:
             self._windows = windows
             self._info = {site.id: metrics.info_series(site, extra, self.labels)
                           for site in inventory.sites.values()}
+            self._label = {site.id: metrics.site_label(site.id, self.labels)
+                           for site in inventory.sites.values()}
             yield
             self._facts = {site.id: encode_facts(site) for site in inventory.sites.values()}
             self._own = {}
@@ -124,7 +127,7 @@ class Board:
                     yield
             self._before, self._before_sites = {}, {}  # taken over: let the old board go
         except BaseException:
-            (self.inventory, self.views, self._own, self._info, self._facts,
+            (self.inventory, self.views, self._own, self._info, self._label, self._facts,
              self._windows, self._deadlines, self._trends, self.failures, self._top) = kept
             raise
 
@@ -223,15 +226,16 @@ class Board:
         latest = window.rounds[-1].results if window is not None and window.rounds else ()
         echoes = (window.echoes_sent, window.echoes_received) if window is not None \
             else None
-        series = metrics.site_series(site.id, self._info[site.id], verdict, latest, echoes,
-                                     self.labels)
+        series = metrics.site_series(self._label[site.id], self._info[site.id], verdict,
+                                     latest, echoes)
         row = site_row(self._facts[site.id], verdict, latest)
         shown = self.views.get(site.id)
-        top = site.id in self._top
-        failures = self.failures.counting(verdict.up, top)
-        if shown is not None:
-            failures = failures.counting(shown.verdict.up, top, -1)
-        self.failures = failures
+        if shown is None or shown.verdict.up is not verdict.up:  # (the counts moved)
+            top = site.id in self._top
+            failures = self.failures.counting(verdict.up, top)
+            if shown is not None:
+                failures = failures.counting(shown.verdict.up, top, -1)
+            self.failures = failures
         before = shown or self._before.get(site.id)
         since = before.since if before is not None and before.verdict.state == verdict.state \
             else self._now

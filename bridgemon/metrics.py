@@ -409,16 +409,106 @@ _ECHO_LINES = (f"bridgemon_icmp_echoes_sent_total{{{_HOLE}}} %s\n",
                f"bridgemon_icmp_echoes_received_total{{{_HOLE}}} %s\n")
 
 
-def site_series(
-    site_id: str, info: bytes, verdict: Verdict, latest: Sequence[ProbeResult],
-    echoes: tuple[int, int] | None, labels: str = "",
-) -> tuple[bytes, ...]:
-    """Every per-site line but the info one, grouped by family (``SITE_FAMILIES`` order),
-    each led by ``labels`` (the vantage's prefix, ``vantage_labels``).
+def site_label(site_id: str, labels: str = "") -> bytes:
+    """The labels every line of a site leads with: the vantage's prefix (``labels``,
+    ``vantage_labels``) and ``site``. Kept by the board for the site's lifetime."""
+    return f'{labels}site="{_escape(site_id)}"'.encode()
 
-    Called once per site per round, when the verdict changes, so a scrape only joins.
+
+# The lines of a site probed by ICMP alone (the national inventory: every commune), as
+# bytes templates its label and figures are written into by one ``%`` each. Figures are
+# written to the precision they were measured with, not by repr: repr of a mean of RTTs
+# (17 digits) took 1.3 µs here, "%.9g" 0.27. Nine significant digits keep every digit of
+# a time the kernel stamped in nanoseconds (an RTT, its min and max exactly), "%.6f" the
+# microseconds of a Unix time, "%.6g" a score out of 4.5; a count or a ratio (1/3) is a
+# float's repr (mostly 0.0, which repr writes fast).
+_SECONDS = b"%.9g"
+_UNIX_TIME = b"%.6f"
+_SCORE = b"%.6g"
+
+
+def _figure(form: bytes, value: float) -> str:
+    """``value`` written with ``form`` (``_SECONDS``...), as ``_num`` if not finite."""
+    return (form % value).decode() if -_INF < value < _INF else _num(value)
+
+_UP_BYTES = {True: b"bridgemon_site_up{%s} 1.0\n", False: b"bridgemon_site_up{%s} 0.0\n"}
+_READY_BYTES = {True: b"bridgemon_site_ready{%s} 1.0\n",
+                False: b"bridgemon_site_ready{%s} 0.0\n"}
+_STATE_BYTES = {state: text.replace(_HOLE, "%s").encode() for state, text in _STATE_LINES.items()}
+_STATE_HOLES = len(STATES)
+_RTT_BYTES = _RTT_LINES.replace(_HOLE, "%s").encode().replace(b" %s\n", b" " + _SECONDS + b"\n")
+_JITTER_BYTES = b"bridgemon_icmp_jitter_seconds{%s} " + _SECONDS + b"\n"
+_LOSS_BYTES = b"bridgemon_icmp_loss_ratio{%s} %a\n"  # a ratio (1/3): exact, by repr
+_MOS_BYTES = b"bridgemon_site_mos{%s} " + _SCORE + b"\n"
+_LAST_BYTES = b"bridgemon_last_probe_timestamp_seconds{%s} " + _UNIX_TIME + b"\n"
+_SENT_BYTES = b"bridgemon_icmp_echoes_sent_total{%s} %d.0\n"  # as repr(float(count))
+_RECEIVED_BYTES = b"bridgemon_icmp_echoes_received_total{%s} %d.0\n"
+_ICMP_UP_BYTES = {True: b'bridgemon_check_up{%s,check="icmp"} 1.0\n',
+                  False: b'bridgemon_check_up{%s,check="icmp"} 0.0\n'}
+_ICMP_DURATION_BYTES = (b'bridgemon_check_duration_seconds{%s,check="icmp"} ' + _SECONDS
+                        + b"\n")
+_PROBLEM_BYTES = b'bridgemon_site_problem{%s,problem="%s",severity="%s"} 1.0\n'
+_NO_PATH = (b"",) * len(PATH_FAMILIES)
+
+
+def site_series(
+    label: bytes, info: bytes, verdict: Verdict, latest: Sequence[ProbeResult],
+    echoes: tuple[int, int] | None,
+) -> tuple[bytes, ...]:
+    """Every per-site line, grouped by family (``SITE_FAMILIES`` order), each led by
+    ``label`` (``site_label``).
+
+    Called once per site per round, when the verdict changes, so a scrape only joins. A
+    site probed by ICMP alone (the bulk of a national inventory) is written from bytes
+    templates, one ``%`` per family, at a fifth of the general path's cost.
     """
-    site = f'{labels}site="{_escape(site_id)}"'
+    quality = verdict.quality
+    stats = quality.rtt if quality is not None else None
+    icmp = latest[0] if len(latest) == 1 else None
+    if (
+        verdict.up is not None and verdict.last_probe is not None and echoes is not None
+        and quality is not None and quality.sent and stats is not None
+        and quality.jitter is not None and quality.mos is not None
+        and icmp is not None and icmp.kind == "icmp" and icmp.check == "icmp"
+        and not icmp.details
+        # every figure finite (NaN or an infinity fails the comparison), as "%g" writes
+        # them otherwise ("inf", not Prometheus's "+Inf")
+        and -_INF < (stats.min + stats.avg + stats.max + stats.p95 + quality.jitter
+                     + quality.loss_ratio + quality.mos + verdict.last_probe
+                     + icmp.duration) < _INF
+    ):
+        problem = b"".join(
+            _PROBLEM_BYTES % (label, _escape(reason.code).encode(),
+                              reason.severity.value.encode())
+            for reason in verdict.reasons
+        ) if verdict.reasons else b""
+        return (
+            info,
+            _UP_BYTES[verdict.up] % label,
+            _READY_BYTES[verdict.ready] % label,
+            _STATE_BYTES[verdict.state] % ((label,) * _STATE_HOLES),
+            problem,
+            _RTT_BYTES % (label, stats.min, label, stats.avg, label, stats.max, label,
+                          stats.p95),
+            _JITTER_BYTES % (label, quality.jitter),
+            _LOSS_BYTES % (label, quality.loss_ratio),
+            _MOS_BYTES % (label, quality.mos),
+            _LAST_BYTES % (label, verdict.last_probe),
+            _SENT_BYTES % (label, echoes[0]),
+            _RECEIVED_BYTES % (label, echoes[1]),
+            _ICMP_UP_BYTES[icmp.ok] % label,
+            _ICMP_DURATION_BYTES % (label, icmp.duration),
+            b"", b"",  # no SIP, no TLS
+            *_NO_PATH,
+        )
+    return _any_site_series(label.decode(), info, verdict, latest, echoes)
+
+
+def _any_site_series(
+    site: str, info: bytes, verdict: Verdict, latest: Sequence[ProbeResult],
+    echoes: tuple[int, int] | None,
+) -> tuple[bytes, ...]:
+    """``site_series`` of any site, ``site`` its label (``site_label``, as text)."""
     num = _num
     rtt = jitter = loss = mos = last = sent = received = ""
     problem = "".join(
@@ -427,17 +517,18 @@ def site_series(
         for reason in verdict.reasons
     )
     if verdict.last_probe is not None:
-        last = _LAST_LINE % num(verdict.last_probe)
+        last = _LAST_LINE % _figure(_UNIX_TIME, verdict.last_probe)
     quality = verdict.quality
     if quality is not None and quality.sent:
         loss = _LOSS_LINE % num(quality.loss_ratio)
         stats = quality.rtt
         if stats is not None:
-            rtt = _RTT_LINES % (num(stats.min), num(stats.avg), num(stats.max), num(stats.p95))
+            rtt = _RTT_LINES % tuple(_figure(_SECONDS, value)
+                                     for value in (stats.min, stats.avg, stats.max, stats.p95))
         if quality.jitter is not None:
-            jitter = _JITTER_LINE % num(quality.jitter)
+            jitter = _JITTER_LINE % _figure(_SECONDS, quality.jitter)
         if quality.mos is not None:
-            mos = _MOS_LINE % num(quality.mos)
+            mos = _MOS_LINE % _figure(_SCORE, quality.mos)
     if echoes is not None:
         sent = _ECHO_LINES[0] % num(echoes[0])
         received = _ECHO_LINES[1] % num(echoes[1])
@@ -463,7 +554,8 @@ def _check_series(site: str, latest: Sequence[ProbeResult]) -> tuple[str, str, s
     for result in latest:
         labels = f'{site},check="{_escape(result.check)}"'
         up.append(f"bridgemon_check_up{{{labels}}} {'1.0' if result.ok else '0.0'}\n")
-        duration.append(f"bridgemon_check_duration_seconds{{{labels}}} {num(result.duration)}\n")
+        duration.append(f"bridgemon_check_duration_seconds{{{labels}}} "
+                        f"{_figure(_SECONDS, result.duration)}\n")
         details = result.details
         if result.kind == "sip":
             transport = str(details.get("transport", ""))

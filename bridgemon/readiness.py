@@ -82,13 +82,21 @@ def mos(rtt_avg: float, jitter: float, loss_ratio: float) -> float:
 def path_quality(bursts: Sequence[EchoBurst]) -> PathQuality | None:
     if not bursts:
         return None
-    sent = sum(b.sent for b in bursts)
-    received = sum(b.received for b in bursts)
-    rtts = [rtt for b in bursts for rtt in b.rtts if rtt is not None]
-    pairs = sum(b.jitter_count for b in bursts)
+    # One pass, no generator per figure: judged for every site every round.
+    sent = received = pairs = 0
+    jitter_sums: list[float] = []
+    rtts: list[float] = []
+    for burst in bursts:
+        sent += len(burst.rtts)
+        received += burst.received
+        pairs += burst.jitter_count
+        jitter_sums.append(burst.jitter_sum)
+        if burst.received == len(burst.rtts):
+            rtts.extend(burst.rtts)  # type: ignore[arg-type]  # every echo answered
+        else:
+            rtts.extend(rtt for rtt in burst.rtts if rtt is not None)
     stats = RttStats.of(rtts)
-    jitter = (math.fsum(b.jitter_sum for b in bursts) / pairs if pairs
-              else (0.0 if rtts else None))
+    jitter = math.fsum(jitter_sums) / pairs if pairs else (0.0 if rtts else None)
     loss = (sent - received) / sent if sent else 1.0
     # A path that carried nothing scores the scale's floor rather than no score at all.
     score = mos(stats.avg, jitter or 0.0, loss) if stats is not None else 1.0
@@ -109,14 +117,13 @@ def _pct(ratio: float) -> str:
 
 def _grade(
     code: str, label_en: str, label_vi: str, value: float, good: float, bad: float
-) -> Reason | None:
+) -> Reason:
+    """The reason of a figure past its ``good`` mark (not ready past ``bad``)."""
     render = _pct if code == "loss" else _ms
     if value > bad:
         severity, limit = State.NOT_READY, bad
-    elif value > good:
-        severity, limit = State.DEGRADED, good
     else:
-        return None
+        severity, limit = State.DEGRADED, good
     text = f"{render(value)} > {render(limit)}"
     return Reason(code, severity, f"{label_en} {text}", f"{label_vi} {text}")
 
@@ -148,19 +155,24 @@ def judge_own(site: Site, rounds: Sequence[SiteRound], now: float) -> Verdict:
             reasons.append(Reason("no_reply", State.NOT_READY, en, vi))
     if quality is not None and quality.sent and up is not False:
         t: Thresholds = site.thresholds
-        graded = [_grade("loss", "loss", "mất gói", quality.loss_ratio, t.loss_good, t.loss_bad)]
-        if quality.rtt is not None:
-            graded.append(_grade("rtt", "RTT", "độ trễ", quality.rtt.avg, t.rtt_good, t.rtt_bad))
-        if quality.jitter is not None:
-            graded.append(
-                _grade("jitter", "jitter", "jitter", quality.jitter, t.jitter_good, t.jitter_bad)
-            )
-        reasons.extend(reason for reason in graded if reason is not None)
-    reasons.extend(_check_reasons(site, last))
+        # (graded only past the good mark: a healthy site, the usual case, grades nothing)
+        if quality.loss_ratio > t.loss_good:
+            reasons.append(_grade("loss", "loss", "mất gói", quality.loss_ratio,
+                                  t.loss_good, t.loss_bad))
+        if quality.rtt is not None and quality.rtt.avg > t.rtt_good:
+            reasons.append(_grade("rtt", "RTT", "độ trễ", quality.rtt.avg, t.rtt_good,
+                                  t.rtt_bad))
+        if quality.jitter is not None and quality.jitter > t.jitter_good:
+            reasons.append(_grade("jitter", "jitter", "jitter", quality.jitter,
+                                  t.jitter_good, t.jitter_bad))
+    if site.checks:
+        reasons.extend(_check_reasons(site, last))
     if now - last.started_at > STALE_AFTER_INTERVALS * site.interval + site.longest_probe:
         age = now - last.started_at
         reasons.append(Reason("stale", State.UNKNOWN, f"no probe for {age:.0f} s",
                               f"không có kết quả đo trong {age:.0f} giây"))
+    if not reasons:
+        return Verdict(site.id, State.READY, (), up, quality, last.started_at)
     state = _worst(reasons)
     reasons.sort(key=lambda reason: RANK[reason.severity])
     return Verdict(site.id, state, tuple(reasons), up, quality, last.started_at)

@@ -38,6 +38,14 @@ def _ms(seconds: float | None) -> float | None:
         return seconds * 1000
 
 
+def _ms_each(values: tuple[float, ...]) -> list[float | None]:
+    """``_ms`` of each value, in one go (an ICMP check's RTTs, every round)."""
+    try:
+        return [math.floor(value * 1e7 + 0.5) / 1e4 for value in values]
+    except (ValueError, OverflowError):
+        return [_ms(value) for value in values]
+
+
 def rtt_json(rtt: RttStats | None) -> RttMs:
     if rtt is None:
         return {"min": None, "avg": None, "max": None, "p95": None}
@@ -69,18 +77,19 @@ def check_json(result: ProbeResult) -> CheckReport:
     }
     if result.burst is not None:
         burst = result.burst
-        rtt = RttStats.of(burst.replied)
-        out["sent"] = burst.sent
+        sent = len(burst.rtts)
+        all_answered = burst.received == sent  # the usual case: the RTTs hold no None
+        replied = cast("tuple[float, ...]", burst.rtts) if all_answered else burst.replied
+        out["sent"] = sent
         out["received"] = burst.received
-        out["loss_ratio"] = (rounded((burst.sent - burst.received) / burst.sent, 1e6)
-                             if burst.sent else None)
-        out["rtt_ms"] = rtt_json(rtt)
-        out["rtts_ms"] = [_ms(value) for value in burst.rtts]
+        out["loss_ratio"] = rounded((sent - burst.received) / sent, 1e6) if sent else None
+        out["rtt_ms"] = rtt_json(RttStats.of(replied))
+        out["rtts_ms"] = _ms_each(replied) if all_answered else [_ms(rtt) for rtt in burst.rtts]
         out["jitter_ms"] = (_ms(burst.jitter_sum / burst.jitter_count) if burst.jitter_count
-                            else (0.0 if rtt else None))
+                            else (0.0 if replied else None))
     # What the probe reports of its own (status_code, transport, cert_not_after, ...): the
     # schema's open part, which the type leaves to readers' .get.
-    return cast(CheckReport, {**out, **result.details})
+    return cast(CheckReport, {**out, **result.details}) if result.details else out
 
 
 def site_json(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bridgemon.board import Board
 from bridgemon.config import parse_config
 from bridgemon.metrics import render
@@ -104,3 +106,32 @@ def test_a_removed_site_vanishes_from_every_family() -> None:
     # the store still has its last round, but the inventory no longer has the site
     after = render(snapshot(SITES[:1] + SITES[2:], rounds)).decode()
     assert 'site="20242"' not in after and 'site="48"' in after
+
+
+def test_an_icmp_only_site_is_written_alike_by_either_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A site probed by ICMP alone (most of a national inventory) is written from bytes
+    # templates; every other site by the general path. Both must write the same bytes.
+    from bridgemon import metrics
+    from bridgemon.metrics import _any_site_series, site_label, site_series
+    from bridgemon.readiness import judge_own
+
+    def general_path(*args: object) -> tuple[bytes, ...]:
+        raise AssertionError("an ICMP-only site went the general path")
+
+    monkeypatch.setattr(metrics, "_any_site_series", general_path)
+    config = parse_config(inventory_toml(SITES[:1], port=9, interval="10s",
+                                         levels=["province"]), Path("t.toml"))
+    site = config.inventory.sites["48"]
+    shapes = [(0.010, 0.012, 0.011), (0.020, None, 0.024), (0.2, 0.31, 0.25),
+              (1 / 3, 2 / 7, 0.000123456789), (None, None, 0.5)]
+    for label in (site_label("48"), site_label("48", 'vantage="Hội trường %s",')):
+        for rtts in shapes:
+            rounds = (SiteRound(NOW, (icmp("127.0.0.1", rtts),)),)
+            verdict = judge_own(site, rounds, NOW + 1)
+            fast = site_series(label, b"info\n", verdict, rounds[0].results, (7, 5))
+            general = _any_site_series(label.decode(), b"info\n", verdict,
+                                       rounds[0].results, (7, 5))
+            assert fast == general, rtts
+            assert b"site_mos" in fast[8] and fast[5].count(b"\n") == 4
