@@ -667,19 +667,23 @@ def _site_families(snap: Snapshot, order: Sequence[str]) -> Iterator[Piece]:
     """The prepared lines of the sites in ``order``, family after family, a slice of sites
     at a time: no formatting. A piece's slot is (family, first site's position)."""
     sites, step = snap.sites, _SITES_PER_PIECE
-    # The sites' lines are gathered with the first family (a lookup of 12,000 sites in the
-    # snapshot's read-only mapping is itself a few milliseconds).
-    series: list[tuple[bytes, ...]] = []
+    # Each slice of sites is looked up and turned into its families' columns once, with
+    # the first family (zip in C): walking the 12,000 sites' tuples again for each of the
+    # 22 families was a cache miss per line, 4 % of the daemon's CPU under scraping.
+    columns: list[tuple[int, list[tuple[bytes, ...]]]] = []
     yield ("header", 0), (_HEADERS[0],)
     for start in range(0, len(order), step):
         chunk = [sites[site_id].series for site_id in order[start:start + step]
                  if site_id in sites]
-        series += chunk
-        yield (0, start), [lines[0] for lines in chunk]
+        if not chunk:
+            continue
+        families = list(zip(*chunk, strict=True))
+        columns.append((start, families))
+        yield (0, start), families[0]
     for index, header in enumerate(_HEADERS[1:], 1):
         yield ("header", index), (header,)
-        for start in range(0, len(series), step):
-            yield (index, start), [lines[index] for lines in series[start:start + step]]
+        for start, families in columns:
+            yield (index, start), families[index]
 
 
 def _event_metrics(snap: Snapshot) -> Iterator[Metric]:

@@ -407,7 +407,9 @@ class Pinger:
             heapq.heappush(self._ticks, tick)
         else:
             actions.append((burst, index))
-        self._arm(tick)
+        wake = self._wake_tick
+        if wake is None or tick < wake:  # (_arm's test: mostly the wake-up is sooner)
+            self._arm(tick)
 
     def _arm(self, tick: int) -> None:
         if self._closed:
@@ -613,11 +615,20 @@ class Pinger:
             burst, index = entry
             del pending[key]
             self._outstanding -= 1
-            rtt_ns = self._kernel_timestamp(fam, ancdata) - burst.send_ns[index]
+            # The usual ancillary data is the timestamp alone (the drop count comes only
+            # once the kernel has dropped something): read it here, without a call.
+            if len(ancdata) == 1 and ancdata[0][1] == SO_TIMESTAMPNS \
+                    and ancdata[0][0] == socket.SOL_SOCKET and len(ancdata[0][2]) >= 16:
+                seconds, nanos = _TIMESPEC.unpack_from(ancdata[0][2])
+                rtt_ns = seconds * 1_000_000_000 + nanos - burst.send_ns[index]
+            else:
+                rtt_ns = self._kernel_timestamp(fam, ancdata) - burst.send_ns[index]
             if rtt_ns <= burst.timeout_ns:
                 burst.rtts[index] = max(rtt_ns, 0) / 1e9
                 self.echoes_received += 1
-            self._resolve_echo(burst)
+            burst.resolved += 1
+            if burst.resolved >= burst.count:
+                self._finish(burst)
 
     @staticmethod
     def _kernel_timestamp(fam: _FamilySocket, ancdata: list[tuple[int, int, bytes]]) -> int:
