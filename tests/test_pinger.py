@@ -275,6 +275,42 @@ async def test_bursts_ending_together_report_a_slice_at_a_time(pinger: Pinger) -
     assert [str(c["exception"]) for c in caught] == ["a bug in one done()"]
 
 
+async def test_a_tick_with_many_echoes_due_sends_them_a_slice_at_a_time(
+    pinger: Pinger,
+) -> None:
+    """The echoes a tick finds due are sent about 2 ms of work at a time, the loop turning
+    between slices (a tick at 12,000 sites was the loop's longest turn); every echo still
+    counts, its RTT taken from when it actually left."""
+    turns = [0]
+
+    async def count_turns() -> None:
+        while True:
+            turns[0] += 1
+            await asyncio.sleep(0)
+
+    second_sends: list[int] = []  # the turn each second echo left in
+    send = pinger._send
+
+    def slow_send(burst: Any, index: int) -> None:
+        if index == 1:
+            second_sends.append(turns[0])
+            time.sleep(0.0002)  # a slow send: 300 of them are 60 ms of work
+        send(burst, index)
+
+    pinger._send = slow_send  # type: ignore[method-assign]
+    targets = [f"127.6.{i // 250}.{i % 250 + 1}" for i in range(300)]
+    counting = asyncio.ensure_future(count_turns())
+    try:
+        done = await asyncio.gather(
+            *(pinger.burst(t, count=2, spacing=0.1, timeout=1.0) for t in targets))
+    finally:
+        counting.cancel()
+    assert sum(b.received for b in done) == 600
+    assert all(rtt is not None and rtt < 0.05 for b in done for rtt in b.rtts)
+    assert len(second_sends) == 300
+    assert len(set(second_sends)) >= 10, second_sends  # in one or two ticks without slices
+
+
 async def test_a_cancelled_start_never_reports_and_forgets_its_echoes(pinger: Pinger) -> None:
     results: list[EchoBurst] = []
     handle = pinger.start("127.0.0.1", results.append, count=5, spacing=0.1, timeout=0.5)
