@@ -77,13 +77,18 @@ def ministry_route() -> Iterator[None]:
     """The ministry's daemon (its uid) finds PATH_CUT unreachable; nothing else changes."""
     ip = ["ip", "rule", "add", "uidrange", f"{MINISTRY_UID}-{MINISTRY_UID}", "lookup", TABLE,
           "priority", "1000"]
+
+    def remove() -> None:
+        subprocess.run(["ip", "rule", "del", *ip[3:]], check=False, capture_output=True)
+        subprocess.run(["ip", "route", "flush", "table", TABLE], check=False,
+                       capture_output=True)
+
+    remove()  # what a run killed half-way left behind ("RTNETLINK answers: File exists")
     subprocess.run(ip, check=True)
     try:
         yield
     finally:
-        subprocess.run(["ip", "rule", "del", *ip[3:]], check=False, capture_output=True)
-        subprocess.run(["ip", "route", "flush", "table", TABLE], check=False,
-                       capture_output=True)
+        remove()
 
 
 def write_config(directory: Path, vantage: str, port: int) -> Path:
