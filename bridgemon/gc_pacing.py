@@ -35,7 +35,7 @@ def settle() -> None:
     O(1); it also restarts the count to the next young collection).
 
     Called right after building a container over every site (a snapshot's map of 12,000
-    views) and after each slice of cooperative work (a scrape's pieces, 480 lists of 500
+    views) and after each slice of cooperative work (a scrape's 480 pieces of 500
     lines kept until the next scrape): a young collection walks every entry of every
     young container, a cache miss each, and under scraping such collections took 5–13 ms
     of the loop here, the worst of its lag (found with ``gc.callbacks``). What is frozen

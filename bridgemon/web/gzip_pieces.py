@@ -73,7 +73,7 @@ class GzipPieces:
 
         The kept pieces are taken out as they are planned, so the last body's pieces are
         let go one at a time between the loop's turns: let go all at once when the new
-        ones are kept, 480 lists of 500 lines took 4-10 ms of the loop at 12,000 sites (a
+        ones are kept, 480 pieces of 500 lines took 4-10 ms of the loop at 12,000 sites (a
         cache miss per line). A plan not followed by ``keep`` only costs the next scrape
         some compression."""
         kept = self._kept
