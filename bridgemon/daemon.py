@@ -16,7 +16,7 @@ import signal
 import time
 from types import MappingProxyType
 
-from bridgemon import gc_pacing, gil, metrics
+from bridgemon import cooperative, gc_pacing, gil, metrics
 from bridgemon.board import Board
 from bridgemon.config import Config, ConfigError, TlsError, load_config
 from bridgemon.gc_pacing import GcPacer
@@ -352,15 +352,15 @@ class Monitor:
             self._replay.append((site, site_round))
 
     async def _keep_house(self) -> None:
-        """Verdicts gone stale by time alone (once a second), and garbage-collector pacing
-        (four times a second: see gc_pacing)."""
+        """Verdicts gone stale by time alone (once a second, a slice at a time), and
+        garbage-collector pacing (four times a second: see gc_pacing)."""
         swept = time.monotonic()
         while True:
             await asyncio.sleep(self.gc_pacer.freeze_every)
             now = time.monotonic()
             if now - swept >= 1.0:
                 swept = now
-                self.board.sweep(time.time())
+                await cooperative.run(self.board.sweep_in_steps(time.time()))
             self.gc_pacer.step(now)
 
     async def _watch_vantage(self, ctx: ProbeContext) -> None:

@@ -119,6 +119,44 @@ def test_silence_is_found_by_the_sweep_not_by_readers() -> None:
     assert board.sweep(stale_at + 70) == 0
 
 
+def test_the_sweep_keeps_one_deadline_per_site_however_many_rounds() -> None:
+    # An entry per judgement piled up (37,000 at 12,000 sites) and every sweep popped the
+    # obsolete ones: 4-9 ms of the loop each second.
+    inventory, state, board = setup()
+    interval = inventory.sites["49"].interval
+    for n in range(20):
+        for site_id in ("49", "502"):
+            record(inventory, state, board, site_id, UP, NOW + n * interval)
+    assert len(board._deadlines) == 2
+    # the entries come up, find the sites probed since, and go back for later
+    last = NOW + 19 * interval
+    assert board.sweep(last + 2 * interval) == 0
+    assert len(board._deadlines) == 2
+    assert states(board) == {"49": State.READY, "502": State.READY,
+                             "20335": State.UNKNOWN, "516": State.UNKNOWN}
+    assert board.sweep(last + 3 * interval + inventory.sites["49"].longest_probe + 1) == 2
+    assert states(board)["49"] == State.UNKNOWN
+
+
+def test_a_whole_inventory_going_silent_is_swept_a_site_at_a_time() -> None:
+    # The daemon drives the steps on the loop a slice at a time (cooperative.run): all
+    # 12,000 sites going stale at once must not be one step.
+    inventory, state, board = setup()
+    for site_id in inventory.sites:
+        record(inventory, state, board, site_id, UP, NOW)
+    stale_at = NOW + 4 * inventory.sites["49"].interval + 60
+    steps = board.sweep_in_steps(stale_at)
+    pauses = 0
+    try:
+        while True:
+            next(steps)
+            pauses += 1
+    except StopIteration as done:
+        assert done.value == 4
+    assert pauses == 4
+    assert set(states(board).values()) == {State.UNKNOWN}
+
+
 def test_a_reload_rejudges_against_the_new_inventory() -> None:
     inventory, state, board = setup()
     record(inventory, state, board, "502", UP, NOW)
