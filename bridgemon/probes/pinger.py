@@ -79,6 +79,7 @@ _IDENT_SEQ = struct.Struct("!HH")
 _RECV_BUFFER = 4 * 1024 * 1024
 DEFAULT_TICK = 0.05  # engine tick, seconds
 _FINISH = -1  # wheel action index meaning "the burst's deadline"
+_READ_EVERY = 16  # echoes a slice sends between two reads of the socket
 _KEY_SPACE = 1 << (16 + icmp_filter.IDENT_BLOCK_BITS)  # raw sockets: identifier block × seq
 
 Mode = Literal["auto", "raw", "dgram"]
@@ -231,11 +232,10 @@ class Pinger:
         # The wheel: tick number -> (burst, echo index or _FINISH) due in that tick.
         self._wheel: dict[int, list[tuple[_Burst, int]]] = {}
         self._ticks: list[int] = []  # heap of the wheel's tick numbers
-        self._now: list[tuple[_Burst, int]] = []  # first echoes of new bursts, sent soon
-        # What ticks found due and a slice has not done yet, and whether a slice is queued.
+        # What is due and a slice has not done yet (what ticks found due, and the first
+        # echoes of new bursts), and whether a slice is queued.
         self._due: deque[tuple[_Burst, int]] = deque()
         self._working = False
-        self._flush_scheduled = False
         self._wake: asyncio.TimerHandle | None = None
         self._wake_tick: int | None = None
         self._outstanding = 0  # echoes sent and not yet answered or given up
@@ -299,7 +299,6 @@ class Pinger:
             self._wake.cancel()
         self._wheel.clear()
         self._ticks.clear()
-        self._now.clear()
         self._due.clear()
 
     # -- bursts --------------------------------------------------------------------------
@@ -378,12 +377,13 @@ class Pinger:
             error=None,
             done=done,
         )
-        # The first echoes of every burst started in this loop iteration go out together;
+        # The first echo goes out in the loop's next turn, with whatever else is due, a
+        # slice at a time (a round that starts late can start hundreds of sites at once);
         # each echo sent schedules the next one, the last one the burst's deadline.
-        self._now.append((burst, 0))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        self._due.append((burst, 0))
+        if not self._working:
+            self._working = True
+            self._loop.call_soon(self._work_on)
         return burst
 
     def cancel(self, burst: BurstHandle) -> None:
@@ -426,19 +426,6 @@ class Pinger:
             self._wake_tick = tick
             self._wake = self._loop.call_at(tick * self.tick, self._tick)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._closed:
-            return
-        batch, self._now = self._now, []
-        for burst, index in batch:
-            if not burst.finished:
-                self._send(burst, index)
-        self._read_all()
-        if self._outstanding:
-            self._arm(math.floor(self._loop.time() / self.tick) + 1)
-        self._watch_idle()
-
     def _tick(self) -> None:
         self._wake = None
         self._wake_tick = None
@@ -451,18 +438,18 @@ class Pinger:
 
     def _work(self) -> None:
         """Read every reply in, then send the echoes and end the bursts that are due, a
-        slice (``cooperative.BUDGET``) at a time: what is left goes on in the loop's next
-        turn, after reading again. A tick of 12,000 sites sends and reads about 125
-        echoes, 5-10 ms in one go here, and was the loop's longest turn; an echo that
-        leaves a few milliseconds later costs nothing, its RTT and deadline count from
-        when it actually left."""
+        slice (``cooperative.BUDGET``, the replies to its echoes read included) at a time:
+        what is left goes on in the loop's next turn, after reading again. A tick of
+        12,000 sites sends and reads about 125 echoes, 5-10 ms in one go here, and was
+        the loop's longest turn; an echo that leaves a few milliseconds later costs
+        nothing, its RTT and deadline count from when it actually left."""
         if self._closed:
             return
         self._read_all()  # replies first: an echo answered before its deadline counts
         due = self._due
         clock = time.perf_counter
         until = clock() + cooperative.BUDGET
-        sent = False
+        unread = 0  # echoes sent since the last read
         while due:
             burst, index = due.popleft()
             if burst.finished:
@@ -471,11 +458,17 @@ class Pinger:
                 self._finish(burst)
             else:
                 self._send(burst, index)
-                sent = True
+                unread += 1
+                if unread == _READ_EVERY:
+                    # Near hosts have answered already: reading them is part of the slice
+                    # (on loopback a slice's replies took as long again as its sends, and
+                    # read only after it, a 2 ms slice held the loop 8-9 ms).
+                    self._read_all()
+                    unread = 0
             if clock() >= until:
                 break
-        if sent:
-            self._read_all()  # near hosts have answered already
+        if unread:
+            self._read_all()
         if due and not self._working:
             self._working = True
             self._loop.call_soon(self._work_on)
@@ -494,7 +487,7 @@ class Pinger:
         the loop tell us of late replies: they would otherwise sit in the buffer until the
         next round. While bursts run the tick reads, and a wake-up per reply would cost
         more than it tells."""
-        idle = not self._outstanding and not self._ticks and not self._now and not self._due
+        idle = not self._outstanding and not self._ticks and not self._due
         if idle and not self._closed:
             for fam in self._sockets.values():
                 if not fam.watched:
