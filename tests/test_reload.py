@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bridgemon.config import load_config
-from bridgemon.daemon import Monitor
+from bridgemon.daemon import Monitor, _load_for_reload
 from tests.conftest import free_port, needs_root
 from tests.daemon_process import Daemon
 from tests.helpers import (
@@ -360,11 +360,15 @@ async def test_a_reload_is_built_between_loop_iterations_and_replays_what_landed
 
     tick = asyncio.create_task(ticker())
     feeder = asyncio.create_task(rounds_keep_landing())
-    await monitor.apply_gradually(load_config(config.path))
+    await monitor.apply_gradually(_load_for_reload(config.path))
     await feeder
     stop.set()
     await tick
-    assert max(gaps) < one_piece / 4, (max(gaps), one_piece)
+    # Built about 2 ms at a time (cooperative.run), where 250 sites a step took 10-50 ms
+    # here: a turn over 10 ms may be the machine (one or two), not a dozen.
+    long_turns = [round(gap * 1000, 1) for gap in gaps if gap > 0.010]
+    assert len(long_turns) <= 2, (long_turns, one_piece)
+    assert max(gaps) < one_piece / 15, (max(gaps), one_piece)
     for site_id, site_round in zip(ids, landed, strict=True):
         assert monitor.windows.holds(site_id, site_round), site_id
         assert len(monitor.windows.sites[site_id].rounds) == 1  # none replayed twice
