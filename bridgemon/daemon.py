@@ -99,7 +99,7 @@ class Monitor:
         self._reload = ReloadFigures(True, self.started_at, self.started_at, ())
         self._stopping = asyncio.Event()
         self._reload_lock = asyncio.Lock()
-        # While a reload builds its new windows and board between loop iterations, the rounds
+        # While a reload builds its new windows and board a slice at a time, the rounds
         # recorded meanwhile (into the running ones) are kept here to be replayed into them.
         self._replay: deque[tuple[Site, SiteRound]] | None = None
         self.pinger: Pinger | None = None
@@ -407,7 +407,7 @@ class Monitor:
 
     async def _watch_vantage(self, ctx: ProbeContext) -> None:
         """Each round, and at least every ANCHORS_EVERY: probe the anchors, decide the
-        isolation, and when it changes judge every site again, between loop iterations."""
+        isolation, and when it changes judge every site again, a slice at a time."""
         while True:
             started = time.monotonic()
             if self.vantage.anchors:
