@@ -19,7 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from bridgemon import verdicts
+from bridgemon import cooperative, verdicts
+from bridgemon.cooperative import Steps
 from bridgemon.inventory import Inventory, Site
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.result import SiteRound
@@ -76,21 +77,26 @@ async def run_test(
     reports: dict[str, SiteReport] = {}
     limit = asyncio.Semaphore(plan.concurrency)
 
-    def settle(site_id: str) -> None:
-        """Judge a probed site once its parent (if probed) is judged; then its children."""
-        site = planned[site_id]
-        parent_id = site.parent if site.parent in planned else None
-        if parent_id is not None and parent_id not in judged:
-            return  # the parent will settle us when it is judged
-        verdict = judge_under(own[site_id][0], judged.get(parent_id or ""), inventory)
-        judged[site_id] = verdict
-        if site_id in selected:
-            reports[site_id] = site_report(site, inventory, verdict, own[site_id][1])
-            if on_site is not None:
-                on_site(reports[site_id])
-        for child in inventory.children.get(site_id, ()):
-            if child in own and child not in judged:
-                settle(child)
+    def settle(site_id: str) -> Steps[None]:
+        """Judge a probed site once its parent (if probed) is judged; then its children
+        that were probed already, and theirs: pausing after each, as a province judged
+        last settles a few hundred sites (10-16 ms at once at 12,000 sites)."""
+        stack = [site_id]
+        while stack:
+            current = stack.pop()
+            site = planned[current]
+            parent_id = site.parent if site.parent in planned else None
+            if current in judged or (parent_id is not None and parent_id not in judged):
+                continue  # settled meanwhile, or its parent will settle it when judged
+            verdict = judge_under(own[current][0], judged.get(parent_id or ""), inventory)
+            judged[current] = verdict
+            if current in selected:
+                reports[current] = site_report(site, inventory, verdict, own[current][1])
+                if on_site is not None:
+                    on_site(reports[current])
+            stack.extend(child for child in reversed(inventory.children.get(current, ()))
+                         if child in own and child not in judged)
+            yield
 
     async def probe(site: Site) -> None:
         burst = IcmpSpec(count=plan.count, spacing=plan.spacing, timeout=plan.timeout,
@@ -101,15 +107,24 @@ async def run_test(
         finally:
             limit.release()
         own[site.id] = (judge_own(tested, (site_round,), time.time()), site_round)
-        settle(site.id)
+        await _paced(settle(site.id))
 
-    # Parents first, so children settle as soon as they finish.
-    order = sorted(planned.values(), key=lambda site: len(inventory.ancestors(site.id)))
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        for site in order:
+    async def launch() -> None:
+        # Parents first, so children settle as soon as they finish; a slice of launches
+        # per turn of the loop (the first thousand, at once, took 55 ms at 12,000 sites).
+        depths = inventory.depths
+        clock = time.perf_counter
+        until = clock() + cooperative.BUDGET
+        for site in sorted(planned.values(), key=lambda site: depths.get(site.id, 0)):
             await limit.acquire()
             tasks.append(asyncio.ensure_future(probe(site)))
+            if clock() >= until:
+                await asyncio.sleep(0)
+                until = clock() + cooperative.BUDGET
+
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await launch()
         await asyncio.gather(*tasks)
     finally:
         for task in tasks:
@@ -123,6 +138,16 @@ async def run_test(
         "summary": summary,
         "sites": sites,
     }
+
+
+async def _paced(steps: Steps[None]) -> None:
+    """Run ``steps`` here, giving the loop a turn every ``cooperative.BUDGET``."""
+    clock = time.perf_counter
+    until = clock() + cooperative.BUDGET
+    for _ in steps:
+        if clock() >= until:
+            await asyncio.sleep(0)
+            until = clock() + cooperative.BUDGET
 
 
 def all_ready(report: Report, *, strict: bool = False) -> bool:
