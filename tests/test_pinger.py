@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -310,6 +311,37 @@ async def test_a_tick_with_many_echoes_due_sends_them_a_slice_at_a_time(
     for turn_of in sends:
         assert len(turn_of) == 300
         assert len(set(turn_of)) >= 10, turn_of  # in one or two turns without slices
+
+
+async def test_bursts_ending_together_report_a_few_per_turn(pinger: Pinger) -> None:
+    """A done() that wakes a task costs little in the engine's slice; the task's work
+    comes in the next turn. So few per turn: a national test run woke hundreds of tasks in
+    one turn (50-170 ms)."""
+    turns = [0]
+
+    async def count_turns() -> None:
+        while True:
+            turns[0] += 1
+            await asyncio.sleep(0)
+
+    reported: list[int] = []  # the turn each burst was reported in
+    counting = asyncio.ensure_future(count_turns())
+    try:
+        finished = asyncio.get_running_loop().create_future()
+        targets = [f"127.6.{i // 250}.{i % 250 + 1}" for i in range(200)]
+
+        def done(_result: EchoBurst) -> None:
+            reported.append(turns[0])
+            if len(reported) == len(targets):
+                finished.set_result(None)
+
+        for target in targets:
+            pinger.start(target, done, count=1, timeout=0.5)
+        await asyncio.wait_for(finished, 5)
+    finally:
+        counting.cancel()
+    per_turn = Counter(reported)
+    assert max(per_turn.values()) <= 32, per_turn
 
 
 async def test_a_cancelled_start_never_reports_and_forgets_its_echoes(pinger: Pinger) -> None:
