@@ -122,11 +122,16 @@ def plan_test(
     else:
         chosen = inventory.select(selector or "*")
     chosen_ids = {site.id for site in chosen}
+    # The ancestors not chosen, each walked up to once: a chosen site's own walk covers
+    # what lies above it (walking every site's whole line took 50 ms at 12,000 sites, in
+    # the request that starts the run).
     context: dict[str, Site] = {}
+    sites = inventory.sites
     for site in chosen:
-        for ancestor in inventory.ancestors(site.id):
-            if ancestor.id not in chosen_ids:
-                context[ancestor.id] = ancestor
+        parent = site.parent
+        while parent in sites and parent not in chosen_ids and parent not in context:
+            ancestor = context[parent] = sites[parent]
+            parent = ancestor.parent
     return TestPlan(
         run_id=new_run_id(),
         sites=tuple(chosen),
