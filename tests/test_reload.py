@@ -323,9 +323,13 @@ def _round_for(site_id: str, monitor: Monitor, at: float) -> tuple[Any, Any]:
 
 
 async def test_a_reload_is_built_between_loop_iterations_and_replays_what_landed(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import time
+
+    import bridgemon.daemon
+
+    monkeypatch.setattr(bridgemon.daemon, "_LET_GO_AFTER", 0.0)
 
     config = load_config(_national(tmp_path, 3000))
     monitor = Monitor(config)
@@ -373,3 +377,8 @@ async def test_a_reload_is_built_between_loop_iterations_and_replays_what_landed
         assert monitor.windows.holds(site_id, site_round), site_id
         assert len(monitor.windows.sites[site_id].rounds) == 1  # none replayed twice
         assert monitor.board.views[site_id].verdict.last_probe == site_round.started_at
+    # The replaced board's views are let go in the background, to the end and quietly.
+    letting_go = list(monitor._tasks)
+    assert len(letting_go) == 1
+    await asyncio.wait_for(asyncio.gather(*letting_go), 10)
+    assert not monitor._tasks

@@ -143,7 +143,9 @@ async def run_test(
 
 
 async def _paced(steps: Steps[None]) -> None:
-    """Run ``steps`` here, giving the loop a turn every ``cooperative.BUDGET``."""
+    """Run ``steps`` here, giving the loop a turn every ``cooperative.BUDGET``. Not
+    ``cooperative.run``: a site's settling is mostly one step, and a thousand probes
+    waiting for its turns would each add a turn of the loop."""
     clock = time.perf_counter
     until = clock() + cooperative.BUDGET
     for _ in steps:
