@@ -143,6 +143,7 @@ class Monitor:
         # Everything built so far (inventory, modules) lives as long as the process: keep
         # the collector from walking it on every full collection (see gc_pacing).
         gc.freeze()
+        self.gc_pacer.start()  # and what survives each collection from now on
         log.info(
             "bridgemon (vantage %s, shard %s) monitoring %d of %d sites from %s (ICMP %s "
             "sockets); serving %s://%s:%d/metrics", self.vantage.settings.name,
@@ -153,6 +154,7 @@ class Monitor:
     async def stop(self) -> None:
         self._stopping.set()
         self.loop_lag.stop()
+        self.gc_pacer.stop()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
         if self._watching is not None:
@@ -394,16 +396,12 @@ class Monitor:
             self._replay.append((site, site_round))
 
     async def _keep_house(self) -> None:
-        """Verdicts gone stale by time alone (once a second, a slice at a time), and
-        garbage-collector pacing (four times a second: see gc_pacing)."""
-        swept = time.monotonic()
+        """Once a second: verdicts gone stale by time alone (a slice at a time), and the
+        hourly full garbage collection when it is due (see gc_pacing)."""
         while True:
-            await asyncio.sleep(self.gc_pacer.freeze_every)
-            now = time.monotonic()
-            if now - swept >= 1.0:
-                swept = now
-                await cooperative.run(self.board.sweep_in_steps(time.time()))
-            self.gc_pacer.step(now)
+            await asyncio.sleep(1.0)
+            await cooperative.run(self.board.sweep_in_steps(time.time()))
+            self.gc_pacer.step()
 
     async def _watch_vantage(self, ctx: ProbeContext) -> None:
         """Each round, and at least every ANCHORS_EVERY: probe the anchors, decide the
