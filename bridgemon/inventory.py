@@ -12,7 +12,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from bridgemon.cooperative import Steps, drain
 from bridgemon.specs import CheckSpec, IcmpSpec, Thresholds, in_rounds
+
+_STEP = 1000  # sites a selection goes through between two pauses
 
 
 class SelectorError(ValueError):
@@ -178,6 +181,11 @@ class Inventory:
         A selector is a comma-separated union of: a site id, ``level:LEVEL`` or
         ``under:ID`` (that site and everything below it). ``*`` or ``all`` is every site.
         """
+        return drain(self.select_in_steps(expression))
+
+    def select_in_steps(self, expression: str) -> Steps[list[Site]]:
+        """``select``, pausing (yielding) every ``_STEP`` sites, for a caller on the event
+        loop (``cooperative.run``): a selector is judged before the first pause."""
         wanted: set[str] = set()
         terms = [term.strip() for term in expression.split(",")]
         if not any(terms):
@@ -203,4 +211,16 @@ class Inventory:
                 wanted.add(term)
             else:
                 raise SelectorError(f"unknown site id {term!r}", term)
-        return [self.sites[site_id] for site_id in self.order if site_id in wanted]
+        return (yield from self.in_order(wanted))
+
+    def in_order(self, wanted: set[str]) -> Steps[list[Site]]:
+        """The sites of ``wanted`` in tree order (ids not in the inventory left out),
+        pausing every ``_STEP`` sites."""
+        chosen: list[Site] = []
+        sites = self.sites
+        for index, site_id in enumerate(self.order, 1):
+            if site_id in wanted:
+                chosen.append(sites[site_id])
+            if index % _STEP == 0:
+                yield
+        return chosen

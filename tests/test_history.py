@@ -24,7 +24,7 @@ from jsonschema import Draft202012Validator
 
 import bridgemon.testrun.history as history_module
 from bridgemon.report import FORMATS, render
-from bridgemon.testrun.history import History, HistoryError
+from bridgemon.testrun.history import History, HistoryError, encode_site
 from tests.report_samples import FINISHED, REPO, header, sample_report, sample_sites
 
 SCHEMA = json.loads((REPO / "docs" / "testrun.schema.json").read_text(encoding="utf-8"))
@@ -154,6 +154,31 @@ def test_misuse_is_refused(store: History) -> None:
     store.abort(run_id)  # no longer running: left as it is
     got = store.get(run_id)
     assert got is not None and got["status"] == "complete"
+
+
+def test_a_batch_of_sites_is_stored_whole_or_not_at_all(store: History) -> None:
+    run_id = header()["run_id"]
+    first, second, third = (encode_site(site) for site in sample_sites()[:3])
+    store.begin(header())
+    store.add_sites(run_id, [first, second])
+    with pytest.raises(ValueError, match=f"site {second.site_id} already stored"):
+        store.add_sites(run_id, [third, second])  # one stored before: none of them
+    with pytest.raises(ValueError, match=f"site {third.site_id} already stored"):
+        store.add_sites(run_id, [third, third])  # twice in the batch
+    with pytest.raises(ValueError, match="needs an id"):
+        encode_site({"name": "no id"})  # type: ignore[typeddict-item]
+    store.add_sites(run_id, [])
+    got = store.get(run_id)
+    assert got is not None and [site["id"] for site in got["sites"]] == [first.site_id,
+                                                                         second.site_id]
+    store.add_sites(run_id, [third])
+    store.finish(run_id, FINISHED)
+    with pytest.raises(ValueError, match="is complete"):
+        store.add_sites(run_id, [encode_site(site) for site in sample_sites()[3:5]])
+    got = store.get(run_id)
+    assert got is not None and got["sites"] == sample_sites()[:3]
+    with pytest.raises(KeyError):
+        store.add_sites("20261106T010000-0099", [first])
 
 
 def test_abort_keeps_the_sites_so_far(store: History) -> None:

@@ -118,11 +118,32 @@ async def test_another_pinger_on_the_machine_never_reaches_our_socket(pinger: Pi
     assert pinger.receive_drops == 0
 
 
-async def test_a_stalled_loop_loses_no_answered_echo(pinger: Pinger) -> None:
+@pytest.fixture(params=["raw", "dgram"])
+async def either_mode(request: pytest.FixtureRequest) -> AsyncIterator[Pinger]:
+    """The engine with a raw socket, then with an unprivileged ping socket (the kernel's
+    demultiplexing instead of our filter; its receive timestamps all the same)."""
+    path = "/proc/sys/net/ipv4/ping_group_range"
+    with open(path) as f:
+        original = f.read().strip()
+    if request.param == "dgram":
+        with open(path, "w") as f:
+            f.write(f"{os.getgid()} {os.getgid()}")
+    engine = Pinger(request.param)
+    try:
+        assert engine.check() == request.param
+        yield engine
+    finally:
+        engine.close()
+        with open(path, "w") as f:
+            f.write(original)
+
+
+async def test_a_stalled_loop_loses_no_answered_echo(either_mode: Pinger) -> None:
     """The loop blocks for 1.5 s in the middle of the bursts (a slow callback, a heavy
     request, a GC pause): echoes due meanwhile leave late, and each still gets its whole
     timeout from when it actually left; replies that came in meanwhile count by their
     kernel timestamp."""
+    pinger = either_mode
     targets = [f"127.5.0.{i}" for i in range(1, 51)]
     bursts = asyncio.gather(
         *(pinger.burst(t, count=5, spacing=0.1, timeout=0.5) for t in targets)
@@ -134,7 +155,8 @@ async def test_a_stalled_loop_loses_no_answered_echo(pinger: Pinger) -> None:
     assert all(rtt is not None and rtt < 0.05 for b in done for rtt in b.rtts)
 
 
-async def test_a_reply_read_late_counts_by_its_kernel_timestamp(pinger: Pinger) -> None:
+async def test_a_reply_read_late_counts_by_its_kernel_timestamp(either_mode: Pinger) -> None:
+    pinger = either_mode
     burst = asyncio.ensure_future(pinger.burst("127.0.0.1", count=1, timeout=0.3))
     await asyncio.sleep(0)  # the echo leaves in this iteration's flush...
     await asyncio.sleep(0)
@@ -316,7 +338,8 @@ async def test_a_tick_with_many_echoes_due_sends_them_a_slice_at_a_time(
 async def test_bursts_ending_together_report_a_few_per_turn(pinger: Pinger) -> None:
     """A done() that wakes a task costs little in the engine's slice; the task's work
     comes in the next turn. So few per turn: a national test run woke hundreds of tasks in
-    one turn (50-170 ms)."""
+    one turn (50-170 ms), and 32 a turn still made turns of 20-30 ms (each task judges and
+    reports its site)."""
     turns = [0]
 
     async def count_turns() -> None:
@@ -341,7 +364,7 @@ async def test_bursts_ending_together_report_a_few_per_turn(pinger: Pinger) -> N
     finally:
         counting.cancel()
     per_turn = Counter(reported)
-    assert max(per_turn.values()) <= 32, per_turn
+    assert max(per_turn.values()) <= 16, per_turn
 
 
 async def test_a_cancelled_start_never_reports_and_forgets_its_echoes(pinger: Pinger) -> None:

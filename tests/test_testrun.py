@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from benchmarks.inventory import national_inventory
 from bridgemon.config import parse_config
 from bridgemon.inventory import SelectorError
 from bridgemon.probes import ProbeContext
 from bridgemon.probes.pinger import Pinger
-from bridgemon.testrun.history import History
-from bridgemon.testrun.plan import plan_test
+from bridgemon.testrun.history import EncodedSite, History
+from bridgemon.testrun.plan import Planning, plan_in_steps, plan_test
 from bridgemon.testrun.run import all_ready, run_and_store, run_test
 from tests.conftest import needs_root
 from tests.helpers import inventory_toml
@@ -48,6 +50,30 @@ def test_plan_probes_unselected_parents_for_context() -> None:
     assert plan("under:502").context[0].id == "49"
     with pytest.raises(SelectorError):
         plan("under:7")
+
+
+@pytest.mark.parametrize("selector", ["*", "level:commune", "under:p3", "d5,c7"])
+def test_a_national_plan_is_made_a_slice_at_a_time(selector: str) -> None:
+    # The daemon plans on its loop, pausing every thousand sites or so (a national plan
+    # took 10-20 ms in one go): the same plan as in one go, in as many slices as it needs.
+    sites = parse_config(national_inventory(6000, port=9), Path("n.toml")).inventory
+    what: Planning = {"selector": selector, "count": 3, "spacing": 0.05, "timeout": 0.5,
+                      "concurrency": 10, "trigger": "cli", "operator": "kỹ thuật viên"}
+    steps = plan_in_steps(sites, **what)
+    pauses = 0
+    while True:
+        try:
+            next(steps)
+            pauses += 1
+        except StopIteration as done:
+            sliced = done.value
+            break
+    whole = plan_test(sites, **what)
+    assert [s.id for s in sliced.sites] == [s.id for s in whole.sites]
+    assert [s.id for s in sliced.context] == [s.id for s in whole.context]
+    assert pauses >= 6  # the inventory's 6,000 sites are gone through a thousand at a time
+    if selector == "level:commune":  # every province and district, for parent_down
+        assert {s.level for s in sliced.context} == {"province", "district"}
 
 
 @needs_root
@@ -121,3 +147,44 @@ async def test_run_and_store_marks_a_cancelled_run_incomplete_with_its_finished_
     stored = history.get(the_plan.run_id)
     assert stored is not None and stored["status"] == "incomplete"
     assert 1 <= len(stored["sites"]) < 3 and stored["sites"][0]["id"] == "502"
+
+
+@needs_root
+async def test_the_daemon_stores_a_run_in_batches_as_it_goes(tmp_path: Path) -> None:
+    # With the daemon's writer thread, judged sites are stored a batch at a time (one
+    # transaction per site kept the thread, and the GIL, busy long after a national run),
+    # yet soon: a batch waits at most half a second, so the history shows a run's progress.
+    many = SITES[:2] + [
+        {"id": f"c{i}", "name": f"Xã số {i}", "level": "commune", "parent": "502",
+         "address": f"127.66.0.{i + 1}"} for i in range(59)]
+    sites = parse_config(inventory_toml(many, port=9, count=1, spacing="10ms",
+                                        timeout="200ms"), Path("t.toml")).inventory
+    # Ten at a time, 0.3 s each (3 echoes 0.1 s apart): about two seconds in all.
+    the_plan = plan_test(sites, selector="*", count=3, spacing=0.1, timeout=0.5,
+                         concurrency=10, trigger="cli", operator="kỹ thuật viên")
+    batches: list[int] = []
+
+    class Counted(History):
+        def add_sites(self, run_id: str, sites: Sequence[EncodedSite]) -> None:
+            batches.append(len(sites))
+            super().add_sites(run_id, sites)
+
+    history = Counted(tmp_path / "bridgemon.db")
+    executor = ThreadPoolExecutor(max_workers=1)
+    pinger = Pinger("raw")
+    progress: list[int] = []
+    try:
+        run = asyncio.ensure_future(run_and_store(the_plan, sites, ProbeContext(pinger=pinger),
+                                                  history, writer=executor))
+        while not run.done():
+            await asyncio.sleep(0.25)
+            got = history.get(the_plan.run_id)
+            progress.append(len(got["sites"]) if got else 0)
+        report = await run
+    finally:
+        pinger.close()
+        executor.shutdown(wait=True)
+    assert report["summary"]["ready"] == 61
+    assert history.get(the_plan.run_id) == report
+    assert sum(batches) == 61 and len(batches) <= 8, batches
+    assert any(0 < stored < 61 for stored in progress), progress  # stored as it went

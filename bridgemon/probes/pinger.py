@@ -80,7 +80,7 @@ _RECV_BUFFER = 4 * 1024 * 1024
 DEFAULT_TICK = 0.05  # engine tick, seconds
 _FINISH = -1  # wheel action index meaning "the burst's deadline"
 _READ_EVERY = 16  # echoes a slice sends between two reads of the socket
-_REPORTS_PER_TURN = 32  # bursts' done() called in one turn of the loop, at most
+_REPORTS_PER_TURN = 16  # bursts' done() called in one turn of the loop, at most
 _KEY_SPACE = 1 << (16 + icmp_filter.IDENT_BLOCK_BITS)  # raw sockets: identifier block × seq
 
 Mode = Literal["auto", "raw", "dgram"]

@@ -14,9 +14,10 @@ import socket
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, Required, TypedDict, Unpack
 
 from bridgemon import verdicts
+from bridgemon.cooperative import Steps, drain
 from bridgemon.events import ZONE, Event
 from bridgemon.inventory import Inventory, Site
 from bridgemon.specs import IcmpSpec, MtuSpec
@@ -100,38 +101,50 @@ def default_operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def plan_test(
-    inventory: Inventory,
-    *,
-    selector: str | None = None,
-    event: Event | None = None,
-    count: int,
-    spacing: float,
-    timeout: float,
-    concurrency: int,
-    trigger: Trigger,
-    operator: str,
-    path_mtu: int = 0,
-) -> TestPlan:
+class Planning(TypedDict, total=False):
+    """What a plan is made of besides the inventory (``plan_test``'s keywords)."""
+
+    selector: str | None
+    event: Event | None
+    count: Required[int]
+    spacing: Required[float]
+    timeout: Required[float]
+    concurrency: Required[int]
+    trigger: Required[Trigger]
+    operator: Required[str]
+    path_mtu: int
+
+
+def plan_test(inventory: Inventory, **planning: Unpack[Planning]) -> TestPlan:
     """Choose the sites; raises SelectorError for a selector the inventory can't satisfy."""
+    return drain(plan_in_steps(inventory, **planning))
+
+
+def plan_in_steps(inventory: Inventory, **planning: Unpack[Planning]) -> Steps[TestPlan]:
+    """``plan_test``, pausing (yielding) every thousand sites or so, for the daemon's loop
+    (``cooperative.run``): planning all 12,000 sites took 10-20 ms in one go, in the request
+    that starts the run."""
+    event, selector, count = planning.get("event"), planning.get("selector"), planning["count"]
     if event is not None:
-        wanted = set(event.participants)
-        chosen = [site for site, _ in inventory.walk() if site.id in wanted]
+        chosen = yield from inventory.in_order(set(event.participants))
         selector = event.selector
         count = event.count or count
     else:
-        chosen = inventory.select(selector or "*")
+        chosen = yield from inventory.select_in_steps(selector or "*")
     chosen_ids = {site.id for site in chosen}
+    yield
     # The ancestors not chosen, each walked up to once: a chosen site's own walk covers
     # what lies above it (walking every site's whole line took 50 ms at 12,000 sites, in
     # the request that starts the run).
     context: dict[str, Site] = {}
     sites = inventory.sites
-    for site in chosen:
+    for index, site in enumerate(chosen, 1):
         parent = site.parent
         while parent in sites and parent not in chosen_ids and parent not in context:
             ancestor = context[parent] = sites[parent]
             parent = ancestor.parent
+        if index % 1000 == 0:
+            yield
     return TestPlan(
         run_id=new_run_id(),
         sites=tuple(chosen),
@@ -139,12 +152,12 @@ def plan_test(
         event=event,
         selector=selector,
         count=count,
-        spacing=spacing,
-        timeout=timeout,
-        concurrency=concurrency,
-        trigger=trigger,
-        operator=operator,
-        path_mtu=path_mtu,
+        spacing=planning["spacing"],
+        timeout=planning["timeout"],
+        concurrency=planning["concurrency"],
+        trigger=planning["trigger"],
+        operator=planning["operator"],
+        path_mtu=planning.get("path_mtu", 0),
     )
 
 
@@ -153,9 +166,18 @@ def plan_with(
     event: Event | None = None, count: int | None = None, trigger: Trigger, operator: str,
 ) -> TestPlan:
     """``plan_test`` with the ``[test]`` settings, ``count`` overriding theirs when given."""
-    return plan_test(
+    return drain(plan_with_in_steps(settings, inventory, selector=selector, event=event,
+                                    count=count, trigger=trigger, operator=operator))
+
+
+def plan_with_in_steps(
+    settings: RunSettings, inventory: Inventory, *, selector: str | None = None,
+    event: Event | None = None, count: int | None = None, trigger: Trigger, operator: str,
+) -> Steps[TestPlan]:
+    """``plan_with``, pausing as ``plan_in_steps`` does."""
+    return (yield from plan_in_steps(
         inventory, selector=selector, event=event, count=count or settings.count,
         spacing=settings.spacing, timeout=settings.timeout,
         concurrency=settings.concurrency, trigger=trigger, operator=operator,
         path_mtu=settings.path_mtu,
-    )
+    ))

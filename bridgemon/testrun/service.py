@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from bridgemon import cooperative
 from bridgemon.config import Config
 from bridgemon.durations import format_duration
 from bridgemon.events import ZONE, Event
@@ -28,7 +29,7 @@ from bridgemon.snapshot import Quarantined
 from bridgemon.testrun import history, saved_events
 from bridgemon.testrun.history import History
 from bridgemon.testrun.notes import Ack, Note, Notes, NotFound
-from bridgemon.testrun.plan import TestPlan, plan_with
+from bridgemon.testrun.plan import TestPlan, plan_with_in_steps
 from bridgemon.testrun.pretests import Pretest, missed, upcoming
 from bridgemon.testrun.run import run_and_store
 from bridgemon.testrun.saved_events import (
@@ -230,17 +231,20 @@ class TestRuns:
 
     # -- runs ----------------------------------------------------------------------------
 
-    def plan_run(self, *, selector: str | None = None, event: Event | None = None,
-                 count: int | None = None, trigger: Trigger, operator: str) -> TestPlan:
-        plan = plan_with(self.config.test, self.config.inventory, selector=selector,
-                         event=event, count=count, trigger=trigger, operator=operator)
+    async def plan_run(self, *, selector: str | None = None, event: Event | None = None,
+                       count: int | None = None, trigger: Trigger,
+                       operator: str) -> TestPlan:
+        """Planned on the loop a slice at a time (urgent: an API call is timed)."""
+        plan = await cooperative.run(plan_with_in_steps(
+            self.config.test, self.config.inventory, selector=selector, event=event,
+            count=count, trigger=trigger, operator=operator), urgent=True)
         return plan if self._share is None else share_of(plan, self._share())
 
     async def start_run(self, *, selector: str | None = None, event: Event | None = None,
                         count: int | None = None, trigger: Trigger, operator: str) -> Report:
         """Run a test to the end; the report is in the history from its first site on."""
-        plan = self.plan_run(selector=selector, event=event, count=count, trigger=trigger,
-                             operator=operator)
+        plan = await self.plan_run(selector=selector, event=event, count=count,
+                                   trigger=trigger, operator=operator)
         task = asyncio.ensure_future(self._run(plan))
         self.running[plan.run_id] = task
         task.add_done_callback(lambda _: self.running.pop(plan.run_id, None))

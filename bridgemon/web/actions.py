@@ -45,7 +45,8 @@ class TestRunActions(Protocol):
         ...
 
     def plan_run(self, *, selector: str | None = None, event: Event | None = None,
-                 count: int | None = None, trigger: Trigger, operator: str) -> TestPlan:
+                 count: int | None = None, trigger: Trigger,
+                 operator: str) -> Awaitable[TestPlan]:
         """Raises SelectorError for a selector the inventory cannot satisfy."""
         ...
 

@@ -470,8 +470,8 @@ async def handle_start_test_run(request: web.Request) -> web.Response:
         if event is None:
             return _error(400, f"unknown event {event_id!r}", "event")
     try:
-        plan = operations.start_run(request, testruns, select=select, event=event,
-                                    count=count)
+        plan = await operations.start_run(request, testruns, select=select, event=event,
+                                          count=count)
     except Refused as refused:
         return _refused(refused)
     return web.json_response(

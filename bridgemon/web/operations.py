@@ -45,12 +45,13 @@ def run_operator(request: web.Request) -> str:
     return f"{user.name} ({request.remote})" if user else f"api:{request.remote}"
 
 
-def start_run(request: web.Request, testruns: TestRunActions, *, select: str | None = None,
-              event: Event | None = None, count: int | None = None) -> TestPlan:
+async def start_run(request: web.Request, testruns: TestRunActions, *,
+                    select: str | None = None, event: Event | None = None,
+                    count: int | None = None) -> TestPlan:
     """Plan and launch a run (in the background); the plan tells its id."""
     try:
-        plan = testruns.plan_run(selector=select, event=event, count=count, trigger="api",
-                                 operator=run_operator(request))
+        plan = await testruns.plan_run(selector=select, event=event, count=count,
+                                       trigger="api", operator=run_operator(request))
     except SelectorError as exc:
         raise Refused(400, "select", str(exc)) from None
     testruns.launch(plan)

@@ -73,7 +73,7 @@ class _PageActions:
             event = testruns.event(event_id)
             if event is None:
                 raise Refused(404, "event", f"Không có hội nghị mã {event_id!r}.")
-            plan = operations.start_run(request, testruns, event=event)
+            plan = await operations.start_run(request, testruns, event=event)
             return _see(f"/test-runs/{quote(plan.run_id, safe='')}")
         return await self._answer(request, act)
 
