@@ -14,8 +14,8 @@ Durability, and why it costs what it costs:
   ``synchronous=NORMAL``: the rows are in the WAL file the moment the call returns, so a
   SIGKILL (or a crash) of the process loses nothing already added. It does not wait for a
   disk flush: a 12,000-site run would otherwise spend seconds in fsync. The daemon adds a
-  run's sites in batches (``run_and_store``): a transaction per site, 12,000 of them, kept
-  its one writer thread busy long after the run and the GIL from the engine;
+  run's sites in batches (``run_and_store``), encoded on its loop (``encode_site``): a
+  site encoded and stored at a time, the writer thread held the GIL against the engine;
 - ``begin``, ``finish`` and ``abort`` commit with ``synchronous=FULL``: the WAL is flushed
   to disk, and with it every site row written before. A finished run survives a power
   cut too; at worst the sites of a run still going at the cut are lost, and the run is
