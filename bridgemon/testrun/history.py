@@ -219,7 +219,8 @@ class EncodedSite(NamedTuple):
 def encode_site(site: SiteReport) -> EncodedSite:
     """A site's result ready to store. Apart from ``add_sites`` so that the daemon encodes
     on its loop, a slice at a time, and its writer thread only writes: encoding a batch
-    there held the GIL against the engine (40 ms turns of the loop in a national run).
+    there held the GIL against the engine (turns of the loop of 30-45 ms in a national
+    run).
     ValueError for a result without an id."""
     site_id = site.get("id")
     if not isinstance(site_id, str) or not site_id:
