@@ -71,8 +71,14 @@ async def run_test(
     *,
     on_start: Callable[[ReportHeader], None] | None = None,
     on_site: Callable[[SiteReport], None] | None = None,
+    keep_sites: bool = True,
 ) -> Report:
-    """Probe the plan's sites and return the full report dict."""
+    """Probe the plan's sites and return the full report dict.
+
+    ``keep_sites`` False: each site's report goes to ``on_site`` and is not kept, and the
+    returned report lists no site (its summary counts them all): for a caller that has
+    them stored as they came (the daemon's history). Kept to the end, a national run's
+    12,000 raised the daemon's peak memory by 48 MB (229 MB, against 181 MB without)."""
     started = time.time()
     header = plan.header(started)
     if on_start is not None:
@@ -107,10 +113,13 @@ async def run_test(
             if children:
                 parents[current] = verdict
             if current in selected:
-                reports[current] = site_report(site, inventory, verdict, site_round)
+                report = site_report(site, inventory, verdict, site_round)
+                if keep_sites:
+                    reports[current] = report
                 tally[verdict.state.value] += 1
                 if on_site is not None:
-                    on_site(reports[current])
+                    on_site(report)
+                del report
             del site_round, verdict
             stack.extend(child for child in reversed(children) if child in own)
             yield
@@ -180,7 +189,7 @@ async def run_test(
         if ended.done() and not ended.cancelled():
             ended.exception()  # (raised above, or the run was cancelled before: retrieved)
     sites: list[SiteReport] = []
-    for index, site in enumerate(plan.sites, 1):  # (12,000 at once: 8 ms)
+    for index, site in enumerate(plan.sites if keep_sites else (), 1):  # (12,000: 8 ms)
         sites.append(reports.pop(site.id))
         if index % 1000 == 0:
             await asyncio.sleep(0)
@@ -214,11 +223,14 @@ def all_ready(report: Report, *, strict: bool = False) -> bool:
 async def run_and_store(
     plan: TestPlan, inventory: Inventory, ctx: ProbeContext, history: History | None, *,
     writer: Executor | None = None, on_site: Callable[[SiteReport], None] | None = None,
+    keep_sites: bool = True,
 ) -> Report:
     """Run the plan and keep it in ``history`` as it goes: the header when it begins, each
     site the moment it is judged, the summary when it ends. A run that does not end (an
     exception, a cancellation: Ctrl-C, a daemon stopping) is marked incomplete, with the
     sites it finished. ``history`` None: the run is not stored (``test --no-history``).
+    ``keep_sites`` False (with a history): the returned report lists no site, as
+    ``run_test``'s; they are in the history.
 
     ``writer`` None: each write is made here, before the run goes on, and a failing one
     fails the run (``bridgemon test``, whose loop serves nothing else). Given (the
@@ -271,7 +283,8 @@ async def run_and_store(
             on_site(site)
 
     try:
-        report = await run_test(plan, inventory, ctx, on_start=started, on_site=judged)
+        report = await run_test(plan, inventory, ctx, on_start=started, on_site=judged,
+                                keep_sites=keep_sites or history is None)
     except BaseException:
         if begun:
             assert history is not None

@@ -251,16 +251,18 @@ class TestRuns:
         return await asyncio.shield(task)
 
     def launch(self, plan: TestPlan) -> None:
-        """Start a planned run in the background (the API answers before it ends)."""
-        task = asyncio.ensure_future(self._run(plan))
+        """Start a planned run in the background (the API answers before it ends). Its
+        sites are not kept in memory (a national run's are 48 MB) unless it is an event's,
+        whose latest run its page shows: the others are read back from the history."""
+        task = asyncio.ensure_future(self._run(plan, keep_sites=plan.event is not None))
         self.running[plan.run_id] = task
         task.add_done_callback(lambda _: self.running.pop(plan.run_id, None))
         task.add_done_callback(_log_run_failure)
 
-    async def _run(self, plan: TestPlan) -> Report:
+    async def _run(self, plan: TestPlan, *, keep_sites: bool = True) -> Report:
         # Stopped (daemon shutdown) or broken, what was stored stays, marked incomplete.
         report = await run_and_store(plan, self.config.inventory, self._ctx, self.history,
-                                     writer=self._writer)
+                                     writer=self._writer, keep_sites=keep_sites)
         if plan.event is not None:
             self.latest[plan.event.id] = report
         log.info("test run %s finished: %s", plan.run_id, report["summary"])
