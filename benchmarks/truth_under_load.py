@@ -1309,7 +1309,27 @@ def print_problems(row: Row) -> None:
 
 
 def daemon_tree(source: Path) -> str:
-    """Where bridgemon is imported from; for the repository, its commit and changed files."""
+    """Where bridgemon is imported from (for the repository, its commit and changed files),
+    and whether its hot modules run compiled there (``bridgemon.compiled``: a tree
+    unpacked from git runs them from source until ``python setup.py build_ext --inplace``
+    compiles it)."""
+    return f"{_tree(source)}; hot modules {_hot_modules(source)}"
+
+
+def _hot_modules(source: Path) -> str:
+    if not (source / "bridgemon" / "compiled.py").is_file():
+        return "plain Python (a tree from before bridgemon.compiled)"
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", "import bridgemon.compiled as c; print(c.REASON)"],
+            capture_output=True, text=True, timeout=30, cwd=source,
+            env=dict(os.environ, PYTHONPATH=str(source)),
+        ).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _tree(source: Path) -> str:
     if source.resolve() != REPO:
         return f"bridgemon imported from {source}"
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from bridgemon import cooperative, gc_pacing, gil, metrics
+from bridgemon import compiled, cooperative, gc_pacing, gil, metrics
 from bridgemon.board import Board
 from bridgemon.config import Config, ConfigError, TlsError, load_config
 from bridgemon.cooperative import Steps
@@ -146,9 +146,10 @@ class Monitor:
         self.gc_pacer.start()  # and what survives each collection from now on
         log.info(
             "bridgemon (vantage %s, shard %s) monitoring %d of %d sites from %s (ICMP %s "
-            "sockets); serving %s://%s:%d/metrics", self.vantage.settings.name,
+            "sockets, hot modules %s); serving %s://%s:%d/metrics", self.vantage.settings.name,
             self.share.shard, len(self.share.exported), len(self.config.inventory),
-            self.config.path, mode, "https" if tls else "http", self.bound[0], self.bound[1],
+            self.config.path, mode, compiled.REASON, "https" if tls else "http",
+            self.bound[0], self.bound[1],
         )
 
     async def stop(self) -> None:

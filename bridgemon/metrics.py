@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bridgemon import __version__
+from bridgemon import __version__, compiled
 from bridgemon.durations import format_duration
 from bridgemon.events import Event
 from bridgemon.inventory import Inventory, Site
@@ -131,10 +131,12 @@ def _events_exposition(snap: Snapshot) -> bytes:
 
 def _self_metrics(snap: Snapshot) -> Iterator[Metric]:
     build = GaugeMetricFamily(
-        "bridgemon_build_info", "bridgemon version and Python it runs on",
-        labels=["version", "python"],
+        "bridgemon_build_info",
+        "bridgemon version, the Python it runs on, and whether its hot modules run compiled",
+        labels=["version", "python", "compiled"],
     )
-    build.add_metric([__version__, platform.python_version()], 1)
+    build.add_metric([__version__, platform.python_version(),
+                      "true" if compiled.ACTIVE else "false"], 1)
     yield build
     yield GaugeMetricFamily(
         "bridgemon_start_time_seconds", "When the daemon started (Unix time)",
@@ -321,22 +323,26 @@ SITE_FAMILIES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+class _Empty(Collector):
+    """A family with no samples, for its HELP/TYPE lines. (At module level: mypyc, which
+    compiles this module, takes no class defined inside a function.)"""
+
+    def __init__(self, name: str, kind: str, text: str) -> None:
+        self.family = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
+            name, text, labels=["site"]
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        yield self.family
+
+
 def _family_headers() -> tuple[bytes, ...]:
     """HELP/TYPE lines exactly as prometheus_client writes them (names, escaping)."""
-
-    class Empty(Collector):
-        def __init__(self, name: str, kind: str, text: str) -> None:
-            self.family = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
-                name, text, labels=["site"]
-            )
-
-        def collect(self) -> Iterator[Metric]:
-            yield self.family
 
     headers = []
     for name, kind, text in SITE_FAMILIES:
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(Empty(name, kind, text))
+        registry.register(_Empty(name, kind, text))
         headers.append(generate_latest(registry))
     return tuple(headers)
 

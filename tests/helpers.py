@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
+import inspect
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +22,7 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridgemon import compiled
 from bridgemon.config import load_config
 from bridgemon.daemon import Monitor
 from tests.conftest import free_port
@@ -233,6 +237,40 @@ def config_errors(text: str) -> list[str]:
     except ConfigError as caught:
         return [str(issue) for issue in caught.issues]
     raise AssertionError("the loader accepted it")
+
+
+def patches_hot_modules(test: Callable[..., Any]) -> Callable[..., Any]:
+    """For a test that patches the internals of a hot module (``bridgemon.compiled``):
+    compiled, a native class's methods are read-only and a module's functions are called
+    directly, past any patch. While they run compiled, the test runs in a process of its
+    own where they run from source (``BRIDGEMON_PURE=1``)."""
+    where = f"{inspect.getsourcefile(test)}::{test.__name__}"
+    if inspect.iscoroutinefunction(test):
+        @functools.wraps(test)
+        async def run_async(*args: Any, **kwargs: Any) -> None:
+            if compiled.ACTIVE:
+                _run_pure(where)
+            else:
+                await test(*args, **kwargs)
+        return run_async
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        if compiled.ACTIVE:
+            _run_pure(where)
+        else:
+            test(*args, **kwargs)
+    return run
+
+
+def _run_pure(test: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "BRIDGEMON_PURE": "1"},
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert " passed" in out.stdout, out.stdout[-3000:]
 
 
 def load_script(name: str) -> ModuleType:

@@ -12,7 +12,7 @@ from bridgemon.metrics import render
 from bridgemon.probes.result import EchoBurst, ProbeResult, SiteRound
 from bridgemon.snapshot import PingerFigures, ReloadFigures, RoundFigures, Snapshot
 from bridgemon.windows import WindowStore
-from tests.helpers import inventory_toml, parse_exposition, value
+from tests.helpers import inventory_toml, parse_exposition, patches_hot_modules, value
 
 NOW = 1_800_000_000.0
 
@@ -108,6 +108,7 @@ def test_a_removed_site_vanishes_from_every_family() -> None:
     assert 'site="20242"' not in after and 'site="48"' in after
 
 
+@patches_hot_modules
 def test_an_icmp_only_site_is_written_alike_by_either_path(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

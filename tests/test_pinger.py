@@ -18,6 +18,7 @@ import pytest
 from bridgemon.probes.pinger import Pinger
 from bridgemon.probes.result import EchoBurst
 from tests.conftest import add_route, needs_root
+from tests.helpers import patches_hot_modules
 
 pytestmark = needs_root
 
@@ -232,6 +233,7 @@ async def test_cancelled_burst_forgets_its_echoes(pinger: Pinger) -> None:
     assert all(not fam.pending for fam in pinger._sockets.values())
 
 
+@patches_hot_modules
 async def test_a_started_burst_reports_once_outside_the_tick(pinger: Pinger) -> None:
     results: list[EchoBurst] = []
     inside_tick: list[bool] = []
@@ -298,6 +300,7 @@ async def test_bursts_ending_together_report_a_slice_at_a_time(pinger: Pinger) -
     assert [str(c["exception"]) for c in caught] == ["a bug in one done()"]
 
 
+@patches_hot_modules
 async def test_a_tick_with_many_echoes_due_sends_them_a_slice_at_a_time(
     pinger: Pinger,
 ) -> None:

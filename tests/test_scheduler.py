@@ -18,6 +18,7 @@ from bridgemon.probes.pinger import BurstHandle, Pinger
 from bridgemon.probes.result import EchoBurst, SiteRound
 from bridgemon.scheduler import RoundScheduler
 from tests.conftest import needs_root
+from tests.helpers import patches_hot_modules
 
 pytestmark = needs_root
 
@@ -118,6 +119,7 @@ async def port() -> object:
     server.close()
 
 
+@patches_hot_modules
 async def test_every_site_is_recorded_once_whichever_way_it_went(port: int) -> None:
     rounds, most = await _round(port, limit=4)
     assert set(rounds) == {f"s{i}" for i in range(len(DIRECT))} | {"tcp", "named"}
@@ -132,6 +134,7 @@ async def test_every_site_is_recorded_once_whichever_way_it_went(port: int) -> N
     assert 1 <= most <= 4
 
 
+@patches_hot_modules
 async def test_the_concurrency_limit_holds_for_direct_sites_too(port: int) -> None:
     # Every site is due within 30 ms, and a burst takes longer: the limit is what holds.
     rounds, most = await _round(port, limit=2, spread=0.001)
@@ -139,6 +142,7 @@ async def test_the_concurrency_limit_holds_for_direct_sites_too(port: int) -> No
     assert most == 2
 
 
+@patches_hot_modules
 async def test_a_failure_to_record_one_site_costs_that_site_only(port: int) -> None:
     rounds, _ = await _round(port, limit=4, record_fails_for="s2")
     assert len(rounds) == len(DIRECT) + 2

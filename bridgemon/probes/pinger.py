@@ -86,8 +86,9 @@ _KEY_SPACE = 1 << (16 + icmp_filter.IDENT_BLOCK_BITS)  # raw sockets: identifier
 Mode = Literal["auto", "raw", "dgram"]
 
 
-class PingerUnavailable(RuntimeError):
-    """No ICMP socket can be opened with this process's privileges."""
+class PingerUnavailable(Exception):
+    """No ICMP socket can be opened with this process's privileges. (An Exception: mypyc
+    compiles this module, and its classes may derive from no other built-in.)"""
 
 
 def privilege_hint() -> str:
