@@ -39,7 +39,7 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:  # (distutils raises its own kinds: CompileError, ...)
             _forget_build()
             print(f"bridgemon: compiling the hot modules failed ({exc}); installing them as "
-                  "plain Python (slower; see README, Install)", file=sys.stderr)
+                  "plain Python (slower; README, \"Compiled hot modules\")", file=sys.stderr)
 
     def build_extension(self, ext):  # type: ignore[no-untyped-def]
         try:
