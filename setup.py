@@ -30,8 +30,17 @@ from bridgemon.compiled import GROUP, MANIFEST, MODULES  # noqa: E402  (after th
 sys.path.remove(str(HERE))
 
 
+# module -> SHA-256 of the source mypyc compiled, written beside the built extensions
+_COMPILED: dict[str, str] = {}
+
+
 class OptionalBuildExt(build_ext):
-    """A compile that fails leaves a working pure-Python install behind, and says why."""
+    """A compile that fails leaves a working pure-Python install behind, and says why.
+
+    One that succeeds writes the hashes of the sources it compiled beside the extensions
+    (in the source tree for an editable install, in the wheel otherwise): written there
+    and not into the source tree, a wheel built from a tree whose sources were edited
+    after its in-place build would vouch for the stale extensions left in it."""
 
     def run(self) -> None:
         try:
@@ -40,6 +49,10 @@ class OptionalBuildExt(build_ext):
             _forget_build()
             print(f"bridgemon: compiling the hot modules failed ({exc}); installing them as "
                   "plain Python (slower; README, \"Compiled hot modules\")", file=sys.stderr)
+            return
+        if _COMPILED:
+            built = Path(self.get_ext_fullpath(GROUP + "__mypyc")).parent / MANIFEST
+            built.write_text(json.dumps(_COMPILED, indent=1) + "\n")
 
     def build_extension(self, ext):  # type: ignore[no-untyped-def]
         try:
@@ -68,11 +81,10 @@ def _compiled_modules() -> list[object]:
         print("bridgemon: mypyc is not installed; the hot modules stay plain Python",
               file=sys.stderr)
         return []
-    # The hashes of the sources compiled: bridgemon.compiled runs the compiled modules only
-    # while their sources still hash the same.
-    manifest = {name: hashlib.sha256((HERE / path).read_bytes()).hexdigest()
-                for name, path in zip(MODULES, _sources(), strict=True)}
-    (HERE / "bridgemon" / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    # The hashes of the sources compiled, taken before mypyc reads them: bridgemon.compiled
+    # runs the compiled modules only while their sources still hash the same.
+    _COMPILED.update({name: hashlib.sha256((HERE / path).read_bytes()).hexdigest()
+                      for name, path in zip(MODULES, _sources(), strict=True)})
     return list(mypycify(_sources(), group_name=GROUP, opt_level="3"))
 
 
