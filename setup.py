@@ -70,7 +70,15 @@ def _sources() -> list[str]:
     return [str(Path(*name.split(".")).with_suffix(".py")) for name in MODULES]
 
 
+# The commands that build extensions. pip runs setup.py for the build requirements and the
+# metadata too (egg_info, dist_info): mypyc there would type-check and generate it all for
+# nothing, a minute each time.
+_BUILDS = {"build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install"}
+
+
 def _compiled_modules() -> list[object]:
+    if not _BUILDS & set(sys.argv[1:]):
+        return []
     if os.environ.get("BRIDGEMON_PURE") == "1":
         _forget_build()
         return []
