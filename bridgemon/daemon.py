@@ -96,6 +96,7 @@ class Monitor:
         self.gc_pacer = GcPacer()
         self._housekeeping: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
+        self._cascading: asyncio.Future[None] | None = None
         self._reload = ReloadFigures(True, self.started_at, self.started_at, ())
         self._stopping = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -160,6 +161,8 @@ class Monitor:
             self._housekeeping.cancel()
         if self._watching is not None:
             self._watching.cancel()
+        if self._cascading is not None:
+            self._cascading.cancel()
         if self.scheduler is not None:
             await self.scheduler.shutdown()
         if self.testruns is not None:
@@ -392,9 +395,20 @@ class Monitor:
     def record(self, site: Site, site_round: SiteRound) -> None:
         """A site's round is done: remember it and judge the site, once, now."""
         if self.windows.record(site.id, site.probe_key(), site_round):
-            self.board.update(site.id, time.time())
+            self.board.update(site.id, time.time(), children_later=True)
+            if self.board.cascading and self._cascading is None:
+                self._cascading = asyncio.ensure_future(self._cascade())
         if self._replay is not None:
             self._replay.append((site, site_round))
+
+    async def _cascade(self) -> None:
+        """Children whose parent's "down" changed, judged again a slice at a time (see
+        ``Board.cascade_in_steps``), on whichever board runs (a reload may swap it)."""
+        try:
+            while self.board.cascading:
+                await cooperative.run(self.board.cascade_in_steps())
+        finally:
+            self._cascading = None
 
     async def _keep_house(self) -> None:
         """Once a second: verdicts gone stale by time alone (a slice at a time), and the

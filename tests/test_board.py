@@ -100,6 +100,42 @@ def test_a_parent_going_down_and_up_is_followed_down_the_tree() -> None:
     assert {k: v.state for k, v in fresh.items()} == states(board)
 
 
+def test_children_left_for_later_are_judged_a_site_a_step_alike() -> None:
+    # The daemon leaves a parent's children to cascade_in_steps (a province's 350
+    # communes took 15-26 ms in one step); they end as judging them at once would.
+    inventory, state, board = setup()
+    for site_id in ("49", "502", "20335", "516"):
+        record(inventory, state, board, site_id, DOWN, NOW)
+    assert states(board)["502"] == State.PARENT_DOWN
+    site = inventory.sites["49"]
+    assert state.record("49", site.probe_key(), icmp_round(NOW + 30, site.address, UP))
+    board.update("49", NOW + 30, children_later=True)
+    assert board.views["49"].verdict.up and board.cascading  # up again: no longer "down"
+    assert states(board)["502"] == State.PARENT_DOWN  # not yet
+    steps = list(board.cascade_in_steps())
+    assert not board.cascading
+    assert len(steps) == 2  # 502 and 516 (502 stays "down": its commune keeps its verdict)
+    assert {k: v for k, v in states(board).items() if k != "49"} == {
+        "502": State.NOT_READY, "20335": State.PARENT_DOWN, "516": State.NOT_READY}
+    windows = {site_id: tuple(h.rounds) for site_id, h in state.sites.items()}
+    fresh = judge_all(inventory, windows, NOW + 30)
+    assert {k: v.state for k, v in fresh.items()} == states(board)
+
+
+def test_a_sync_drops_the_cascade_of_the_inventory_it_replaces() -> None:
+    inventory, state, board = setup()
+    for site_id in ("49", "502", "20335", "516"):
+        record(inventory, state, board, site_id, DOWN, NOW)
+    site = inventory.sites["49"]
+    assert state.record("49", site.probe_key(), icmp_round(NOW + 30, site.address, UP))
+    board.update("49", NOW + 30, children_later=True)
+    steps = board.cascade_in_steps()
+    next(steps)
+    board.sync(inventory, state.sites, NOW + 31)  # judges every site afresh
+    assert list(steps) == [] and not board.cascading
+    assert states(board)["502"] == State.NOT_READY
+
+
 def test_silence_is_found_by_the_sweep_not_by_readers() -> None:
     inventory, state, board = setup()
     for site_id in ("49", "502"):
