@@ -95,14 +95,18 @@ def test_a_parent_going_down_and_up_is_followed_down_the_tree() -> None:
     record(inventory, state, board, "502", UP, NOW + 61)
     assert states(board)["20335"] == State.NOT_READY
     # the incremental verdicts are the ones judging everything afresh would give
+    assert_judged_afresh_alike(inventory, state, board, NOW + 61)
+
+
+def assert_judged_afresh_alike(inventory: Inventory, state: WindowStore, board: Board,
+                               now: float) -> None:
     windows = {site_id: tuple(h.rounds) for site_id, h in state.sites.items()}
-    fresh = judge_all(inventory, windows, NOW + 61)
+    fresh = judge_all(inventory, windows, now)
     assert {k: v.state for k, v in fresh.items()} == states(board)
 
 
-def test_children_left_for_later_are_judged_a_site_a_step_alike() -> None:
-    # The daemon leaves a parent's children to cascade_in_steps (a province's 350
-    # communes took 15-26 ms in one step); they end as judging them at once would.
+def province_back_up_children_later() -> tuple[Inventory, WindowStore, Board]:
+    """Everything down, then the province answers again, its children left for later."""
     inventory, state, board = setup()
     for site_id in ("49", "502", "20335", "516"):
         record(inventory, state, board, site_id, DOWN, NOW)
@@ -111,24 +115,24 @@ def test_children_left_for_later_are_judged_a_site_a_step_alike() -> None:
     assert state.record("49", site.probe_key(), icmp_round(NOW + 30, site.address, UP))
     board.update("49", NOW + 30, children_later=True)
     assert board.views["49"].verdict.up and board.cascading  # up again: no longer "down"
+    return inventory, state, board
+
+
+def test_children_left_for_later_are_judged_a_site_a_step_alike() -> None:
+    # The daemon leaves a parent's children to cascade_in_steps (a province's 350
+    # communes took 15-26 ms in one step); they end as judging them at once would.
+    inventory, state, board = province_back_up_children_later()
     assert states(board)["502"] == State.PARENT_DOWN  # not yet
     steps = list(board.cascade_in_steps())
     assert not board.cascading
     assert len(steps) == 2  # 502 and 516 (502 stays "down": its commune keeps its verdict)
     assert {k: v for k, v in states(board).items() if k != "49"} == {
         "502": State.NOT_READY, "20335": State.PARENT_DOWN, "516": State.NOT_READY}
-    windows = {site_id: tuple(h.rounds) for site_id, h in state.sites.items()}
-    fresh = judge_all(inventory, windows, NOW + 30)
-    assert {k: v.state for k, v in fresh.items()} == states(board)
+    assert_judged_afresh_alike(inventory, state, board, NOW + 30)
 
 
 def test_a_sync_drops_the_cascade_of_the_inventory_it_replaces() -> None:
-    inventory, state, board = setup()
-    for site_id in ("49", "502", "20335", "516"):
-        record(inventory, state, board, site_id, DOWN, NOW)
-    site = inventory.sites["49"]
-    assert state.record("49", site.probe_key(), icmp_round(NOW + 30, site.address, UP))
-    board.update("49", NOW + 30, children_later=True)
+    inventory, state, board = province_back_up_children_later()
     steps = board.cascade_in_steps()
     next(steps)
     board.sync(inventory, state.sites, NOW + 31)  # judges every site afresh
