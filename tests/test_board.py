@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+from pathlib import Path
 
 from bridgemon.board import Board
+from bridgemon.config import load_config
+from bridgemon.daemon import Monitor
 from bridgemon.inventory import Inventory, Level
 from bridgemon.readiness import judge_all
 from bridgemon.verdicts import State
 from bridgemon.views import site_json
 from bridgemon.windows import WindowStore
+from tests.helpers import write_inventory
 from tests.test_windows import icmp_round, make_site
 
 NOW = 100_000.0
@@ -230,3 +235,36 @@ def test_a_sync_that_fails_half_way_keeps_the_board_it_had() -> None:
     assert board.views == before and board.inventory is inventory
     record(inventory, state, board, "49", UP, NOW + 2)  # and it goes on working
     assert states(board)["49"] == State.READY
+
+
+async def test_the_daemon_judges_a_parents_children_again_after_its_own_round(
+    tmp_path: Path,
+) -> None:
+    # Monitor.record judges the district at once and leaves its 30 communes to a task of
+    # its own (Board.cascade_in_steps): none is judged in the district's step, all end
+    # parent_down.
+    sites: list[dict[str, object]] = [
+        {"id": "49", "name": "Tỉnh", "level": "province", "address": "127.49.0.1"},
+        {"id": "502", "name": "Tam Kỳ", "level": "district", "parent": "49",
+         "address": "127.49.2.1"}]
+    sites += [{"id": f"c{i}", "name": f"Xã {i}", "level": "commune", "parent": "502",
+               "address": f"127.49.3.{i + 1}"} for i in range(30)]
+    config = load_config(write_inventory(tmp_path / "sites.toml", sites, port=9))
+    monitor = Monitor(config)
+    inventory = config.inventory
+    monitor.windows.sync(inventory, config.monitor.window)
+    monitor.board.sync(inventory, monitor.windows.sites, NOW)
+    for site_id in ("49", *(f"c{i}" for i in range(30))):
+        site = inventory.sites[site_id]
+        monitor.record(site, icmp_round(NOW, site.address, UP if site_id == "49" else DOWN))
+    assert not monitor.board.cascading
+    district = inventory.sites["502"]
+    monitor.record(district, icmp_round(NOW + 1, district.address, DOWN))
+    assert states(monitor.board)["502"] == State.NOT_READY
+    assert states(monitor.board)["c0"] == State.NOT_READY and monitor.board.cascading
+    for _ in range(200):
+        if not monitor.board.cascading:
+            break
+        await asyncio.sleep(0.01)
+    assert {states(monitor.board)[f"c{i}"] for i in range(30)} == {State.PARENT_DOWN}
+    assert monitor._cascading is None
