@@ -464,8 +464,8 @@ class Monitor:
             event_window=self.config.monitor.event_window,
             loop_lag=self.loop_lag.worst(),
             quarantined=tuple(self.testruns.quarantined) if self.testruns else (),
-            http=HttpFigures(self.listener.connections, self.listener.refused[0])
-            if self.listener else HttpFigures(),
+            http=HttpFigures(self.listener.connections, self.listener.refused[0],
+                             self.listener.abandoned) if self.listener else HttpFigures(),
         )
         gc_pacing.settle()  # its copy of the 12,000 views (gc_pacing.settle)
         return snapshot

@@ -68,6 +68,7 @@ class Quarantined(TypedDict):
 class HttpFigures:
     connections: int = 0  # open now
     refused: int = 0  # turned away because max_connections were open
+    abandoned: int = 0  # aborted: the client took nothing of its answer for send_timeout
 
 
 @dataclass(frozen=True, slots=True)

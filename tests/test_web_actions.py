@@ -55,7 +55,7 @@ async def test_health_and_sites_come_from_the_snapshot_alone() -> None:
         snapshot(SITES, rounds),
         # A round every 2 s last begun 30 s ago: stalled, whatever the clock says now.
         rounds=(RoundFigures(2.0, 3, 7, 1, NOW - 30, 0.8),),
-        loop_lag=0.004, http=HttpFigures(5, 2), quarantined=(QUARANTINED,),
+        loop_lag=0.004, http=HttpFigures(5, 2, 1), quarantined=(QUARANTINED,),
     )
     monitor = SnapshotOnly(snap)
     app = make_app(monitor, HttpLimits())
@@ -66,7 +66,8 @@ async def test_health_and_sites_come_from_the_snapshot_alone() -> None:
             "status": "stalled", "problems": ["no probe round every 2s for 30s"],
             "sites": 3, "uptime_seconds": 60.0, "rounds": 7, "echoes_sent": 21,
             "echoes_received": 20, "loop_lag_seconds": 0.004, "http_connections": 5,
-            "http_connections_refused": 2, "events_quarantined": [QUARANTINED],
+            "http_connections_refused": 2, "http_responses_abandoned": 1,
+            "events_quarantined": [QUARANTINED],
             "test_runs": "starting",
         }
         sites = await client.get("/api/v1/sites", params={"verdict": "ready"})

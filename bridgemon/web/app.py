@@ -219,6 +219,8 @@ async def handle_health(request: web.Request) -> web.Response:
         "http_connections": snap.http.connections,
         # turned away because max_connections were open: a client leaking connections
         "http_connections_refused": snap.http.refused,
+        # aborted because the client took nothing of its answer for 60 s (send_timeout)
+        "http_responses_abandoned": snap.http.abandoned,
         # events.json files set aside at start because they held events that cannot be used
         "events_quarantined": list(snap.quarantined),
         # the test runs' store is opened after the first answers: scripts wait for "ready"

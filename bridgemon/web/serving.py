@@ -8,6 +8,13 @@ connection is closed after ``keepalive_timeout`` and, past ``max_connections`` o
 new connection gets a short 503 and is closed at once, so the descriptors the web app can
 take are bounded whatever clients do.
 
+A client that asks and then reads nothing would hold its connection, its handler and the
+answer's bytes (the API's list of 12,000 sites is 8 MB) for as long as it stays: aiohttp
+waits for the socket to drain without a limit. So the listener looks at every
+connection's unsent bytes every few seconds, and a connection whose unsent bytes have not
+moved for ``send_timeout`` is aborted (``abandoned``, in /healthz). A slow reader that
+takes something between two looks is never cut off, however long its answer takes.
+
 With TLS (``[web] tls_cert``/``tls_key``) the same socket speaks TLS 1.2 or later; a client
 that connects and never finishes its handshake is dropped after ``tls_handshake_timeout``
 (the gate counts a connection once its handshake is done).
@@ -38,6 +45,9 @@ class HttpLimits:
     backlog: int = 128
     body_timeout: float = 10.0  # to receive a request body once the headers are in
     tls_handshake_timeout: float = 10.0
+    # An answer the client takes nothing of for this long is given up (see the module's
+    # docstring); Prometheus gives up on a scrape after 10 s by default anyway.
+    send_timeout: float = 60.0
 
 
 _FULL_BODY = b'{"error": "too many connections, try again shortly"}'
@@ -95,6 +105,10 @@ class Listener:
     def __init__(self, app: web.Application, limits: HttpLimits) -> None:
         self.limits = limits
         self.refused = [0]  # connections turned away because the server was full
+        self.abandoned = 0  # connections aborted: their client took nothing for send_timeout
+        # Each connection with unsent bytes: how many, and since when that count holds.
+        self._unsent: dict[asyncio.BaseTransport, tuple[int, float]] = {}
+        self._watch: asyncio.Task[None] | None = None
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      keepalive_timeout=limits.keepalive_timeout)
         self._server: asyncio.Server | None = None
@@ -118,7 +132,44 @@ class Listener:
         sockets = self._server.sockets
         name = sockets[0].getsockname() if sockets else (host, port)
         self.bound = (str(name[0]), int(name[1]))
+        self._watch = asyncio.create_task(self._abandon_stuck_answers())
         return self.bound
+
+    async def _abandon_stuck_answers(self) -> None:
+        """Every few seconds (a quarter of ``send_timeout``, at most 5 s), ``look``."""
+        every = min(5.0, self.limits.send_timeout / 4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every)
+            self.look(loop.time())
+
+    def look(self, now: float) -> None:
+        """Abort the connections whose unsent bytes have stayed the same, and more than
+        none, for ``send_timeout``. (At most ``max_connections``: a few µs each.)"""
+        server = self._runner.server
+        if server is None:
+            return
+        seen: dict[asyncio.BaseTransport, tuple[int, float]] = {}
+        for handler in server.connections:
+            transport = handler.transport
+            if transport is None or transport.is_closing():
+                continue
+            assert isinstance(transport, asyncio.WriteTransport)
+            unsent = transport.get_write_buffer_size()
+            if not unsent:
+                continue
+            before = self._unsent.get(transport)
+            since = before[1] if before is not None and before[0] == unsent else now
+            if now - since >= self.limits.send_timeout:
+                self.abandoned += 1
+                peer = transport.get_extra_info("peername")
+                log.warning("web client %s took none of the last %d bytes of its answer "
+                            "in %.0f s: connection closed", peer[0] if peer else "?",
+                            unsent, now - since)
+                transport.abort()
+                continue
+            seen[transport] = (unsent, since)
+        self._unsent = seen  # closed connections fall out here
 
     @property
     def tls(self) -> bool:
@@ -140,6 +191,9 @@ class Listener:
         return len(server.connections) if server is not None else 0
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._server is not None:
             self._server.close()
         await self._runner.cleanup()
