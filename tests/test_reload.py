@@ -365,6 +365,9 @@ async def test_a_reload_is_built_between_loop_iterations_and_replays_what_landed
     tick = asyncio.create_task(ticker())
     feeder = asyncio.create_task(rounds_keep_landing())
     await monitor.apply_gradually(_load_for_reload(config.path))
+    # The replaced board's views are let go in the background: taken now, the task just
+    # started (a fast machine finishes it in the next turns).
+    letting_go = list(monitor._tasks)
     await feeder
     stop.set()
     await tick
@@ -377,8 +380,7 @@ async def test_a_reload_is_built_between_loop_iterations_and_replays_what_landed
         assert monitor.windows.holds(site_id, site_round), site_id
         assert len(monitor.windows.sites[site_id].rounds) == 1  # none replayed twice
         assert monitor.board.views[site_id].verdict.last_probe == site_round.started_at
-    # The replaced board's views are let go in the background, to the end and quietly.
-    letting_go = list(monitor._tasks)
+    # ... to the end and quietly.
     assert len(letting_go) == 1
     await asyncio.wait_for(asyncio.gather(*letting_go), 10)
     assert not monitor._tasks
