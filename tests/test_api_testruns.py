@@ -153,6 +153,67 @@ async def test_events_added_through_the_api_persist_and_are_validated(start: Sta
     assert [e["id"] for e in events] == ["hn-tam-ky"] and events[0]["source"] == "api"
 
 
+async def delete(monitor: Monitor, path: str, token: str | None = TOKEN) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as session, session.delete(
+        url(monitor, path), headers=headers
+    ) as response:
+        return response.status, await response.json()
+
+
+async def test_events_added_through_the_api_can_be_removed(start: Starter) -> None:
+    monitor = await start(f'''
+[[events]]
+id = "in-file"
+title = "Giao ban"
+start = "{(datetime.now(ZONE) + timedelta(days=3)).isoformat()}"
+participants = "502"
+''')
+    event = {"id": "hop-huy", "title": "Họp sẽ huỷ",
+             "start": (datetime.now(ZONE) + timedelta(days=2)).isoformat(),
+             "participants": "under:502", "pretests": ["1h"]}
+    status, _ = await post(monitor, "/api/v1/events", event)
+    assert status == 201
+    assert [job for job, _ in monitor.scheduler.planned("pretest:hop-huy")]
+    assert (await delete(monitor, "/api/v1/events/hop-huy", token=None))[0] == 401
+    status, body = await delete(monitor, "/api/v1/events/hop-huy")
+    assert status == 200 and body["removed"]["id"] == "hop-huy"
+    assert body["removed"]["title"] == "Họp sẽ huỷ"
+    assert not monitor.scheduler.planned("pretest:hop-huy")  # its pre-test is not planned
+    status, body = await delete(monitor, "/api/v1/events/hop-huy")
+    assert status == 404 and body["field"] == "id"
+    # One of the inventory is removed in the file: the API says where.
+    status, body = await delete(monitor, "/api/v1/events/in-file")
+    assert status == 409 and "sites.toml" in body["error"]
+    status, _ = await post(monitor, "/api/v1/events", event)  # the id is free again
+    assert status == 201
+    await delete(monitor, "/api/v1/events/hop-huy")
+    await monitor.stop()
+    again = await start()  # same state directory: the removal was saved
+    events = json.loads((await aget(url(again, "/api/v1/events")))[1])["events"]
+    assert "hop-huy" not in [e["id"] for e in events]
+
+
+async def test_the_events_kept_are_bounded(start: Starter,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridgemon.testrun import saved_events
+
+    monkeypatch.setattr(saved_events, "MAX_SAVED", 3)
+    monitor = await start()
+    begins = (datetime.now(ZONE) + timedelta(days=2)).isoformat()
+    for index in range(3):
+        status, _ = await post(monitor, "/api/v1/events", {
+            "id": f"e{index}", "title": "Họp", "start": begins, "participants": "502"})
+        assert status == 201
+    status, body = await post(monitor, "/api/v1/events", {
+        "id": "e3", "title": "Họp", "start": begins, "participants": "502"})
+    assert status == 409 and "DELETE /api/v1/events/ID" in body["error"]
+    assert (await delete(monitor, "/api/v1/events/e0"))[0] == 200
+    status, _ = await post(monitor, "/api/v1/events", {
+        "id": "e3", "title": "Họp", "start": begins, "participants": "502"})
+    assert status == 201
+
+
 async def test_pretests_run_at_their_offsets_and_feed_the_metrics(start: Starter) -> None:
     begins = datetime.now(ZONE) + timedelta(seconds=8)
     monitor = await start(f'''

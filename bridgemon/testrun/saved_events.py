@@ -28,6 +28,9 @@ from bridgemon.testrun.pretests import missed, upcoming
 log = logging.getLogger(__name__)
 
 FILE = "events.json"  # in the state directory
+# Events added through the API, kept at most: a year of several conferences a day. Each is
+# planned again at every reload and every change, and the file is written whole.
+MAX_SAVED = 1000
 
 # An event as it was posted (its EventModel's JSON), as events.json keeps it.
 SavedEvent = dict[str, Any]
@@ -39,6 +42,18 @@ class EventRejected(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class EventsFull(EventRejected):
+    """``MAX_SAVED`` events are kept already: one must be removed before another is added."""
+
+
+class EventNotRemovable(EventRejected):
+    """Unknown, or declared in the inventory (the file is where it is removed)."""
+
+    def __init__(self, field: str, message: str, status: int) -> None:
+        super().__init__(field, message)
+        self.status = status
 
 
 class EventUnresolved(EventRejected):

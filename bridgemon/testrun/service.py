@@ -33,7 +33,9 @@ from bridgemon.testrun.plan import TestPlan, plan_with_in_steps
 from bridgemon.testrun.pretests import Pretest, missed, upcoming
 from bridgemon.testrun.run import run_and_store
 from bridgemon.testrun.saved_events import (
+    EventNotRemovable,
     EventRejected,
+    EventsFull,
     EventUnresolved,
     SavedEvent,
     check_event,
@@ -101,13 +103,37 @@ class TestRuns:
         model, event = resolve_event(raw, self.config.inventory, now)
         if self.event(model.id) is not None or model.id in self._saved:
             raise EventRejected("id", f"event {model.id!r} exists already")
-        saved = {**self._saved, model.id: model.model_dump(mode="json")}
+        if len(self._saved) >= saved_events.MAX_SAVED:
+            raise EventsFull("id", f"{len(self._saved)} events added through the API are "
+                                   "kept already, the most there can be: remove past ones "
+                                   "(DELETE /api/v1/events/ID) before adding another")
+        self._save({**self._saved, model.id: model.model_dump(mode="json")}, now)
+        return event
+
+    def remove_event(self, event_id: str) -> SavedEvent:
+        """Forget an event added through the API (its pre-tests are no longer planned; the
+        runs it had stay in the history) and give it back as it was posted. Raises
+        EventNotRemovable for an unknown event or one declared in the inventory, OSError if
+        the file could not be written (then nothing is removed)."""
+        if event_id not in self._saved:
+            if any(event.id == event_id for event in self.config.events):
+                raise EventNotRemovable("id", f"event {event_id!r} is declared in "
+                                              f"{self.config.path}: remove it there and "
+                                              "reload", 409)
+            raise EventNotRemovable("id", f"no event {event_id!r} was added through the "
+                                          "API", 404)
+        removed = self._saved[event_id]
+        self._save({key: raw for key, raw in self._saved.items() if key != event_id},
+                   datetime.now(ZONE))
+        return removed
+
+    def _save(self, saved: dict[str, SavedEvent], now: datetime) -> None:
+        """Plan the events with ``saved`` as the API's, write them, then switch to them."""
         plan = self.prepare(self.config, saved=saved, now=now)
-        # Saved first: an event the disk refused is not half-added in memory.
+        # Saved first: a change the disk refused is not half-made in memory.
         saved_events.write(self._events_file, saved)
         self._saved = saved
         self.commit(plan)
-        return event
 
     def prepare(self, config: Config, *, saved: dict[str, SavedEvent] | None = None,
                 now: datetime | None = None) -> EventsPlan:

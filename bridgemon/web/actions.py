@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridgemon.events import Event
 from bridgemon.snapshot import Snapshot
@@ -41,7 +41,13 @@ class TestRunActions(Protocol):
     def event(self, event_id: str) -> Event | None: ...
 
     def add_event(self, raw: object) -> Event:
-        """Raises saved_events.EventRejected naming the field, OSError if not saved."""
+        """Raises saved_events.EventRejected naming the field (EventsFull when the most
+        there can be are kept), OSError if not saved."""
+        ...
+
+    def remove_event(self, event_id: str) -> dict[str, Any]:
+        """The event as it was posted. Raises saved_events.EventNotRemovable (with the HTTP
+        status: unknown, or declared in the inventory), OSError if not saved."""
         ...
 
     def plan_run(self, *, selector: str | None = None, event: Event | None = None,

@@ -33,7 +33,7 @@ from bridgemon.events import event_json
 from bridgemon.inventory import SelectorError
 from bridgemon.snapshot import Snapshot
 from bridgemon.testrun.notes import NOTES_SHOWN
-from bridgemon.testrun.saved_events import EventRejected
+from bridgemon.testrun.saved_events import EventNotRemovable, EventRejected, EventsFull
 from bridgemon.verdicts import NAMES
 from bridgemon.web import access, auth, gzip_pieces, operations, scrape_parts
 from bridgemon.web.actions import MonitorActions, TestRunActions
@@ -124,6 +124,7 @@ def make_app(monitor: MonitorActions, limits: HttpLimits,
     app.router.add_post("/-/reload", handle_reload)
     app.router.add_get("/api/v1/events", handle_events)
     app.router.add_post("/api/v1/events", handle_add_event)
+    app.router.add_delete("/api/v1/events/{event_id}", handle_remove_event)
     app.router.add_get("/api/v1/test-runs", handle_test_runs)
     app.router.add_post("/api/v1/test-runs", handle_start_test_run)
     app.router.add_get("/api/v1/test-runs/{run_id}", handle_test_run)
@@ -447,12 +448,29 @@ async def handle_add_event(request: web.Request) -> web.Response:
         return body
     try:
         event = _testruns(request).add_event(body)
+    except EventsFull as exc:
+        return _error(409, str(exc), exc.field)
     except EventRejected as exc:
         return _error(400, str(exc), exc.field)
     except OSError as exc:
         log.error("cannot save an event added through the API: %s", exc)
         return _error(500, "the event could not be saved; the daemon's log says why")
     return web.json_response(event_json(event), status=201, dumps=_dumps)
+
+
+async def handle_remove_event(request: web.Request) -> web.Response:
+    """Forget an event added through the API; one of the inventory is removed there."""
+    refused = _authorised(request)
+    if refused is not None:
+        return refused
+    try:
+        removed = _testruns(request).remove_event(request.match_info["event_id"])
+    except EventNotRemovable as exc:
+        return _error(exc.status, str(exc), exc.field)
+    except OSError as exc:
+        log.error("cannot save the events after removing one through the API: %s", exc)
+        return _error(500, "the event could not be removed; the daemon's log says why")
+    return web.json_response({"removed": removed}, dumps=_dumps)
 
 
 _RUN_KEYS = {"select", "event", "count"}
