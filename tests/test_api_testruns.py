@@ -162,13 +162,10 @@ async def delete(monitor: Monitor, path: str, token: str | None = TOKEN) -> tupl
 
 
 async def test_events_added_through_the_api_can_be_removed(start: Starter) -> None:
-    monitor = await start(f'''
-[[events]]
-id = "in-file"
-title = "Giao ban"
-start = "{(datetime.now(ZONE) + timedelta(days=3)).isoformat()}"
-participants = "502"
-''')
+    in_file = {"id": "in-file", "title": "Giao ban", "participants": "502",
+               "start": (datetime.now(ZONE) + timedelta(days=3)).isoformat()}
+    monitor = await start("\n[[events]]\n" + "".join(f'{key} = "{value}"\n'
+                                                      for key, value in in_file.items()))
     event = {"id": "hop-huy", "title": "Họp sẽ huỷ",
              "start": (datetime.now(ZONE) + timedelta(days=2)).isoformat(),
              "participants": "under:502", "pretests": ["1h"]}
