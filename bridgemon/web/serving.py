@@ -141,7 +141,10 @@ class Listener:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(every)
-            self.look(loop.time())
+            try:
+                self.look(loop.time())
+            except Exception:  # the watch must outlive any one look
+                log.exception("looking for answers nobody takes failed")
 
     def look(self, now: float) -> None:
         """Abort the connections whose unsent bytes have stayed the same, and more than
@@ -152,9 +155,8 @@ class Listener:
         seen: dict[asyncio.BaseTransport, tuple[int, float]] = {}
         for handler in server.connections:
             transport = handler.transport
-            if transport is None or transport.is_closing():
+            if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
                 continue
-            assert isinstance(transport, asyncio.WriteTransport)
             unsent = transport.get_write_buffer_size()
             if not unsent:
                 continue
