@@ -3,7 +3,7 @@
 Why not icmplib's pingers: they open a socket per host, and every raw ICMP socket receives
 every reply on the machine, so at a thousand concurrent hosts each reply is copied and
 parsed a thousand times (``benchmarks/icmplib_vs_engine.py``, 1,000 loopback hosts at once:
-80 % of icmplib's echoes lost and RTTs of 117 ms, none lost and 2 µs here).
+80 % of icmplib's echoes lost and median RTTs of 80-117 ms; none lost and 2 µs here).
 This engine does what fping does instead:
 
 - ONE socket per family, raw (root / CAP_NET_RAW) or unprivileged datagram ICMP
